@@ -1,0 +1,333 @@
+//! The configuration request: `timeoutInSeconds` and `parameters`, validated field by field.
+//!
+//! Parsing goes through `serde_json::Value` so that each rejection can name the field at fault.
+
+use serde::{Serialize, Serializer};
+use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// Largest device timeout accepted, in seconds: one hour.
+pub const MAX_TIMEOUT_SECS: u64 = 3600;
+const MAX_PARAMETERS: usize = 64;
+const MAX_KEY_LEN: usize = 64;
+const MAX_TEXT_LEN: usize = 1024;
+const MAX_LIST_LEN: usize = 256;
+const VLAN_RANGE: std::ops::RangeInclusive<i64> = 1..=4094;
+const INTERFACE_RANGE: std::ops::RangeInclusive<i64> = 1..=1024;
+
+/// Why a request body was refused: `Malformed` is not JSON (400), `Invalid` breaks the schema (422).
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum RequestError {
+    #[error("{0}")]
+    Malformed(String),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// A validated request for one device.
+#[derive(Clone, PartialEq, Eq, Serialize)]
+pub struct ConfigRequest {
+    /// The device's own timeout, passed to Service A unchanged (not an HTTP deadline).
+    #[serde(rename = "timeoutInSeconds")]
+    pub timeout_in_seconds: u64,
+    pub parameters: Parameters,
+}
+
+/// One parameter value: a string, an integer or a list of integers.
+#[derive(Clone, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum ParamValue {
+    Int(i64),
+    Text(String),
+    IntList(Vec<i64>),
+}
+
+/// Named parameters. `Debug` shows the keys only, so values (passwords) never reach a log.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct Parameters(BTreeMap<String, ParamValue>);
+
+impl ConfigRequest {
+    /// Parses a request body: 400 for bytes that are not JSON, 422 for JSON that breaks the schema.
+    pub fn from_json(body: &[u8]) -> Result<Self, RequestError> {
+        let value: Value = serde_json::from_slice(body)
+            .map_err(|e| RequestError::Malformed(format!("request body is not valid JSON: {e}")))?;
+        Self::from_value(&value)
+    }
+
+    /// Validates an already parsed JSON value (a request body, or a queue message's `task_payload`).
+    pub fn from_value(value: &Value) -> Result<Self, RequestError> {
+        let object = value
+            .as_object()
+            .ok_or_else(|| invalid("request body must be a JSON object"))?;
+        if let Some(unknown) = object
+            .keys()
+            .find(|k| *k != "timeoutInSeconds" && *k != "parameters")
+        {
+            return Err(invalid(format!(
+                "unknown field `{unknown}`: expected `timeoutInSeconds` and `parameters`"
+            )));
+        }
+        let timeout = object
+            .get("timeoutInSeconds")
+            .ok_or_else(|| invalid("missing field `timeoutInSeconds`"))?;
+        let timeout_in_seconds = timeout
+            .as_u64()
+            .filter(|t| *t <= MAX_TIMEOUT_SECS)
+            .ok_or_else(|| {
+                invalid(format!(
+                    "`timeoutInSeconds` must be an integer from 0 to {MAX_TIMEOUT_SECS}, got {timeout}"
+                ))
+            })?;
+        let parameters = object
+            .get("parameters")
+            .ok_or_else(|| invalid("missing field `parameters`"))?;
+        Ok(Self {
+            timeout_in_seconds,
+            parameters: Parameters::from_value(parameters)?,
+        })
+    }
+
+    pub fn to_value(&self) -> Value {
+        serde_json::to_value(self).expect("a request always serialises")
+    }
+}
+
+impl fmt::Debug for ConfigRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConfigRequest")
+            .field("timeout_in_seconds", &self.timeout_in_seconds)
+            .field("parameters", &self.parameters)
+            .finish()
+    }
+}
+
+impl Parameters {
+    /// Accepts an object, or the original specification's list of one-key objects.
+    fn from_value(value: &Value) -> Result<Self, RequestError> {
+        let mut params = BTreeMap::new();
+        match value {
+            Value::Object(map) => {
+                for (key, value) in map {
+                    insert_param(&mut params, key, value)?;
+                }
+            }
+            Value::Array(items) => {
+                for (index, item) in items.iter().enumerate() {
+                    let pair = single_pair(item).ok_or_else(|| {
+                        invalid(format!("`parameters[{index}]` must be an object with exactly one key"))
+                    })?;
+                    if params.contains_key(pair.0) {
+                        return Err(invalid(format!("parameter `{}` is given twice", pair.0)));
+                    }
+                    insert_param(&mut params, pair.0, pair.1)?;
+                }
+            }
+            other => {
+                return Err(invalid(format!(
+                    "`parameters` must be an object or a list of one-key objects, got {}",
+                    kind(other)
+                )))
+            }
+        }
+        if params.len() > MAX_PARAMETERS {
+            return Err(invalid(format!("at most {MAX_PARAMETERS} parameters are accepted")));
+        }
+        Ok(Self(params))
+    }
+
+    pub fn get(&self, key: &str) -> Option<&ParamValue> {
+        self.0.get(key)
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// Whether a parameter key names a secret whose value must never be shown.
+pub fn is_secret_key(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    ["password", "passwd", "secret", "token", "key", "credential"]
+        .iter()
+        .any(|word| key.contains(word))
+}
+
+impl Serialize for Parameters {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(s)
+    }
+}
+
+/// Shows the kind of a value, never the value itself.
+impl fmt::Debug for ParamValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Int(_) => "<integer>",
+            Self::Text(_) => "<text>",
+            Self::IntList(_) => "<list>",
+        })
+    }
+}
+
+impl fmt::Debug for Parameters {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_set().entries(self.0.keys()).finish()
+    }
+}
+
+fn single_pair(item: &Value) -> Option<(&String, &Value)> {
+    let map: &Map<String, Value> = item.as_object()?;
+    (map.len() == 1).then(|| map.iter().next()).flatten()
+}
+
+fn insert_param(
+    params: &mut BTreeMap<String, ParamValue>,
+    key: &str,
+    value: &Value,
+) -> Result<(), RequestError> {
+    if key.is_empty() || key.len() > MAX_KEY_LEN {
+        return Err(invalid(format!(
+            "parameter names must have 1 to {MAX_KEY_LEN} characters"
+        )));
+    }
+    let parsed = parse_value(key, value)?;
+    check_range(key, &parsed)?;
+    params.insert(key.to_owned(), parsed);
+    Ok(())
+}
+
+fn parse_value(key: &str, value: &Value) -> Result<ParamValue, RequestError> {
+    let wrong = || {
+        invalid(format!(
+            "parameter `{key}` must be a string, an integer or a list of integers, got {}",
+            kind(value)
+        ))
+    };
+    match value {
+        Value::String(text) if text.len() <= MAX_TEXT_LEN => Ok(ParamValue::Text(text.clone())),
+        Value::String(_) => Err(invalid(format!(
+            "parameter `{key}` is longer than {MAX_TEXT_LEN} bytes"
+        ))),
+        Value::Number(n) => n.as_i64().map(ParamValue::Int).ok_or_else(wrong),
+        Value::Array(items) if items.len() <= MAX_LIST_LEN => items
+            .iter()
+            .map(|item| item.as_i64().ok_or_else(wrong))
+            .collect::<Result<_, _>>()
+            .map(ParamValue::IntList),
+        Value::Array(_) => Err(invalid(format!(
+            "parameter `{key}` has more than {MAX_LIST_LEN} items"
+        ))),
+        _ => Err(wrong()),
+    }
+}
+
+/// Range checks for the parameters whose meaning is known.
+fn check_range(key: &str, value: &ParamValue) -> Result<(), RequestError> {
+    match (key, value) {
+        ("vlan", ParamValue::Int(vlan)) if !VLAN_RANGE.contains(vlan) => Err(invalid(format!(
+            "`vlan` must be from 1 to 4094, got {vlan}"
+        ))),
+        ("vlan", ParamValue::Text(_) | ParamValue::IntList(_)) => {
+            Err(invalid("`vlan` must be an integer from 1 to 4094"))
+        }
+        ("interfaces", ParamValue::IntList(list)) => match list.iter().find(|i| !INTERFACE_RANGE.contains(i)) {
+            Some(bad) => Err(invalid(format!(
+                "`interfaces` must hold interface numbers from 1 to 1024, got {bad}"
+            ))),
+            None => Ok(()),
+        },
+        ("interfaces", _) => Err(invalid("`interfaces` must be a list of integers")),
+        _ => Ok(()),
+    }
+}
+
+fn kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(n) if n.is_i64() || n.is_u64() => "an integer",
+        Value::Number(_) => "a number with a fraction",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "an object",
+    }
+}
+
+fn invalid(message: impl Into<String>) -> RequestError {
+    RequestError::Invalid(message.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str = r#"{"timeoutInSeconds": 14, "parameters": {"username": "admin", "password": "admin", "vlan": 534, "interfaces": [1, 2, 3, 4]}}"#;
+
+    fn parse(body: &str) -> Result<ConfigRequest, RequestError> {
+        ConfigRequest::from_json(body.as_bytes())
+    }
+
+    fn invalid_message(body: &str) -> String {
+        match parse(body) {
+            Err(RequestError::Invalid(m)) => m,
+            other => panic!("expected 422 for {body}, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn parses_the_documented_example() {
+        let request = parse(EXAMPLE).unwrap();
+        assert_eq!(request.timeout_in_seconds, 14);
+        assert_eq!(request.parameters.get("vlan"), Some(&ParamValue::Int(534)));
+        assert_eq!(request.parameters.get("interfaces"), Some(&ParamValue::IntList(vec![1, 2, 3, 4])));
+    }
+
+    #[test]
+    fn list_form_means_the_same_as_the_object_form() {
+        let list = r#"{"timeoutInSeconds": 14, "parameters": [{"username": "admin"}, {"password": "admin"}, {"vlan": 534}, {"interfaces": [1, 2, 3, 4]}]}"#;
+        assert_eq!(parse(list).unwrap(), parse(EXAMPLE).unwrap());
+    }
+
+    #[test]
+    fn not_json_is_malformed() {
+        assert!(matches!(parse("{\"timeoutInSeconds\": 1,"), Err(RequestError::Malformed(_))));
+        assert!(matches!(parse(""), Err(RequestError::Malformed(_))));
+    }
+
+    #[test]
+    fn schema_errors_name_the_field() {
+        assert!(invalid_message(r#"{"parameters": {}}"#).contains("timeoutInSeconds"));
+        assert!(invalid_message(r#"{"timeoutInSeconds": 1}"#).contains("parameters"));
+        assert!(invalid_message(r#"{"timeoutInSeconds": -1, "parameters": {}}"#).contains("timeoutInSeconds"));
+        assert!(invalid_message(r#"{"timeoutInSeconds": "14", "parameters": {}}"#).contains("timeoutInSeconds"));
+        assert!(invalid_message(r#"{"timeoutInSeconds": 99999999, "parameters": {}}"#).contains("timeoutInSeconds"));
+        assert!(invalid_message(r#"{"timeoutInSeconds": 1, "parameters": {"vlan": 0}}"#).contains("vlan"));
+        assert!(invalid_message(r#"{"timeoutInSeconds": 1, "parameters": {"vlan": 4095}}"#).contains("vlan"));
+        assert!(invalid_message(r#"{"timeoutInSeconds": 1, "parameters": {"interfaces": [0]}}"#).contains("interfaces"));
+        assert!(invalid_message(r#"{"timeoutInSeconds": 1, "parameters": {"flag": true}}"#).contains("flag"));
+        assert!(invalid_message(r#"{"timeoutInSeconds": 1, "parameters": 5}"#).contains("parameters"));
+        assert!(invalid_message(r#"{"timeoutInSeconds": 1, "parameters": {}, "x": 1}"#).contains("`x`"));
+        assert!(invalid_message(r#"[1]"#).contains("object"));
+        assert!(invalid_message(r#"{"timeoutInSeconds": 1, "parameters": [{"a": 1, "b": 2}]}"#).contains("parameters[0]"));
+        assert!(invalid_message(r#"{"timeoutInSeconds": 1, "parameters": [{"a": 1}, {"a": 2}]}"#).contains("twice"));
+    }
+
+    #[test]
+    fn debug_output_never_shows_values() {
+        let shown = format!("{:?}", parse(EXAMPLE).unwrap());
+        assert!(shown.contains("password"), "{shown}");
+        assert!(!shown.contains("admin"), "{shown}");
+        assert!(!shown.contains("534"), "{shown}");
+    }
+
+    #[test]
+    fn secret_keys_are_recognised() {
+        assert!(is_secret_key("password") && is_secret_key("apiToken") && is_secret_key("PSK_key"));
+        assert!(!is_secret_key("username") && !is_secret_key("vlan"));
+    }
+}

@@ -1,0 +1,172 @@
+//! A task's identity, status, transitions and the record the registry keeps.
+
+use super::{ConfigRequest, EquipmentId};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use uuid::Uuid;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct TaskId(Uuid);
+
+impl TaskId {
+    pub fn new() -> Self {
+        Self(Uuid::new_v4())
+    }
+
+    /// Parses the canonical hyphenated form only, so a path holds exactly one spelling of an id.
+    pub fn parse(raw: &str) -> Option<Self> {
+        (raw.len() == 36)
+            .then(|| Uuid::try_parse(raw).ok())
+            .flatten()
+            .map(Self)
+    }
+
+    pub fn as_bytes(&self) -> &[u8; 16] {
+        self.0.as_bytes()
+    }
+
+    pub fn from_bytes(bytes: [u8; 16]) -> Self {
+        Self(Uuid::from_bytes(bytes))
+    }
+}
+
+impl Default for TaskId {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Display for TaskId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.hyphenated().fmt(f)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TaskStatus {
+    Queued,
+    Running,
+    Completed,
+    Failed,
+}
+
+impl TaskStatus {
+    pub fn is_final(self) -> bool {
+        matches!(self, Self::Completed | Self::Failed)
+    }
+
+    /// Final states are terminal; a running task may go back to queued when its delivery is requeued.
+    pub fn can_move_to(self, next: TaskStatus) -> bool {
+        !self.is_final() && self != next
+    }
+}
+
+/// How one configuration ended, as a worker reports it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Outcome {
+    Completed { attempts: u32 },
+    Failed { attempts: u32, reason: String },
+}
+
+impl Outcome {
+    pub fn status(&self) -> TaskStatus {
+        match self {
+            Self::Completed { .. } => TaskStatus::Completed,
+            Self::Failed { .. } => TaskStatus::Failed,
+        }
+    }
+}
+
+/// Everything known about one task. Only the registry changes it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TaskRecord {
+    pub id: TaskId,
+    pub equipment_id: EquipmentId,
+    pub request: ConfigRequest,
+    pub status: TaskStatus,
+    pub attempts: u32,
+    pub last_error: Option<String>,
+    /// Milliseconds since the Unix epoch.
+    pub created_at: u64,
+    pub updated_at: u64,
+}
+
+impl TaskRecord {
+    pub fn queued(id: TaskId, equipment_id: EquipmentId, request: ConfigRequest) -> Self {
+        let now = super::now_millis();
+        Self {
+            id,
+            equipment_id,
+            request,
+            status: TaskStatus::Queued,
+            attempts: 0,
+            last_error: None,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
+    /// Applies a transition; returns false (and changes nothing) when it is not allowed.
+    pub fn move_to(&mut self, next: TaskStatus) -> bool {
+        if !self.status.can_move_to(next) {
+            return false;
+        }
+        self.status = next;
+        self.updated_at = super::now_millis();
+        true
+    }
+
+    pub fn finish(&mut self, outcome: &Outcome) -> bool {
+        if !self.move_to(outcome.status()) {
+            return false;
+        }
+        match outcome {
+            Outcome::Completed { attempts } => self.attempts = *attempts,
+            Outcome::Failed { attempts, reason } => {
+                self.attempts = *attempts;
+                self.last_error = Some(reason.clone());
+            }
+        }
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ConfigRequest;
+
+    fn record() -> TaskRecord {
+        let request = ConfigRequest::from_json(br#"{"timeoutInSeconds": 1, "parameters": {}}"#).unwrap();
+        TaskRecord::queued(TaskId::new(), EquipmentId::parse("abc123").unwrap(), request)
+    }
+
+    #[test]
+    fn task_ids_parse_only_the_canonical_form() {
+        let id = TaskId::new();
+        assert_eq!(TaskId::parse(&id.to_string()), Some(id));
+        assert_eq!(TaskId::parse(&id.to_string().replace('-', "")), None);
+        assert_eq!(TaskId::parse("not-a-uuid"), None);
+    }
+
+    #[test]
+    fn final_states_are_terminal() {
+        let mut task = record();
+        assert!(task.move_to(TaskStatus::Running));
+        assert!(task.finish(&Outcome::Failed { attempts: 2, reason: "device said no".into() }));
+        assert_eq!((task.status, task.attempts), (TaskStatus::Failed, 2));
+        assert!(!task.finish(&Outcome::Completed { attempts: 3 }));
+        assert!(!task.move_to(TaskStatus::Running));
+        assert_eq!(task.last_error.as_deref(), Some("device said no"));
+    }
+
+    #[test]
+    fn a_running_task_can_be_queued_again() {
+        let mut task = record();
+        assert!(task.move_to(TaskStatus::Running));
+        assert!(task.move_to(TaskStatus::Queued));
+        assert!(!task.move_to(TaskStatus::Queued));
+    }
+}

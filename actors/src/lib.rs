@@ -1,0 +1,19 @@
+//! cpe-actors: the domain, the ports and the actors of cpe-config, free of network adapters.
+//!
+//! Everything here can be driven in tests with the in-memory adapters of [`memory`].
+
+pub mod consumer;
+pub mod domain;
+pub mod memory;
+pub mod pool;
+pub mod ports;
+pub mod registry;
+pub mod retry;
+pub mod slot;
+pub mod supervisor;
+pub mod worker;
+
+pub use domain::{
+    ConfigRequest, EquipmentId, Outcome, ParamValue, Parameters, RequestError, StatusUpdate,
+    TaskId, TaskMessage, TaskRecord, TaskStatus,
+};

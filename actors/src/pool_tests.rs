@@ -1,0 +1,149 @@
+//! Actor-level tests of the pool: per-device order, concurrency, worker death and drain.
+
+use super::*;
+use crate::consumer::{Consumer, ConsumerArgs};
+use crate::memory::{InProcessQueue, MemoryStore};
+use crate::ports::{ProvisionError, Provisioner, TaskPublisher, TaskStore};
+use crate::registry::{Registry, RegistryHandle};
+use crate::retry::RetryPolicy;
+use crate::{ConfigRequest, EquipmentId, TaskId, TaskStatus};
+use async_trait::async_trait;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// A device stand-in that records overlaps per device and the order of calls.
+#[derive(Default)]
+struct Recorder {
+    running: Mutex<HashMap<String, usize>>,
+    overlaps: AtomicUsize,
+    peak: AtomicUsize,
+    order: Mutex<Vec<(String, u64)>>,
+    /// Panic on the first call, to kill a worker mid-task.
+    panic_once: AtomicBool,
+}
+
+#[async_trait]
+impl Provisioner for Recorder {
+    async fn configure(&self, equipment: &EquipmentId, request: &ConfigRequest) -> Result<(), ProvisionError> {
+        if self.panic_once.swap(false, Ordering::SeqCst) {
+            panic!("simulated worker crash");
+        }
+        {
+            let mut running = self.running.lock().unwrap();
+            let count = running.entry(equipment.to_string()).or_default();
+            *count += 1;
+            if *count > 1 {
+                self.overlaps.fetch_add(1, Ordering::SeqCst);
+            }
+            let total: usize = running.values().sum();
+            self.peak.fetch_max(total, Ordering::SeqCst);
+            self.order.lock().unwrap().push((equipment.to_string(), request.timeout_in_seconds));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        *self.running.lock().unwrap().get_mut(equipment.as_str()).unwrap() -= 1;
+        Ok(())
+    }
+}
+
+struct Rig {
+    queue: InProcessQueue,
+    registry: RegistryHandle,
+    device: Arc<Recorder>,
+    pool: ActorRef<PoolMsg>,
+}
+
+async fn rig(workers: usize, device: Recorder) -> Rig {
+    let store: Arc<dyn TaskStore> = Arc::new(MemoryStore::default());
+    let (registry_actor, _) = Actor::spawn(None, Registry, store).await.unwrap();
+    let registry_slot = Slot::default();
+    registry_slot.set(registry_actor);
+    let registry = RegistryHandle::new(registry_slot);
+    let device = Arc::new(device);
+    let deps = Arc::new(WorkerDeps {
+        provisioner: device.clone(),
+        sink: Arc::new(registry.clone()),
+        retry: RetryPolicy::default(),
+        call_timeout: Duration::from_secs(5),
+    });
+    let (pool, _) = Actor::spawn(None, Pool, PoolArgs { size: workers, deps, budget: RestartBudget::new(3, Duration::from_secs(60)) }).await.unwrap();
+    let pool_slot = Slot::default();
+    pool_slot.set(pool.clone());
+    let queue = InProcessQueue::default();
+    Actor::spawn(
+        None,
+        Consumer,
+        ConsumerArgs {
+            source: Arc::new(queue.clone()),
+            handler: Arc::new(PoolHandle(pool_slot)),
+            connected: Arc::new(AtomicBool::new(false)),
+            backoff: Duration::from_millis(10),
+            max_backoff: Duration::from_millis(100),
+        },
+    )
+    .await
+    .unwrap();
+    Rig { queue, registry, device, pool }
+}
+
+fn task(device: &str, sequence: u64) -> TaskMessage {
+    let body = format!(r#"{{"timeoutInSeconds": {sequence}, "parameters": {{}}}}"#);
+    TaskMessage { task_id: TaskId::new(), equipment_id: EquipmentId::parse(device).unwrap(), request: ConfigRequest::from_json(body.as_bytes()).unwrap() }
+}
+
+async fn wait_until_final(rig: &Rig, tasks: &[TaskMessage]) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    for task in tasks {
+        loop {
+            let record = rig.registry.get(task.task_id).await.unwrap();
+            if record.is_some_and(|r| r.status == TaskStatus::Completed) {
+                break;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "task {} did not complete", task.task_id);
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+}
+
+#[tokio::test]
+async fn one_device_is_configured_one_task_at_a_time_in_order() {
+    let rig = rig(8, Recorder::default()).await;
+    let mut tasks = Vec::new();
+    for sequence in 0..12 {
+        tasks.push(task("devAAA1", sequence));
+        tasks.push(task(&format!("other{sequence:03}"), 0));
+    }
+    for task in &tasks {
+        rig.queue.publish(task).await.unwrap();
+    }
+    wait_until_final(&rig, &tasks).await;
+    assert_eq!(rig.device.overlaps.load(Ordering::SeqCst), 0, "two configurations of one device overlapped");
+    let order: Vec<u64> = rig.device.order.lock().unwrap().iter().filter(|(d, _)| d == "devAAA1").map(|(_, s)| *s).collect();
+    assert_eq!(order, (0..12).collect::<Vec<_>>());
+    assert!(rig.device.peak.load(Ordering::SeqCst) > 1, "different devices should run in parallel");
+}
+
+#[tokio::test]
+async fn a_worker_that_dies_mid_task_is_replaced_and_the_task_still_completes() {
+    let rig = rig(2, Recorder { panic_once: AtomicBool::new(true), ..Default::default() }).await;
+    let tasks = vec![task("abc123", 1), task("abc124", 2)];
+    for task in &tasks {
+        rig.queue.publish(task).await.unwrap();
+    }
+    wait_until_final(&rig, &tasks).await;
+    let stats = rig.pool.call(PoolMsg::Stats, None).await.unwrap().unwrap();
+    assert_eq!(stats, PoolStats { workers: 2, busy: 0, waiting: 0 });
+}
+
+#[tokio::test]
+async fn drain_waits_for_running_work() {
+    let rig = rig(2, Recorder::default()).await;
+    let tasks: Vec<_> = (0..4).map(|i| task(&format!("drain{i:03}"), 0)).collect();
+    for task in &tasks {
+        rig.queue.publish(task).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    rig.pool.call(PoolMsg::Drain, Some(Duration::from_secs(5))).await.unwrap().unwrap();
+    let stats = rig.pool.call(PoolMsg::Stats, None).await.unwrap().unwrap();
+    assert_eq!((stats.busy, stats.waiting), (0, 0));
+}

@@ -1,0 +1,126 @@
+//! Ports: what the actors need from the outside world. Adapters live in the `cpe-config` crate;
+//! in-memory ones live in [`crate::memory`].
+
+use crate::{ConfigRequest, EquipmentId, Outcome, TaskId, TaskMessage, TaskRecord};
+use async_trait::async_trait;
+use std::sync::Arc;
+
+/// Durable (or not) home of task records. Calls are short and synchronous: the registry owns the only handle.
+pub trait TaskStore: Send + Sync + 'static {
+    /// Stores a new record, or replaces one with the same id.
+    fn put(&self, record: &TaskRecord) -> Result<(), StoreError>;
+    fn get(&self, id: TaskId) -> Result<Option<TaskRecord>, StoreError>;
+    fn remove(&self, id: TaskId) -> Result<(), StoreError>;
+    /// Records that are neither completed nor failed: the work to resume after a restart.
+    fn unfinished(&self) -> Result<Vec<TaskRecord>, StoreError>;
+    /// Removes final records last updated before `cutoff_millis`; returns how many went.
+    fn remove_final_before(&self, cutoff_millis: u64) -> Result<usize, StoreError>;
+}
+
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+#[error("task store: {0}")]
+pub struct StoreError(pub String);
+
+/// Publishes a task on the queue; returns only once the queue has taken responsibility (broker confirm).
+#[async_trait]
+pub trait TaskPublisher: Send + Sync + 'static {
+    async fn publish(&self, task: &TaskMessage) -> Result<(), QueueError>;
+}
+
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+#[error("queue: {0}")]
+pub struct QueueError(pub String);
+
+/// The three ways a delivery can end.
+#[async_trait]
+pub trait Acker: Send + Sync + 'static {
+    async fn ack(&self) -> Result<(), QueueError>;
+    /// Puts the message back on the queue to be delivered again.
+    async fn requeue(&self) -> Result<(), QueueError>;
+    /// Rejects the message for good: it goes to the dead-letter queue.
+    async fn dead_letter(&self) -> Result<(), QueueError>;
+}
+
+/// One message taken from a queue, not yet acknowledged.
+#[derive(Clone)]
+pub struct Delivery {
+    pub body: Arc<[u8]>,
+    pub redelivered: bool,
+    pub acker: Arc<dyn Acker>,
+}
+
+impl std::fmt::Debug for Delivery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Delivery")
+            .field("bytes", &self.body.len())
+            .field("redelivered", &self.redelivered)
+            .finish()
+    }
+}
+
+/// A live subscription: deliveries until the connection ends (`None`).
+#[async_trait]
+pub trait DeliveryStream: Send + 'static {
+    async fn next(&mut self) -> Option<Delivery>;
+}
+
+/// Opens subscriptions to one queue; called again after a subscription ends.
+#[async_trait]
+pub trait QueueSource: Send + Sync + 'static {
+    fn describe(&self) -> String;
+    async fn subscribe(&self) -> Result<Box<dyn DeliveryStream>, QueueError>;
+}
+
+/// Takes deliveries from a consumer. Must not block: it hands the delivery on and returns.
+pub trait DeliveryHandler: Send + Sync + 'static {
+    fn handle(&self, delivery: Delivery);
+}
+
+/// Configures one device: the call to Service A.
+#[async_trait]
+pub trait Provisioner: Send + Sync + 'static {
+    async fn configure(&self, equipment: &EquipmentId, request: &ConfigRequest) -> Result<(), ProvisionError>;
+}
+
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum ProvisionError {
+    /// Service A does not know the device: retrying cannot help.
+    #[error("Service A answered 404: equipment not found")]
+    NotFound,
+    #[error("Service A answered HTTP {status}: {body}")]
+    Status { status: u16, body: String },
+    #[error("could not reach Service A: {0}")]
+    Transport(String),
+    #[error("Service A did not answer within {0:?}")]
+    Timeout(std::time::Duration),
+}
+
+impl ProvisionError {
+    /// Transport errors, timeouts and 5xx answers may pass; anything else will not.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::NotFound => false,
+            Self::Status { status, .. } => *status >= 500 || *status == 429,
+            Self::Transport(_) | Self::Timeout(_) => true,
+        }
+    }
+}
+
+/// What a worker should do with a task it is about to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Begin {
+    Run,
+    /// Already completed or failed: acknowledge without calling Service A again.
+    AlreadyFinal,
+}
+
+/// Where workers record progress: the registry in one process, the results queue across processes.
+#[async_trait]
+pub trait StatusSink: Send + Sync + 'static {
+    async fn begin(&self, task: &TaskMessage) -> Result<Begin, SinkError>;
+    async fn finish(&self, task: &TaskMessage, outcome: Outcome) -> Result<(), SinkError>;
+}
+
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+#[error("could not record task status: {0}")]
+pub struct SinkError(pub String);

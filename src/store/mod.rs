@@ -1,0 +1,3 @@
+//! Task stores: the embedded file store. The memory store lives in `cpe_actors::memory`.
+
+pub mod file;
