@@ -1,5 +1,16 @@
 //! cpe-config: the adapters (HTTP, TLS, RabbitMQ, Service A client, stores) and the app that wires
 //! them to the actors of `cpe-actors`.
 
+pub mod config;
+pub mod duration;
+pub mod http;
+pub mod limits;
+pub mod provisioner;
 pub mod queue;
+pub mod results;
+pub mod shutdown;
+pub mod startup;
 pub mod store;
+pub mod telemetry;
+pub mod tls;
+pub mod transport;

@@ -1,1 +1,49 @@
-fn main(){}
+//! Entry point: parse the configuration, set up logs, build the app, run it until a signal.
+
+use anyhow::Context;
+use clap::Parser;
+use cpe_config::config::{Cli, Command};
+use cpe_config::{startup::App, telemetry, tls};
+use std::process::ExitCode;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tls::install_crypto_provider();
+    let cli = Cli::parse();
+    telemetry::init(cli.config.log_format);
+    if let Err(problem) = cli.config.validate() {
+        use clap::CommandFactory;
+        Cli::command()
+            .error(clap::error::ErrorKind::ArgumentConflict, problem)
+            .exit();
+    }
+    let result = match cli.command {
+        Some(Command::Certs { force }) => generate_certs(&cli.config.certs_dir, force),
+        None => run(cli.config).await,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!("{error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(config: cpe_config::config::Config) -> anyhow::Result<()> {
+    cpe_config::limits::raise_open_file_limit();
+    let app = App::build(config).await.context("cannot start")?;
+    app.run_until(cpe_config::shutdown::signal()).await
+}
+
+fn generate_certs(dir: &std::path::Path, force: bool) -> anyhow::Result<()> {
+    if !force && (dir.join(tls::CERT_FILE).exists() || dir.join(tls::KEY_FILE).exists()) {
+        anyhow::bail!(
+            "{} already holds a certificate or key; use `cpe-config certs --force` to replace them",
+            dir.display()
+        );
+    }
+    tls::generate_pair(dir, force)?;
+    tracing::info!(dir = %dir.display(), "generated a self-signed pair for localhost, 127.0.0.1 and ::1");
+    Ok(())
+}

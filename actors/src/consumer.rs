@@ -37,12 +37,24 @@ impl Actor for Consumer {
     type State = ConsumerState;
     type Arguments = ConsumerArgs;
 
-    async fn pre_start(&self, myself: ActorRef<Self::Msg>, args: Self::Arguments) -> Result<Self::State, ActorProcessingErr> {
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        args: Self::Arguments,
+    ) -> Result<Self::State, ActorProcessingErr> {
         myself.cast(ConsumerMsg::Subscribe)?;
-        Ok(ConsumerState { args, pump: None, failures: 0 })
+        Ok(ConsumerState {
+            args,
+            pump: None,
+            failures: 0,
+        })
     }
 
-    async fn post_stop(&self, _: ActorRef<Self::Msg>, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
+    async fn post_stop(
+        &self,
+        _: ActorRef<Self::Msg>,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
         if let Some(pump) = state.pump.take() {
             pump.abort();
         }
@@ -50,7 +62,12 @@ impl Actor for Consumer {
         Ok(())
     }
 
-    async fn handle(&self, myself: ActorRef<Self::Msg>, msg: Self::Msg, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        msg: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
         match msg {
             ConsumerMsg::Subscribe => match state.args.source.subscribe().await {
                 Ok(mut stream) => {
@@ -89,5 +106,7 @@ impl Actor for Consumer {
 }
 
 fn backoff(args: &ConsumerArgs, failures: u32) -> Duration {
-    args.backoff.saturating_mul(1u32 << failures.min(16)).min(args.max_backoff)
+    args.backoff
+        .saturating_mul(1u32 << failures.min(16))
+        .min(args.max_backoff)
 }

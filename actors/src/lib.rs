@@ -10,7 +10,9 @@ pub mod ports;
 pub mod registry;
 pub mod retry;
 pub mod slot;
+pub mod specs;
 pub mod supervisor;
+pub mod sweeper;
 pub mod worker;
 
 pub use domain::{

@@ -55,7 +55,11 @@ impl Actor for Pool {
     type State = PoolState;
     type Arguments = PoolArgs;
 
-    async fn pre_start(&self, myself: ActorRef<Self::Msg>, args: Self::Arguments) -> Result<Self::State, ActorProcessingErr> {
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        args: Self::Arguments,
+    ) -> Result<Self::State, ActorProcessingErr> {
         let mut state = PoolState {
             deps: args.deps,
             budget: args.budget,
@@ -72,15 +76,29 @@ impl Actor for Pool {
         Ok(state)
     }
 
-    async fn post_stop(&self, _: ActorRef<Self::Msg>, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
+    async fn post_stop(
+        &self,
+        _: ActorRef<Self::Msg>,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
         // Whatever did not finish goes back to the queue now rather than when the connection closes.
-        for job in state.busy.drain().map(|(_, job)| job).chain(state.waiting.drain(..)) {
+        for job in state
+            .busy
+            .drain()
+            .map(|(_, job)| job)
+            .chain(state.waiting.drain(..))
+        {
             let _ = job.delivery.acker.requeue().await;
         }
         Ok(())
     }
 
-    async fn handle(&self, _: ActorRef<Self::Msg>, msg: Self::Msg, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
+    async fn handle(
+        &self,
+        _: ActorRef<Self::Msg>,
+        msg: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
         match msg {
             PoolMsg::Dispatch(delivery) => {
                 if state.draining.is_some() {
@@ -109,16 +127,27 @@ impl Actor for Pool {
                 answer_drain_if_idle(state);
             }
             PoolMsg::Stats(reply) => {
-                let _ = reply.send(PoolStats { workers: state.workers.len(), busy: state.busy.len(), waiting: state.waiting.len() });
+                let _ = reply.send(PoolStats {
+                    workers: state.workers.len(),
+                    busy: state.busy.len(),
+                    waiting: state.waiting.len(),
+                });
             }
         }
         Ok(())
     }
 
-    async fn handle_supervisor_evt(&self, myself: ActorRef<Self::Msg>, event: SupervisionEvent, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
+    async fn handle_supervisor_evt(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        event: SupervisionEvent,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
         let (cell, why) = match event {
             SupervisionEvent::ActorFailed(cell, error) => (cell, error.to_string()),
-            SupervisionEvent::ActorTerminated(cell, _, reason) => (cell, reason.unwrap_or_else(|| "stopped".into())),
+            SupervisionEvent::ActorTerminated(cell, _, reason) => {
+                (cell, reason.unwrap_or_else(|| "stopped".into()))
+            }
             _ => return Ok(()),
         };
         let id = cell.get_id();
@@ -132,7 +161,11 @@ impl Actor for Pool {
             requeue_later(job.delivery);
         }
         if !state.budget.allow() {
-            return Err(format!("workers died {} times within {:?}: giving up", state.budget.max_restarts, state.budget.window).into());
+            return Err(format!(
+                "workers died {} times within {:?}: giving up",
+                state.budget.max_restarts, state.budget.window
+            )
+            .into());
         }
         spawn_worker(&myself, state).await?;
         assign(state);
@@ -140,8 +173,17 @@ impl Actor for Pool {
     }
 }
 
-async fn spawn_worker(pool: &ActorRef<PoolMsg>, state: &mut PoolState) -> Result<(), ActorProcessingErr> {
-    let (worker, _) = Actor::spawn_linked(None, Worker, (state.deps.clone(), pool.clone()), pool.get_cell()).await?;
+async fn spawn_worker(
+    pool: &ActorRef<PoolMsg>,
+    state: &mut PoolState,
+) -> Result<(), ActorProcessingErr> {
+    let (worker, _) = Actor::spawn_linked(
+        None,
+        Worker,
+        (state.deps.clone(), pool.clone()),
+        pool.get_cell(),
+    )
+    .await?;
     state.idle.push(worker.get_id());
     state.workers.insert(worker.get_id(), worker);
     Ok(())
@@ -172,7 +214,11 @@ fn assign(state: &mut PoolState) {
 
 fn answer_drain_if_idle(state: &mut PoolState) {
     if state.busy.is_empty() {
-        for reply in state.draining.iter_mut().flat_map(|replies| replies.drain(..)) {
+        for reply in state
+            .draining
+            .iter_mut()
+            .flat_map(|replies| replies.drain(..))
+        {
             let _ = reply.send(());
         }
     }
@@ -194,7 +240,9 @@ impl DeliveryHandler for PoolHandle {
     fn handle(&self, delivery: Delivery) {
         match self.0.get() {
             Some(pool) => {
-                if let Err(ractor::MessagingErr::SendErr(PoolMsg::Dispatch(delivery))) = pool.cast(PoolMsg::Dispatch(delivery)) {
+                if let Err(ractor::MessagingErr::SendErr(PoolMsg::Dispatch(delivery))) =
+                    pool.cast(PoolMsg::Dispatch(delivery))
+                {
                     requeue_later(delivery);
                 }
             }

@@ -25,7 +25,11 @@ struct Recorder {
 
 #[async_trait]
 impl Provisioner for Recorder {
-    async fn configure(&self, equipment: &EquipmentId, request: &ConfigRequest) -> Result<(), ProvisionError> {
+    async fn configure(
+        &self,
+        equipment: &EquipmentId,
+        request: &ConfigRequest,
+    ) -> Result<(), ProvisionError> {
         if self.panic_once.swap(false, Ordering::SeqCst) {
             panic!("simulated worker crash");
         }
@@ -38,10 +42,18 @@ impl Provisioner for Recorder {
             }
             let total: usize = running.values().sum();
             self.peak.fetch_max(total, Ordering::SeqCst);
-            self.order.lock().unwrap().push((equipment.to_string(), request.timeout_in_seconds));
+            self.order
+                .lock()
+                .unwrap()
+                .push((equipment.to_string(), request.timeout_in_seconds));
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
-        *self.running.lock().unwrap().get_mut(equipment.as_str()).unwrap() -= 1;
+        *self
+            .running
+            .lock()
+            .unwrap()
+            .get_mut(equipment.as_str())
+            .unwrap() -= 1;
         Ok(())
     }
 }
@@ -66,7 +78,17 @@ async fn rig(workers: usize, device: Recorder) -> Rig {
         retry: RetryPolicy::default(),
         call_timeout: Duration::from_secs(5),
     });
-    let (pool, _) = Actor::spawn(None, Pool, PoolArgs { size: workers, deps, budget: RestartBudget::new(3, Duration::from_secs(60)) }).await.unwrap();
+    let (pool, _) = Actor::spawn(
+        None,
+        Pool,
+        PoolArgs {
+            size: workers,
+            deps,
+            budget: RestartBudget::new(3, Duration::from_secs(60)),
+        },
+    )
+    .await
+    .unwrap();
     let pool_slot = Slot::default();
     pool_slot.set(pool.clone());
     let queue = InProcessQueue::default();
@@ -83,12 +105,21 @@ async fn rig(workers: usize, device: Recorder) -> Rig {
     )
     .await
     .unwrap();
-    Rig { queue, registry, device, pool }
+    Rig {
+        queue,
+        registry,
+        device,
+        pool,
+    }
 }
 
 fn task(device: &str, sequence: u64) -> TaskMessage {
     let body = format!(r#"{{"timeoutInSeconds": {sequence}, "parameters": {{}}}}"#);
-    TaskMessage { task_id: TaskId::new(), equipment_id: EquipmentId::parse(device).unwrap(), request: ConfigRequest::from_json(body.as_bytes()).unwrap() }
+    TaskMessage {
+        task_id: TaskId::new(),
+        equipment_id: EquipmentId::parse(device).unwrap(),
+        request: ConfigRequest::from_json(body.as_bytes()).unwrap(),
+    }
 }
 
 async fn wait_until_final(rig: &Rig, tasks: &[TaskMessage]) {
@@ -99,7 +130,11 @@ async fn wait_until_final(rig: &Rig, tasks: &[TaskMessage]) {
             if record.is_some_and(|r| r.status == TaskStatus::Completed) {
                 break;
             }
-            assert!(tokio::time::Instant::now() < deadline, "task {} did not complete", task.task_id);
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "task {} did not complete",
+                task.task_id
+            );
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
@@ -117,22 +152,51 @@ async fn one_device_is_configured_one_task_at_a_time_in_order() {
         rig.queue.publish(task).await.unwrap();
     }
     wait_until_final(&rig, &tasks).await;
-    assert_eq!(rig.device.overlaps.load(Ordering::SeqCst), 0, "two configurations of one device overlapped");
-    let order: Vec<u64> = rig.device.order.lock().unwrap().iter().filter(|(d, _)| d == "devAAA1").map(|(_, s)| *s).collect();
+    assert_eq!(
+        rig.device.overlaps.load(Ordering::SeqCst),
+        0,
+        "two configurations of one device overlapped"
+    );
+    let order: Vec<u64> = rig
+        .device
+        .order
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(d, _)| d == "devAAA1")
+        .map(|(_, s)| *s)
+        .collect();
     assert_eq!(order, (0..12).collect::<Vec<_>>());
-    assert!(rig.device.peak.load(Ordering::SeqCst) > 1, "different devices should run in parallel");
+    assert!(
+        rig.device.peak.load(Ordering::SeqCst) > 1,
+        "different devices should run in parallel"
+    );
 }
 
 #[tokio::test]
 async fn a_worker_that_dies_mid_task_is_replaced_and_the_task_still_completes() {
-    let rig = rig(2, Recorder { panic_once: AtomicBool::new(true), ..Default::default() }).await;
+    let rig = rig(
+        2,
+        Recorder {
+            panic_once: AtomicBool::new(true),
+            ..Default::default()
+        },
+    )
+    .await;
     let tasks = vec![task("abc123", 1), task("abc124", 2)];
     for task in &tasks {
         rig.queue.publish(task).await.unwrap();
     }
     wait_until_final(&rig, &tasks).await;
     let stats = rig.pool.call(PoolMsg::Stats, None).await.unwrap().unwrap();
-    assert_eq!(stats, PoolStats { workers: 2, busy: 0, waiting: 0 });
+    assert_eq!(
+        stats,
+        PoolStats {
+            workers: 2,
+            busy: 0,
+            waiting: 0
+        }
+    );
 }
 
 #[tokio::test]
@@ -143,7 +207,11 @@ async fn drain_waits_for_running_work() {
         rig.queue.publish(task).await.unwrap();
     }
     tokio::time::sleep(Duration::from_millis(5)).await;
-    rig.pool.call(PoolMsg::Drain, Some(Duration::from_secs(5))).await.unwrap().unwrap();
+    rig.pool
+        .call(PoolMsg::Drain, Some(Duration::from_secs(5)))
+        .await
+        .unwrap()
+        .unwrap();
     let stats = rig.pool.call(PoolMsg::Stats, None).await.unwrap().unwrap();
     assert_eq!((stats.busy, stats.waiting), (0, 0));
 }

@@ -79,7 +79,11 @@ pub trait DeliveryHandler: Send + Sync + 'static {
 /// Configures one device: the call to Service A.
 #[async_trait]
 pub trait Provisioner: Send + Sync + 'static {
-    async fn configure(&self, equipment: &EquipmentId, request: &ConfigRequest) -> Result<(), ProvisionError>;
+    async fn configure(
+        &self,
+        equipment: &EquipmentId,
+        request: &ConfigRequest,
+    ) -> Result<(), ProvisionError>;
 }
 
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]

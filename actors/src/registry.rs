@@ -33,11 +33,20 @@ impl Actor for Registry {
     type State = Arc<dyn TaskStore>;
     type Arguments = Arc<dyn TaskStore>;
 
-    async fn pre_start(&self, _: ActorRef<Self::Msg>, store: Self::Arguments) -> Result<Self::State, ActorProcessingErr> {
+    async fn pre_start(
+        &self,
+        _: ActorRef<Self::Msg>,
+        store: Self::Arguments,
+    ) -> Result<Self::State, ActorProcessingErr> {
         Ok(store)
     }
 
-    async fn handle(&self, _: ActorRef<Self::Msg>, msg: Self::Msg, store: &mut Self::State) -> Result<(), ActorProcessingErr> {
+    async fn handle(
+        &self,
+        _: ActorRef<Self::Msg>,
+        msg: Self::Msg,
+        store: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
         // A closed reply port means the caller gave up waiting; there is nobody left to tell.
         match msg {
             RegistryMsg::Create(record, reply) => drop(reply.send(store.put(&record))),
@@ -49,7 +58,9 @@ impl Actor for Registry {
             }
             RegistryMsg::Apply(update, reply) => drop(reply.send(apply(store.as_ref(), update))),
             RegistryMsg::Unfinished(reply) => drop(reply.send(store.unfinished())),
-            RegistryMsg::Sweep(cutoff, reply) => drop(reply.send(store.remove_final_before(cutoff))),
+            RegistryMsg::Sweep(cutoff, reply) => {
+                drop(reply.send(store.remove_final_before(cutoff)))
+            }
         }
         Ok(())
     }
@@ -58,7 +69,11 @@ impl Actor for Registry {
 /// A task the registry has never seen (published by another system) is adopted from its message.
 fn load_or_adopt(store: &dyn TaskStore, task: &TaskMessage) -> Result<TaskRecord, StoreError> {
     Ok(store.get(task.task_id)?.unwrap_or_else(|| {
-        TaskRecord::queued(task.task_id, task.equipment_id.clone(), task.request.clone())
+        TaskRecord::queued(
+            task.task_id,
+            task.equipment_id.clone(),
+            task.request.clone(),
+        )
     }))
 }
 
@@ -85,8 +100,15 @@ fn finish(store: &dyn TaskStore, task: &TaskMessage, outcome: &Outcome) -> Resul
 
 fn apply(store: &dyn TaskStore, update: StatusUpdate) -> Result<(), StoreError> {
     let (task_id, equipment_id, outcome) = match update {
-        StatusUpdate::Running { task_id, equipment_id } => (task_id, equipment_id, None),
-        StatusUpdate::Finished { task_id, equipment_id, outcome } => (task_id, equipment_id, Some(outcome)),
+        StatusUpdate::Running {
+            task_id,
+            equipment_id,
+        } => (task_id, equipment_id, None),
+        StatusUpdate::Finished {
+            task_id,
+            equipment_id,
+            outcome,
+        } => (task_id, equipment_id, Some(outcome)),
     };
     let Some(mut record) = store.get(task_id)? else {
         tracing::warn!(%task_id, "status update for a task this registry does not hold");
@@ -115,7 +137,10 @@ pub struct RegistryHandle {
 
 impl RegistryHandle {
     pub fn new(slot: Slot<RegistryMsg>) -> Self {
-        Self { slot, timeout: Duration::from_secs(10) }
+        Self {
+            slot,
+            timeout: Duration::from_secs(10),
+        }
     }
 
     async fn ask<T: Send + 'static>(
@@ -128,8 +153,13 @@ impl RegistryHandle {
             .ok_or_else(|| StoreError("the registry is not running".into()))?;
         match actor.call(build, Some(self.timeout)).await {
             Ok(ractor::rpc::CallResult::Success(result)) => result,
-            Ok(ractor::rpc::CallResult::Timeout) => Err(StoreError(format!("the registry did not answer within {:?}", self.timeout))),
-            Ok(ractor::rpc::CallResult::SenderError) | Err(_) => Err(StoreError("the registry is restarting".into())),
+            Ok(ractor::rpc::CallResult::Timeout) => Err(StoreError(format!(
+                "the registry did not answer within {:?}",
+                self.timeout
+            ))),
+            Ok(ractor::rpc::CallResult::SenderError) | Err(_) => {
+                Err(StoreError("the registry is restarting".into()))
+            }
         }
     }
 
@@ -154,7 +184,8 @@ impl RegistryHandle {
     }
 
     pub async fn sweep(&self, cutoff_millis: u64) -> Result<usize, StoreError> {
-        self.ask(|reply| RegistryMsg::Sweep(cutoff_millis, reply)).await
+        self.ask(|reply| RegistryMsg::Sweep(cutoff_millis, reply))
+            .await
     }
 }
 
@@ -162,12 +193,16 @@ impl RegistryHandle {
 impl StatusSink for RegistryHandle {
     async fn begin(&self, task: &TaskMessage) -> Result<Begin, SinkError> {
         let task = task.clone();
-        self.ask(|reply| RegistryMsg::Begin(task, reply)).await.map_err(|e| SinkError(e.to_string()))
+        self.ask(|reply| RegistryMsg::Begin(task, reply))
+            .await
+            .map_err(|e| SinkError(e.to_string()))
     }
 
     async fn finish(&self, task: &TaskMessage, outcome: Outcome) -> Result<(), SinkError> {
         let task = task.clone();
-        self.ask(|reply| RegistryMsg::Finish(task, outcome, reply)).await.map_err(|e| SinkError(e.to_string()))
+        self.ask(|reply| RegistryMsg::Finish(task, outcome, reply))
+            .await
+            .map_err(|e| SinkError(e.to_string()))
     }
 }
 
@@ -179,7 +214,9 @@ mod tests {
 
     async fn registry() -> (RegistryHandle, Arc<MemoryStore>, ActorRef<RegistryMsg>) {
         let store = Arc::new(MemoryStore::default());
-        let (actor, _) = Actor::spawn(None, Registry, store.clone() as Arc<dyn TaskStore>).await.unwrap();
+        let (actor, _) = Actor::spawn(None, Registry, store.clone() as Arc<dyn TaskStore>)
+            .await
+            .unwrap();
         let slot = Slot::default();
         slot.set(actor.clone());
         (RegistryHandle::new(slot), store, actor)
@@ -189,12 +226,19 @@ mod tests {
         TaskMessage {
             task_id: TaskId::new(),
             equipment_id: EquipmentId::parse(device).unwrap(),
-            request: ConfigRequest::from_json(br#"{"timeoutInSeconds": 1, "parameters": {"password": "p"}}"#).unwrap(),
+            request: ConfigRequest::from_json(
+                br#"{"timeoutInSeconds": 1, "parameters": {"password": "p"}}"#,
+            )
+            .unwrap(),
         }
     }
 
     fn record(task: &TaskMessage) -> TaskRecord {
-        TaskRecord::queued(task.task_id, task.equipment_id.clone(), task.request.clone())
+        TaskRecord::queued(
+            task.task_id,
+            task.equipment_id.clone(),
+            task.request.clone(),
+        )
     }
 
     #[tokio::test]
@@ -202,10 +246,19 @@ mod tests {
         let (registry, _, _) = registry().await;
         let task = message("abc123");
         registry.create(record(&task)).await.unwrap();
-        assert_eq!(registry.get(task.task_id).await.unwrap().unwrap().status, TaskStatus::Queued);
+        assert_eq!(
+            registry.get(task.task_id).await.unwrap().unwrap().status,
+            TaskStatus::Queued
+        );
         assert_eq!(registry.begin(&task).await.unwrap(), Begin::Run);
-        assert_eq!(registry.get(task.task_id).await.unwrap().unwrap().status, TaskStatus::Running);
-        registry.finish(&task, Outcome::Completed { attempts: 1 }).await.unwrap();
+        assert_eq!(
+            registry.get(task.task_id).await.unwrap().unwrap().status,
+            TaskStatus::Running
+        );
+        registry
+            .finish(&task, Outcome::Completed { attempts: 1 })
+            .await
+            .unwrap();
         let done = registry.get(task.task_id).await.unwrap().unwrap();
         assert_eq!((done.status, done.attempts), (TaskStatus::Completed, 1));
     }
@@ -215,11 +268,26 @@ mod tests {
         let (registry, _, _) = registry().await;
         let task = message("abc123");
         registry.create(record(&task)).await.unwrap();
-        registry.finish(&task, Outcome::Failed { attempts: 5, reason: "HTTP 500".into() }).await.unwrap();
+        registry
+            .finish(
+                &task,
+                Outcome::Failed {
+                    attempts: 5,
+                    reason: "HTTP 500".into(),
+                },
+            )
+            .await
+            .unwrap();
         assert_eq!(registry.begin(&task).await.unwrap(), Begin::AlreadyFinal);
-        registry.finish(&task, Outcome::Completed { attempts: 6 }).await.unwrap();
+        registry
+            .finish(&task, Outcome::Completed { attempts: 6 })
+            .await
+            .unwrap();
         let kept = registry.get(task.task_id).await.unwrap().unwrap();
-        assert_eq!((kept.status, kept.last_error.as_deref()), (TaskStatus::Failed, Some("HTTP 500")));
+        assert_eq!(
+            (kept.status, kept.last_error.as_deref()),
+            (TaskStatus::Failed, Some("HTTP 500"))
+        );
     }
 
     #[tokio::test]
@@ -227,7 +295,10 @@ mod tests {
         let (registry, _, _) = registry().await;
         let task = message("abc123");
         assert_eq!(registry.begin(&task).await.unwrap(), Begin::Run);
-        assert_eq!(registry.get(task.task_id).await.unwrap().unwrap().status, TaskStatus::Running);
+        assert_eq!(
+            registry.get(task.task_id).await.unwrap().unwrap().status,
+            TaskStatus::Running
+        );
     }
 
     #[tokio::test]
@@ -241,14 +312,20 @@ mod tests {
             outcome: Outcome::Completed { attempts: 1 },
         };
         registry.apply(wrong).await.unwrap();
-        assert_eq!(registry.get(task.task_id).await.unwrap().unwrap().status, TaskStatus::Queued);
+        assert_eq!(
+            registry.get(task.task_id).await.unwrap().unwrap().status,
+            TaskStatus::Queued
+        );
         let right = StatusUpdate::Finished {
             task_id: task.task_id,
             equipment_id: task.equipment_id.clone(),
             outcome: Outcome::Completed { attempts: 1 },
         };
         registry.apply(right).await.unwrap();
-        assert_eq!(registry.get(task.task_id).await.unwrap().unwrap().status, TaskStatus::Completed);
+        assert_eq!(
+            registry.get(task.task_id).await.unwrap().unwrap().status,
+            TaskStatus::Completed
+        );
     }
 
     #[tokio::test]
@@ -257,10 +334,18 @@ mod tests {
         let task = message("abc123");
         registry.create(record(&task)).await.unwrap();
         actor.kill_and_wait(None).await.unwrap();
-        assert!(registry.get(task.task_id).await.is_err(), "a dead registry answers with an error, not a hang");
-        let (restarted, _) = Actor::spawn(None, Registry, store as Arc<dyn TaskStore>).await.unwrap();
+        assert!(
+            registry.get(task.task_id).await.is_err(),
+            "a dead registry answers with an error, not a hang"
+        );
+        let (restarted, _) = Actor::spawn(None, Registry, store as Arc<dyn TaskStore>)
+            .await
+            .unwrap();
         registry.slot.set(restarted);
-        assert_eq!(registry.get(task.task_id).await.unwrap().unwrap().status, TaskStatus::Queued);
+        assert_eq!(
+            registry.get(task.task_id).await.unwrap().unwrap().status,
+            TaskStatus::Queued
+        );
     }
 
     #[tokio::test]
@@ -269,8 +354,17 @@ mod tests {
         let (done, pending) = (message("abc123"), message("abc124"));
         registry.create(record(&done)).await.unwrap();
         registry.create(record(&pending)).await.unwrap();
-        registry.finish(&done, Outcome::Completed { attempts: 1 }).await.unwrap();
-        assert_eq!(registry.sweep(crate::domain::now_millis() + 1).await.unwrap(), 1);
+        registry
+            .finish(&done, Outcome::Completed { attempts: 1 })
+            .await
+            .unwrap();
+        assert_eq!(
+            registry
+                .sweep(crate::domain::now_millis() + 1)
+                .await
+                .unwrap(),
+            1
+        );
         assert!(registry.get(done.task_id).await.unwrap().is_none());
         assert_eq!(registry.unfinished().await.unwrap().len(), 1);
     }

@@ -14,14 +14,20 @@ pub struct RetryPolicy {
 
 impl Default for RetryPolicy {
     fn default() -> Self {
-        Self { max_attempts: 5, base: Duration::from_secs(1), max_delay: Duration::from_secs(60) }
+        Self {
+            max_attempts: 5,
+            base: Duration::from_secs(1),
+            max_delay: Duration::from_secs(60),
+        }
     }
 }
 
 impl RetryPolicy {
     /// The wait after failed attempt number `attempt` (1-based): uniform in [cap/2, cap].
     pub fn delay_after(&self, attempt: u32) -> Duration {
-        let factor = 1u32.checked_shl(attempt.saturating_sub(1).min(20)).unwrap_or(u32::MAX);
+        let factor = 1u32
+            .checked_shl(attempt.saturating_sub(1).min(20))
+            .unwrap_or(u32::MAX);
         let cap = self.base.saturating_mul(factor).min(self.max_delay);
         let half = cap / 2;
         half + cap.saturating_sub(half).mul_f64(fastrand::f64())
@@ -34,7 +40,11 @@ mod tests {
 
     #[test]
     fn delays_grow_and_stay_within_bounds() {
-        let policy = RetryPolicy { max_attempts: 5, base: Duration::from_millis(100), max_delay: Duration::from_secs(1) };
+        let policy = RetryPolicy {
+            max_attempts: 5,
+            base: Duration::from_millis(100),
+            max_delay: Duration::from_secs(1),
+        };
         for _ in 0..100 {
             let first = policy.delay_after(1);
             assert!(first >= Duration::from_millis(50) && first <= Duration::from_millis(100));

@@ -17,13 +17,21 @@ pub struct RestartBudget {
 
 impl RestartBudget {
     pub fn new(max_restarts: usize, window: Duration) -> Self {
-        Self { max_restarts, window, recent: VecDeque::new() }
+        Self {
+            max_restarts,
+            window,
+            recent: VecDeque::new(),
+        }
     }
 
     /// Counts one restart; false once the budget is spent.
     pub fn allow(&mut self) -> bool {
         let now = Instant::now();
-        while self.recent.front().is_some_and(|t| now.duration_since(*t) > self.window) {
+        while self
+            .recent
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > self.window)
+        {
             self.recent.pop_front();
         }
         self.recent.push_back(now);
@@ -81,7 +89,11 @@ impl Actor for Supervisor {
     type State = SupervisorState;
     type Arguments = SupervisorArgs;
 
-    async fn pre_start(&self, myself: ActorRef<Self::Msg>, args: Self::Arguments) -> Result<Self::State, ActorProcessingErr> {
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        args: Self::Arguments,
+    ) -> Result<Self::State, ActorProcessingErr> {
         let mut children = Vec::with_capacity(args.children.len());
         for spec in args.children {
             let cell = spec
@@ -89,12 +101,26 @@ impl Actor for Supervisor {
                 .await
                 .map_err(|e| format!("could not start {}: {e}", spec.name()))?;
             tracing::debug!(child = spec.name(), "started");
-            children.push(Child { spec, cell: Some(cell), budget: RestartBudget::new(args.max_restarts, args.window), retired: false });
+            children.push(Child {
+                spec,
+                cell: Some(cell),
+                budget: RestartBudget::new(args.max_restarts, args.window),
+                retired: false,
+            });
         }
-        Ok(SupervisorState { children, backoff: args.backoff, gave_up: args.gave_up })
+        Ok(SupervisorState {
+            children,
+            backoff: args.backoff,
+            gave_up: args.gave_up,
+        })
     }
 
-    async fn handle(&self, myself: ActorRef<Self::Msg>, msg: Self::Msg, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        msg: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
         match msg {
             SupervisorMsg::Restart(index) => {
                 let child = &mut state.children[index];
@@ -106,36 +132,56 @@ impl Actor for Supervisor {
                         tracing::info!(child = child.spec.name(), "restarted");
                         child.cell = Some(cell);
                     }
-                    Err(error) => on_child_exit(&myself, state, index, format!("restart failed: {error}")),
+                    Err(error) => {
+                        on_child_exit(&myself, state, index, format!("restart failed: {error}"))
+                    }
                 }
             }
             SupervisorMsg::Retire(name, reply) => {
                 if let Some(child) = state.children.iter_mut().find(|c| c.spec.name() == name) {
                     child.retired = true;
                     if let Some(cell) = child.cell.take() {
-                        let _ = cell.stop_and_wait(Some("shutdown".into()), Some(Duration::from_secs(30))).await;
+                        let _ = cell
+                            .stop_and_wait(Some("shutdown".into()), Some(Duration::from_secs(30)))
+                            .await;
                     }
                 }
                 let _ = reply.send(());
             }
             SupervisorMsg::Child(name, reply) => {
-                let cell = state.children.iter().find(|c| c.spec.name() == name).and_then(|c| c.cell.clone());
+                let cell = state
+                    .children
+                    .iter()
+                    .find(|c| c.spec.name() == name)
+                    .and_then(|c| c.cell.clone());
                 let _ = reply.send(cell);
             }
         }
         Ok(())
     }
 
-    async fn handle_supervisor_evt(&self, myself: ActorRef<Self::Msg>, event: SupervisionEvent, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
+    async fn handle_supervisor_evt(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        event: SupervisionEvent,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
         let (cell, why) = match event {
             SupervisionEvent::ActorFailed(cell, error) => (cell, format!("failed: {error}")),
-            SupervisionEvent::ActorTerminated(cell, _, reason) => (cell, format!("stopped: {}", reason.as_deref().unwrap_or("no reason given"))),
+            SupervisionEvent::ActorTerminated(cell, _, reason) => (
+                cell,
+                format!(
+                    "stopped: {}",
+                    reason.as_deref().unwrap_or("no reason given")
+                ),
+            ),
             _ => return Ok(()),
         };
-        let found = state
-            .children
-            .iter()
-            .position(|c| c.cell.as_ref().is_some_and(|own| own.get_id() == cell.get_id()));
+        let found = state.children.iter().position(|c| {
+            c.cell
+                .as_ref()
+                .is_some_and(|own| own.get_id() == cell.get_id())
+        });
         if let Some(index) = found {
             state.children[index].cell = None;
             if !state.children[index].retired {
@@ -147,7 +193,12 @@ impl Actor for Supervisor {
 }
 
 /// Schedules a restart with backoff, or gives up when the child's budget is spent.
-fn on_child_exit(myself: &ActorRef<SupervisorMsg>, state: &mut SupervisorState, index: usize, why: String) {
+fn on_child_exit(
+    myself: &ActorRef<SupervisorMsg>,
+    state: &mut SupervisorState,
+    index: usize,
+    why: String,
+) {
     let child = &mut state.children[index];
     let name = child.spec.name().to_owned();
     if !child.budget.allow() {
@@ -162,7 +213,10 @@ fn on_child_exit(myself: &ActorRef<SupervisorMsg>, state: &mut SupervisorState, 
         return;
     }
     let exponent = child.budget.recent().saturating_sub(1).min(8) as u32;
-    let delay = state.backoff.saturating_mul(1 << exponent).min(Duration::from_secs(5));
+    let delay = state
+        .backoff
+        .saturating_mul(1 << exponent)
+        .min(Duration::from_secs(5));
     tracing::warn!(child = %name, %why, ?delay, "child exited; restarting");
     myself.send_after(delay, move || SupervisorMsg::Restart(index));
 }
@@ -170,7 +224,13 @@ fn on_child_exit(myself: &ActorRef<SupervisorMsg>, state: &mut SupervisorState, 
 /// Asks the supervisor for a child's current cell.
 pub async fn child_cell(supervisor: &ActorRef<SupervisorMsg>, name: &str) -> Option<ActorCell> {
     let name = name.to_owned();
-    match supervisor.call(|reply| SupervisorMsg::Child(name, reply), Some(Duration::from_secs(5))).await {
+    match supervisor
+        .call(
+            |reply| SupervisorMsg::Child(name, reply),
+            Some(Duration::from_secs(5)),
+        )
+        .await
+    {
         Ok(ractor::rpc::CallResult::Success(cell)) => cell,
         _ => None,
     }

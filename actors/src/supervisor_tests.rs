@@ -15,7 +15,12 @@ impl Actor for Flaky {
         Ok(())
     }
 
-    async fn handle(&self, _: ActorRef<Self::Msg>, msg: Self::Msg, _: &mut ()) -> Result<(), ActorProcessingErr> {
+    async fn handle(
+        &self,
+        _: ActorRef<Self::Msg>,
+        msg: Self::Msg,
+        _: &mut (),
+    ) -> Result<(), ActorProcessingErr> {
         Err(msg.into())
     }
 }
@@ -37,11 +42,20 @@ impl ChildSpec for FlakySpec {
     }
 }
 
-async fn supervisor(max_restarts: usize) -> (ActorRef<SupervisorMsg>, tokio::task::JoinHandle<()>, Arc<AtomicUsize>, Arc<Mutex<Option<String>>>) {
+async fn supervisor(
+    max_restarts: usize,
+) -> (
+    ActorRef<SupervisorMsg>,
+    tokio::task::JoinHandle<()>,
+    Arc<AtomicUsize>,
+    Arc<Mutex<Option<String>>>,
+) {
     let starts = Arc::new(AtomicUsize::new(0));
     let gave_up = Arc::new(Mutex::new(None));
     let args = SupervisorArgs {
-        children: vec![Box::new(FlakySpec { starts: starts.clone() })],
+        children: vec![Box::new(FlakySpec {
+            starts: starts.clone(),
+        })],
         max_restarts,
         window: Duration::from_secs(60),
         backoff: Duration::from_millis(1),
@@ -87,15 +101,29 @@ async fn a_child_that_keeps_failing_stops_the_supervisor_with_a_reason() {
         wait_for_starts(&starts, round + 1).await;
     }
     fail_child(&supervisor).await;
-    tokio::time::timeout(Duration::from_secs(5), handle).await.expect("supervisor should stop").unwrap();
-    let reason = gave_up.lock().unwrap().clone().expect("a reason is recorded");
-    assert!(reason.contains("flaky") && reason.contains("giving up"), "{reason}");
+    tokio::time::timeout(Duration::from_secs(5), handle)
+        .await
+        .expect("supervisor should stop")
+        .unwrap();
+    let reason = gave_up
+        .lock()
+        .unwrap()
+        .clone()
+        .expect("a reason is recorded");
+    assert!(
+        reason.contains("flaky") && reason.contains("giving up"),
+        "{reason}"
+    );
 }
 
 #[tokio::test]
 async fn a_retired_child_is_not_restarted() {
     let (supervisor, _, starts, _) = supervisor(3).await;
-    supervisor.call(|reply| SupervisorMsg::Retire("flaky".into(), reply), None).await.unwrap().unwrap();
+    supervisor
+        .call(|reply| SupervisorMsg::Retire("flaky".into(), reply), None)
+        .await
+        .unwrap()
+        .unwrap();
     assert!(child_cell(&supervisor, "flaky").await.is_none());
     tokio::time::sleep(Duration::from_millis(20)).await;
     assert_eq!(starts.load(Ordering::SeqCst), 1);

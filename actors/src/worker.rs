@@ -41,11 +41,20 @@ impl Actor for Worker {
     type State = WorkerState;
     type Arguments = (Arc<WorkerDeps>, ActorRef<PoolMsg>);
 
-    async fn pre_start(&self, _: ActorRef<Self::Msg>, (deps, pool): Self::Arguments) -> Result<Self::State, ActorProcessingErr> {
+    async fn pre_start(
+        &self,
+        _: ActorRef<Self::Msg>,
+        (deps, pool): Self::Arguments,
+    ) -> Result<Self::State, ActorProcessingErr> {
         Ok(WorkerState { deps, pool })
     }
 
-    async fn handle(&self, myself: ActorRef<Self::Msg>, msg: Self::Msg, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        msg: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
         let WorkerMsg::Run(delivery) = msg;
         process(&state.deps, delivery).await;
         // The pool may be gone during shutdown; nothing is lost, the delivery is settled already.
@@ -100,7 +109,8 @@ async fn configure_with_retries(deps: &WorkerDeps, task: &TaskMessage) -> Outcom
     loop {
         let result = match tokio::time::timeout(
             deps.call_timeout,
-            deps.provisioner.configure(&task.equipment_id, &task.request),
+            deps.provisioner
+                .configure(&task.equipment_id, &task.request),
         )
         .await
         {
@@ -116,7 +126,10 @@ async fn configure_with_retries(deps: &WorkerDeps, task: &TaskMessage) -> Outcom
         };
         if !error.is_transient() || attempt >= deps.retry.max_attempts {
             tracing::warn!(task_id = %task.task_id, equipment_id = %task.equipment_id, attempt, %error, "configuration failed");
-            return Outcome::Failed { attempts: attempt, reason: error.to_string() };
+            return Outcome::Failed {
+                attempts: attempt,
+                reason: error.to_string(),
+            };
         }
         let wait = deps.retry.delay_after(attempt);
         tracing::info!(task_id = %task.task_id, attempt, %error, ?wait, "transient failure; retrying");
@@ -126,7 +139,11 @@ async fn configure_with_retries(deps: &WorkerDeps, task: &TaskMessage) -> Outcom
 }
 
 /// A registry that is restarting answers again within moments: try a few times before giving the task back.
-async fn record_outcome(deps: &WorkerDeps, task: &TaskMessage, outcome: &Outcome) -> Result<(), crate::ports::SinkError> {
+async fn record_outcome(
+    deps: &WorkerDeps,
+    task: &TaskMessage,
+    outcome: &Outcome,
+) -> Result<(), crate::ports::SinkError> {
     let mut tries = 0;
     loop {
         match deps.sink.finish(task, outcome.clone()).await {
@@ -179,7 +196,11 @@ mod tests {
 
     #[async_trait]
     impl Provisioner for ScriptedDevice {
-        async fn configure(&self, _: &EquipmentId, _: &ConfigRequest) -> Result<(), ProvisionError> {
+        async fn configure(
+            &self,
+            _: &EquipmentId,
+            _: &ConfigRequest,
+        ) -> Result<(), ProvisionError> {
             self.calls.fetch_add(1, Ordering::SeqCst);
             match self.script.lock().unwrap().pop() {
                 Some(error) => Err(error),
@@ -201,21 +222,34 @@ mod tests {
         let slot = Slot::default();
         slot.set(actor);
         let registry = RegistryHandle::new(slot);
-        let device = Arc::new(ScriptedDevice { script: Mutex::new(script), calls: AtomicU32::new(0) });
+        let device = Arc::new(ScriptedDevice {
+            script: Mutex::new(script),
+            calls: AtomicU32::new(0),
+        });
         let deps = WorkerDeps {
             provisioner: device.clone(),
             sink: Arc::new(registry.clone()),
-            retry: RetryPolicy { max_attempts: 3, base: Duration::from_millis(1), max_delay: Duration::from_millis(5) },
+            retry: RetryPolicy {
+                max_attempts: 3,
+                base: Duration::from_millis(1),
+                max_delay: Duration::from_millis(5),
+            },
             call_timeout: Duration::from_secs(5),
         };
-        Rig { queue: InProcessQueue::default(), registry, device, deps }
+        Rig {
+            queue: InProcessQueue::default(),
+            registry,
+            device,
+            deps,
+        }
     }
 
     fn task() -> TaskMessage {
         TaskMessage {
             task_id: TaskId::new(),
             equipment_id: EquipmentId::parse("abc123").unwrap(),
-            request: ConfigRequest::from_json(br#"{"timeoutInSeconds": 14, "parameters": {}}"#).unwrap(),
+            request: ConfigRequest::from_json(br#"{"timeoutInSeconds": 14, "parameters": {}}"#)
+                .unwrap(),
         }
     }
 
@@ -226,23 +260,41 @@ mod tests {
     }
 
     async fn status(rig: &Rig, task: &TaskMessage) -> TaskStatus {
-        rig.registry.get(task.task_id).await.unwrap().unwrap().status
+        rig.registry
+            .get(task.task_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .status
     }
 
     #[tokio::test]
     async fn success_is_recorded_then_acknowledged() {
         let rig = rig(vec![]).await;
         let task = task();
-        assert_eq!(run_one(&rig, &task).await, Settlement::Acked(Some(Outcome::Completed { attempts: 1 })));
+        assert_eq!(
+            run_one(&rig, &task).await,
+            Settlement::Acked(Some(Outcome::Completed { attempts: 1 }))
+        );
         assert_eq!(status(&rig, &task).await, TaskStatus::Completed);
         assert!(rig.queue.is_empty());
     }
 
     #[tokio::test]
     async fn transient_failures_are_retried() {
-        let rig = rig(vec![ProvisionError::Transport("reset".into()), ProvisionError::Status { status: 503, body: String::new() }]).await;
+        let rig = rig(vec![
+            ProvisionError::Transport("reset".into()),
+            ProvisionError::Status {
+                status: 503,
+                body: String::new(),
+            },
+        ])
+        .await;
         let task = task();
-        assert_eq!(run_one(&rig, &task).await, Settlement::Acked(Some(Outcome::Completed { attempts: 3 })));
+        assert_eq!(
+            run_one(&rig, &task).await,
+            Settlement::Acked(Some(Outcome::Completed { attempts: 3 }))
+        );
         assert_eq!(rig.device.calls.load(Ordering::SeqCst), 3);
     }
 
@@ -251,16 +303,31 @@ mod tests {
         let rig = rig(vec![ProvisionError::NotFound]).await;
         let task = task();
         let settled = run_one(&rig, &task).await;
-        assert!(matches!(settled, Settlement::Acked(Some(Outcome::Failed { attempts: 1, .. }))), "{settled:?}");
+        assert!(
+            matches!(
+                settled,
+                Settlement::Acked(Some(Outcome::Failed { attempts: 1, .. }))
+            ),
+            "{settled:?}"
+        );
         assert_eq!(status(&rig, &task).await, TaskStatus::Failed);
         assert_eq!(rig.device.calls.load(Ordering::SeqCst), 1);
     }
 
     #[tokio::test]
     async fn exhausted_retries_fail_the_task_and_dead_letter_it() {
-        let rig = rig((0..3).map(|_| ProvisionError::Status { status: 500, body: "boom".into() }).collect()).await;
+        let rig = rig((0..3)
+            .map(|_| ProvisionError::Status {
+                status: 500,
+                body: "boom".into(),
+            })
+            .collect())
+        .await;
         let task = task();
-        assert!(matches!(run_one(&rig, &task).await, Settlement::DeadLettered(_)));
+        assert!(matches!(
+            run_one(&rig, &task).await,
+            Settlement::DeadLettered(_)
+        ));
         let record = rig.registry.get(task.task_id).await.unwrap().unwrap();
         assert_eq!((record.status, record.attempts), (TaskStatus::Failed, 3));
         assert!(record.last_error.unwrap().contains("500"));
@@ -281,7 +348,10 @@ mod tests {
         let rig = rig(vec![]).await;
         rig.queue.push_raw(b"{\"task_id\": 7}");
         let delivery = rig.queue.subscribe().await.unwrap().next().await.unwrap();
-        assert!(matches!(process(&rig.deps, delivery).await, Settlement::DeadLettered(_)));
+        assert!(matches!(
+            process(&rig.deps, delivery).await,
+            Settlement::DeadLettered(_)
+        ));
         assert_eq!(rig.device.calls.load(Ordering::SeqCst), 0);
         assert_eq!(rig.queue.dead_letters().len(), 1);
     }
@@ -291,13 +361,19 @@ mod tests {
         struct Hangs;
         #[async_trait]
         impl Provisioner for Hangs {
-            async fn configure(&self, _: &EquipmentId, _: &ConfigRequest) -> Result<(), ProvisionError> {
+            async fn configure(
+                &self,
+                _: &EquipmentId,
+                _: &ConfigRequest,
+            ) -> Result<(), ProvisionError> {
                 std::future::pending().await
             }
         }
         let mut rig = rig(vec![]).await;
         rig.deps.provisioner = Arc::new(Hangs);
         let task = task();
-        assert!(matches!(run_one(&rig, &task).await, Settlement::DeadLettered(reason) if reason.contains("did not answer")));
+        assert!(
+            matches!(run_one(&rig, &task).await, Settlement::DeadLettered(reason) if reason.contains("did not answer"))
+        );
     }
 }

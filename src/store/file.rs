@@ -1,1 +1,493 @@
-//! Embedded file store (in progress).
+//! The embedded file store: task records in one redb file, `<data dir>/tasks.redb`, durable on every write.
+//!
+//! Three tables, changed together in one write transaction so that a crash never leaves them disagreeing:
+//! - `records`: task id (16 bytes) → the encoded record (see [`encode`]);
+//! - `unfinished`: created_at (big-endian) ++ task id → (), for queued and running tasks, so a restart
+//!   reads only the open work, already in creation order, however many final tasks are kept;
+//! - `final_by_update`: updated_at (big-endian) ++ task id → (), for completed and failed tasks, so a
+//!   sweep reads only the entries it deletes.
+//!
+//! Readers double-check an index entry against its record and skip one that no longer matches, so an
+//! index entry left behind by a record that could not be decoded can never resurrect or delete a task.
+
+use cpe_actors::ports::{StoreError, TaskStore};
+use cpe_actors::{ConfigRequest, EquipmentId, TaskId, TaskRecord, TaskStatus};
+use redb::{
+    Database, DatabaseError, ReadableDatabase, ReadableTable, ReadableTableMetadata, Table,
+    TableDefinition, WriteTransaction,
+};
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// The file's name inside the data directory.
+pub const FILE_NAME: &str = "tasks.redb";
+
+type IndexKey = [u8; 24];
+
+const RECORDS: TableDefinition<[u8; 16], &[u8]> = TableDefinition::new("records");
+const UNFINISHED: TableDefinition<IndexKey, ()> = TableDefinition::new("unfinished");
+const FINAL_BY_UPDATE: TableDefinition<IndexKey, ()> = TableDefinition::new("final_by_update");
+
+/// Records removed per sweep transaction: a sweep of millions commits in steps instead of building one
+/// giant transaction, and the registry's other writes get the file between steps.
+const SWEEP_BATCH: usize = 10_000;
+
+/// Page cache limit. redb's default is 1 GiB, too much to promise on the small machines this runs on; the
+/// working set (open tasks and recent records) is far smaller.
+const CACHE_BYTES: usize = 64 * 1024 * 1024;
+
+/// First byte of every value, so the encoding can change without misreading old files.
+const FORMAT_V1: u8 = 1;
+/// Bytes before the variable-length fields: version, status, created_at, updated_at, attempts.
+const HEADER_LEN: usize = 22;
+/// Length prefix of an absent `last_error`.
+const NO_ERROR: u32 = u32::MAX;
+
+/// A [`TaskStore`] that survives restarts: every `put`, `remove` and sweep step is committed with fsync
+/// before it returns.
+pub struct FileStore {
+    db: Database,
+    path: PathBuf,
+}
+
+impl FileStore {
+    /// Opens `<dir>/tasks.redb`, creating the directory and the file if they are missing.
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            StoreError(format!(
+                "cannot create data directory {}: {e}",
+                dir.display()
+            ))
+        })?;
+        let path = dir.join(FILE_NAME);
+        let db = Database::builder()
+            .set_cache_size(CACHE_BYTES)
+            .create(&path)
+            .map_err(|e| open_error(&path, e))?;
+        let store = Self { db, path };
+        store
+            .create_tables()
+            .map_err(|e| store.wrap(format_args!("cannot prepare tables"), e))?;
+        Ok(store)
+    }
+
+    /// Where the records live, for logs and error messages.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Number of records, final or not.
+    pub fn len(&self) -> Result<u64, StoreError> {
+        let count = || -> Result<u64, StoreError> {
+            let txn = self.db.begin_read().map_err(db)?;
+            txn.open_table(RECORDS).map_err(db)?.len().map_err(db)
+        };
+        count().map_err(|e| self.wrap(format_args!("cannot count records"), e))
+    }
+
+    pub fn is_empty(&self) -> Result<bool, StoreError> {
+        Ok(self.len()? == 0)
+    }
+
+    /// Creates the tables once, so read transactions never meet a missing table.
+    fn create_tables(&self) -> Result<(), StoreError> {
+        let txn = self.db.begin_write().map_err(db)?;
+        txn.open_table(RECORDS).map_err(db)?;
+        txn.open_table(UNFINISHED).map_err(db)?;
+        txn.open_table(FINAL_BY_UPDATE).map_err(db)?;
+        txn.commit().map_err(db)
+    }
+
+    fn wrap(&self, doing: fmt::Arguments<'_>, cause: StoreError) -> StoreError {
+        StoreError(format!("{doing} in {}: {}", self.path.display(), cause.0))
+    }
+
+    fn put_inner(&self, record: &TaskRecord) -> Result<(), StoreError> {
+        let txn = self.db.begin_write().map_err(db)?;
+        write_record(&txn, record)?;
+        txn.commit().map_err(db)
+    }
+
+    fn remove_inner(&self, id: TaskId) -> Result<(), StoreError> {
+        let txn = self.db.begin_write().map_err(db)?;
+        let old = {
+            let mut records = txn.open_table(RECORDS).map_err(db)?;
+            let removed = records.remove(id.as_bytes()).map_err(db)?;
+            removed.map(|old| Header::decode(old.value()))
+        };
+        match old {
+            // Nothing was there: nothing to make durable.
+            None => return txn.abort().map_err(db),
+            Some(Some(header)) => Indexes::open(&txn)?.remove(header.index_entry(id))?,
+            // An undecodable record's index entry stays behind; readers skip it.
+            Some(None) => {}
+        }
+        txn.commit().map_err(db)
+    }
+
+    fn get_inner(&self, id: TaskId) -> Result<Option<TaskRecord>, StoreError> {
+        let txn = self.db.begin_read().map_err(db)?;
+        let records = txn.open_table(RECORDS).map_err(db)?;
+        let found = records.get(id.as_bytes()).map_err(db)?;
+        found.map(|value| decode(id, value.value())).transpose()
+    }
+
+    fn unfinished_inner(&self) -> Result<Vec<TaskRecord>, StoreError> {
+        let txn = self.db.begin_read().map_err(db)?;
+        let records = txn.open_table(RECORDS).map_err(db)?;
+        let index = txn.open_table(UNFINISHED).map_err(db)?;
+        let mut open = Vec::new();
+        for entry in index.iter().map_err(db)? {
+            let (created_at, id) = split_key(&entry.map_err(db)?.0.value());
+            let Some(value) = records.get(id.as_bytes()).map_err(db)? else {
+                continue;
+            };
+            let record = decode(id, value.value())?;
+            if !record.status.is_final() && record.created_at == created_at {
+                open.push(record);
+            }
+        }
+        Ok(open)
+    }
+
+    /// One sweep step: at most [`SWEEP_BATCH`] index entries; returns (entries seen, records removed).
+    fn sweep_step(&self, cutoff_millis: u64) -> Result<(usize, usize), StoreError> {
+        let upper = index_key(cutoff_millis, &TaskId::from_bytes([0; 16]));
+        let txn = self.db.begin_write().map_err(db)?;
+        let (seen, removed) = {
+            let mut finals = txn.open_table(FINAL_BY_UPDATE).map_err(db)?;
+            let mut records = txn.open_table(RECORDS).map_err(db)?;
+            let keys = finals
+                .range(..upper)
+                .map_err(db)?
+                .take(SWEEP_BATCH)
+                .map(|entry| entry.map(|(key, _)| key.value()).map_err(db))
+                .collect::<Result<Vec<IndexKey>, _>>()?;
+            let mut removed = 0;
+            for key in &keys {
+                finals.remove(key).map_err(db)?;
+                let (updated_at, id) = split_key(key);
+                let current = records.get(id.as_bytes()).map_err(db)?;
+                let matches = current
+                    .and_then(|value| Header::decode(value.value()))
+                    .is_some_and(|h| h.status.is_final() && h.updated_at == updated_at);
+                if matches {
+                    records.remove(id.as_bytes()).map_err(db)?;
+                    removed += 1;
+                }
+            }
+            (keys.len(), removed)
+        };
+        if seen == 0 {
+            txn.abort().map_err(db)?;
+        } else {
+            txn.commit().map_err(db)?;
+        }
+        Ok((seen, removed))
+    }
+}
+
+impl TaskStore for FileStore {
+    fn put(&self, record: &TaskRecord) -> Result<(), StoreError> {
+        self.put_inner(record)
+            .map_err(|e| self.wrap(format_args!("cannot store task {}", record.id), e))
+    }
+
+    fn get(&self, id: TaskId) -> Result<Option<TaskRecord>, StoreError> {
+        self.get_inner(id)
+            .map_err(|e| self.wrap(format_args!("cannot read task {id}"), e))
+    }
+
+    fn remove(&self, id: TaskId) -> Result<(), StoreError> {
+        self.remove_inner(id)
+            .map_err(|e| self.wrap(format_args!("cannot remove task {id}"), e))
+    }
+
+    fn unfinished(&self) -> Result<Vec<TaskRecord>, StoreError> {
+        self.unfinished_inner()
+            .map_err(|e| self.wrap(format_args!("cannot list unfinished tasks"), e))
+    }
+
+    fn remove_final_before(&self, cutoff_millis: u64) -> Result<usize, StoreError> {
+        let mut total = 0;
+        loop {
+            let (seen, removed) = self.sweep_step(cutoff_millis).map_err(|e| {
+                self.wrap(
+                    format_args!("cannot sweep final tasks ({total} removed so far)"),
+                    e,
+                )
+            })?;
+            total += removed;
+            if seen < SWEEP_BATCH {
+                return Ok(total);
+            }
+        }
+    }
+}
+
+/// Writes one record and moves its index entry, inside the caller's transaction.
+fn write_record(txn: &WriteTransaction, record: &TaskRecord) -> Result<(), StoreError> {
+    let value = encode(record)?;
+    let new = Header::of(record).index_entry(record.id);
+    let mut records = txn.open_table(RECORDS).map_err(db)?;
+    let old = records
+        .insert(record.id.as_bytes(), value.as_slice())
+        .map_err(db)?
+        .and_then(|old| Header::decode(old.value()))
+        .map(|header| header.index_entry(record.id));
+    if old != Some(new) {
+        let mut indexes = Indexes::open(txn)?;
+        if let Some(old) = old {
+            indexes.remove(old)?;
+        }
+        indexes.insert(new)?;
+    }
+    Ok(())
+}
+
+/// Turns a redb error into the port's error; callers add which task and which file.
+fn db(e: impl Into<redb::Error>) -> StoreError {
+    StoreError(e.into().to_string())
+}
+
+fn open_error(path: &Path, e: DatabaseError) -> StoreError {
+    let path = path.display();
+    match e {
+        DatabaseError::DatabaseAlreadyOpen | DatabaseError::LockProtocolMismatch => {
+            StoreError(format!(
+            "{path} is locked by another open store: is another cpe-config using this data dir?"
+        ))
+        }
+        other => StoreError(format!("cannot open {path}: {other}")),
+    }
+}
+
+/// The two index tables, opened together because every change touches one or the other.
+struct Indexes<'t> {
+    unfinished: Table<'t, IndexKey, ()>,
+    finals: Table<'t, IndexKey, ()>,
+}
+
+/// Where a record appears in the indexes: exactly one entry per record.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum IndexEntry {
+    Unfinished(IndexKey),
+    Final(IndexKey),
+}
+
+impl<'t> Indexes<'t> {
+    fn open(txn: &'t WriteTransaction) -> Result<Self, StoreError> {
+        Ok(Self {
+            unfinished: txn.open_table(UNFINISHED).map_err(db)?,
+            finals: txn.open_table(FINAL_BY_UPDATE).map_err(db)?,
+        })
+    }
+
+    fn insert(&mut self, entry: IndexEntry) -> Result<(), StoreError> {
+        match entry {
+            IndexEntry::Unfinished(key) => self.unfinished.insert(key, ()),
+            IndexEntry::Final(key) => self.finals.insert(key, ()),
+        }
+        .map(drop)
+        .map_err(db)
+    }
+
+    fn remove(&mut self, entry: IndexEntry) -> Result<(), StoreError> {
+        match entry {
+            IndexEntry::Unfinished(key) => self.unfinished.remove(key),
+            IndexEntry::Final(key) => self.finals.remove(key),
+        }
+        .map(drop)
+        .map_err(db)
+    }
+}
+
+/// Big-endian time first, so the table's byte order is time order.
+fn index_key(millis: u64, id: &TaskId) -> IndexKey {
+    let mut key = [0; 24];
+    key[..8].copy_from_slice(&millis.to_be_bytes());
+    key[8..].copy_from_slice(id.as_bytes());
+    key
+}
+
+fn split_key(key: &IndexKey) -> (u64, TaskId) {
+    let mut millis = [0; 8];
+    let mut id = [0; 16];
+    millis.copy_from_slice(&key[..8]);
+    id.copy_from_slice(&key[8..]);
+    (u64::from_be_bytes(millis), TaskId::from_bytes(id))
+}
+
+/// The fixed-size start of a value: all that index upkeep needs, readable even if the rest is damaged.
+#[derive(Clone, Copy)]
+struct Header {
+    status: TaskStatus,
+    created_at: u64,
+    updated_at: u64,
+}
+
+impl Header {
+    fn of(record: &TaskRecord) -> Self {
+        Self {
+            status: record.status,
+            created_at: record.created_at,
+            updated_at: record.updated_at,
+        }
+    }
+
+    fn decode(value: &[u8]) -> Option<Self> {
+        let mut r = Reader(value);
+        (r.u8()? == FORMAT_V1).then_some(())?;
+        Some(Self {
+            status: status_from(r.u8()?)?,
+            created_at: r.u64()?,
+            updated_at: r.u64()?,
+        })
+    }
+
+    fn index_entry(self, id: TaskId) -> IndexEntry {
+        if self.status.is_final() {
+            IndexEntry::Final(index_key(self.updated_at, &id))
+        } else {
+            IndexEntry::Unfinished(index_key(self.created_at, &id))
+        }
+    }
+}
+
+fn status_byte(status: TaskStatus) -> u8 {
+    match status {
+        TaskStatus::Queued => 0,
+        TaskStatus::Running => 1,
+        TaskStatus::Completed => 2,
+        TaskStatus::Failed => 3,
+    }
+}
+
+fn status_from(byte: u8) -> Option<TaskStatus> {
+    Some(match byte {
+        0 => TaskStatus::Queued,
+        1 => TaskStatus::Running,
+        2 => TaskStatus::Completed,
+        3 => TaskStatus::Failed,
+        _ => return None,
+    })
+}
+
+/// Format 1: version u8, status u8, created_at u64, updated_at u64, attempts u32 (all big-endian);
+/// equipment id (u16 length + bytes); last error (u32 length, `u32::MAX` for none, + bytes); then the
+/// request as JSON to the end. About 40 bytes plus the JSON, instead of about 150 for a JSON record.
+fn encode(record: &TaskRecord) -> Result<Vec<u8>, StoreError> {
+    let too_long =
+        |what: &str| StoreError(format!("task {}: {what} is too long to store", record.id));
+    let request = serde_json::to_vec(&record.request).map_err(|e| {
+        StoreError(format!(
+            "task {}: request cannot be encoded: {e}",
+            record.id
+        ))
+    })?;
+    let equipment = record.equipment_id.as_str().as_bytes();
+    let error = record.last_error.as_deref().map(str::as_bytes);
+    let mut out = Vec::with_capacity(
+        HEADER_LEN + 6 + equipment.len() + error.map_or(0, <[u8]>::len) + request.len(),
+    );
+    out.push(FORMAT_V1);
+    out.push(status_byte(record.status));
+    out.extend_from_slice(&record.created_at.to_be_bytes());
+    out.extend_from_slice(&record.updated_at.to_be_bytes());
+    out.extend_from_slice(&record.attempts.to_be_bytes());
+    let equipment_len = u16::try_from(equipment.len()).map_err(|_| too_long("equipment id"))?;
+    out.extend_from_slice(&equipment_len.to_be_bytes());
+    out.extend_from_slice(equipment);
+    match error {
+        None => out.extend_from_slice(&NO_ERROR.to_be_bytes()),
+        Some(error) => {
+            let len = u32::try_from(error.len())
+                .ok()
+                .filter(|n| *n != NO_ERROR)
+                .ok_or_else(|| too_long("last error"))?;
+            out.extend_from_slice(&len.to_be_bytes());
+            out.extend_from_slice(error);
+        }
+    }
+    out.extend_from_slice(&request);
+    Ok(out)
+}
+
+/// Reads a value back; any damage is an error naming the task, never a panic.
+fn decode(id: TaskId, value: &[u8]) -> Result<TaskRecord, StoreError> {
+    let bad = |why: &str| StoreError(format!("task {id} cannot be decoded: {why}"));
+    let header = Header::decode(value).ok_or_else(|| bad("unknown format or damaged header"))?;
+    let mut r = Reader(
+        value
+            .get(HEADER_LEN - 4..)
+            .ok_or_else(|| bad("truncated header"))?,
+    );
+    let attempts = r.u32().ok_or_else(|| bad("truncated header"))?;
+    let equipment_len = r.u16().ok_or_else(|| bad("truncated equipment id"))?;
+    let equipment = r
+        .take(usize::from(equipment_len))
+        .ok_or_else(|| bad("truncated equipment id"))?;
+    let equipment_id = std::str::from_utf8(equipment)
+        .ok()
+        .and_then(|raw| EquipmentId::parse(raw).ok())
+        .ok_or_else(|| bad("invalid equipment id"))?;
+    let last_error = match r.u32().ok_or_else(|| bad("truncated last error"))? {
+        NO_ERROR => None,
+        len => {
+            let raw = usize::try_from(len)
+                .ok()
+                .and_then(|n| r.take(n))
+                .ok_or_else(|| bad("truncated last error"))?;
+            Some(String::from_utf8(raw.to_vec()).map_err(|_| bad("last error is not UTF-8"))?)
+        }
+    };
+    let json: serde_json::Value =
+        serde_json::from_slice(r.0).map_err(|e| bad(&format!("request is not JSON: {e}")))?;
+    let request =
+        ConfigRequest::from_value(&json).map_err(|e| bad(&format!("invalid request: {e}")))?;
+    Ok(TaskRecord {
+        id,
+        equipment_id,
+        request,
+        status: header.status,
+        attempts,
+        last_error,
+        created_at: header.created_at,
+        updated_at: header.updated_at,
+    })
+}
+
+/// A cursor over a value's bytes that returns `None` instead of reading past the end.
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        let (head, rest) = self.0.split_at_checked(n)?;
+        self.0 = rest;
+        Some(head)
+    }
+
+    fn array<const N: usize>(&mut self) -> Option<[u8; N]> {
+        self.take(N)?.try_into().ok()
+    }
+
+    fn u8(&mut self) -> Option<u8> {
+        self.array::<1>().map(|[b]| b)
+    }
+
+    fn u16(&mut self) -> Option<u16> {
+        self.array().map(u16::from_be_bytes)
+    }
+
+    fn u32(&mut self) -> Option<u32> {
+        self.array().map(u32::from_be_bytes)
+    }
+
+    fn u64(&mut self) -> Option<u64> {
+        self.array().map(u64::from_be_bytes)
+    }
+}
+
+#[cfg(test)]
+#[path = "file_tests.rs"]
+mod tests;

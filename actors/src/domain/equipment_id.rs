@@ -17,7 +17,8 @@ pub struct InvalidEquipmentId;
 
 impl EquipmentId {
     pub fn parse(raw: &str) -> Result<Self, InvalidEquipmentId> {
-        let valid = (6..=MAX_LEN).contains(&raw.len()) && raw.bytes().all(|b| b.is_ascii_alphanumeric());
+        let valid =
+            (6..=MAX_LEN).contains(&raw.len()) && raw.bytes().all(|b| b.is_ascii_alphanumeric());
         if valid {
             Ok(Self(raw.to_owned()))
         } else {
@@ -56,7 +57,16 @@ mod tests {
 
     #[test]
     fn rejects_short_punctuated_or_encoded_ids() {
-        for bad in ["", "abc12", "abc-123", "abc_123", "abc123\n", "abc%0A123", "abc 123", "ábc1234"] {
+        for bad in [
+            "",
+            "abc12",
+            "abc-123",
+            "abc_123",
+            "abc123\n",
+            "abc%0A123",
+            "abc 123",
+            "ábc1234",
+        ] {
             assert_eq!(EquipmentId::parse(bad), Err(InvalidEquipmentId), "{bad:?}");
         }
         assert!(EquipmentId::parse(&"a".repeat(MAX_LEN + 1)).is_err());

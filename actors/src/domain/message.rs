@@ -45,9 +45,15 @@ impl TaskMessage {
         let equipment_id = field("equipment_id")?
             .as_str()
             .and_then(|raw| EquipmentId::parse(raw).ok())
-            .ok_or_else(|| RequestError::Invalid("`equipment_id` is not a valid equipment id".into()))?;
+            .ok_or_else(|| {
+                RequestError::Invalid("`equipment_id` is not a valid equipment id".into())
+            })?;
         let request = ConfigRequest::from_value(field("task_payload")?)?;
-        Ok(Self { task_id, equipment_id, request })
+        Ok(Self {
+            task_id,
+            equipment_id,
+            request,
+        })
     }
 
     /// The equipment id of a message body, read without validating the rest: used to route deliveries.
@@ -56,7 +62,9 @@ impl TaskMessage {
         struct Peek {
             equipment_id: String,
         }
-        serde_json::from_slice::<Peek>(body).ok().map(|p| p.equipment_id)
+        serde_json::from_slice::<Peek>(body)
+            .ok()
+            .map(|p| p.equipment_id)
     }
 }
 
@@ -64,8 +72,15 @@ impl TaskMessage {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "status", rename_all = "lowercase")]
 pub enum StatusUpdate {
-    Running { task_id: TaskId, equipment_id: EquipmentId },
-    Finished { task_id: TaskId, equipment_id: EquipmentId, outcome: Outcome },
+    Running {
+        task_id: TaskId,
+        equipment_id: EquipmentId,
+    },
+    Finished {
+        task_id: TaskId,
+        equipment_id: EquipmentId,
+        outcome: Outcome,
+    },
 }
 
 #[cfg(test)]
@@ -78,12 +93,19 @@ mod tests {
         let message = TaskMessage::from_json(body).unwrap();
         assert_eq!(message.equipment_id.as_str(), "abc123");
         assert_eq!(TaskMessage::from_json(&message.to_json()).unwrap(), message);
-        assert_eq!(TaskMessage::peek_equipment_id(body).as_deref(), Some("abc123"));
+        assert_eq!(
+            TaskMessage::peek_equipment_id(body).as_deref(),
+            Some("abc123")
+        );
     }
 
     #[test]
     fn rejects_messages_that_are_not_tasks() {
-        for body in [&b"nonsense"[..], br#"{}"#, br#"{"task_id": "x", "equipment_id": "abc123", "task_payload": {}}"#] {
+        for body in [
+            &b"nonsense"[..],
+            br#"{}"#,
+            br#"{"task_id": "x", "equipment_id": "abc123", "task_payload": {}}"#,
+        ] {
             assert!(TaskMessage::from_json(body).is_err());
         }
         let bad_device = br#"{"task_id": "2f1b6a4e-1c55-4e0c-9c7a-3f0d2b9d8e11", "equipment_id": "a-b", "task_payload": {"timeoutInSeconds": 1, "parameters": {}}}"#;
@@ -95,9 +117,15 @@ mod tests {
         let update = StatusUpdate::Finished {
             task_id: TaskId::new(),
             equipment_id: EquipmentId::parse("abc123").unwrap(),
-            outcome: Outcome::Failed { attempts: 1, reason: "HTTP 500".into() },
+            outcome: Outcome::Failed {
+                attempts: 1,
+                reason: "HTTP 500".into(),
+            },
         };
         let json = serde_json::to_vec(&update).unwrap();
-        assert_eq!(serde_json::from_slice::<StatusUpdate>(&json).unwrap(), update);
+        assert_eq!(
+            serde_json::from_slice::<StatusUpdate>(&json).unwrap(),
+            update
+        );
     }
 }

@@ -43,7 +43,7 @@ pub enum ParamValue {
     IntList(Vec<i64>),
 }
 
-/// Named parameters. `Debug` shows the keys only, so values (passwords) never reach a log.
+/// Named parameters. `Debug` redacts secrets, so passwords never reach a log.
 #[derive(Clone, PartialEq, Eq, Default)]
 pub struct Parameters(BTreeMap<String, ParamValue>);
 
@@ -115,7 +115,9 @@ impl Parameters {
             Value::Array(items) => {
                 for (index, item) in items.iter().enumerate() {
                     let pair = single_pair(item).ok_or_else(|| {
-                        invalid(format!("`parameters[{index}]` must be an object with exactly one key"))
+                        invalid(format!(
+                            "`parameters[{index}]` must be an object with exactly one key"
+                        ))
                     })?;
                     if params.contains_key(pair.0) {
                         return Err(invalid(format!("parameter `{}` is given twice", pair.0)));
@@ -131,7 +133,9 @@ impl Parameters {
             }
         }
         if params.len() > MAX_PARAMETERS {
-            return Err(invalid(format!("at most {MAX_PARAMETERS} parameters are accepted")));
+            return Err(invalid(format!(
+                "at most {MAX_PARAMETERS} parameters are accepted"
+            )));
         }
         Ok(Self(params))
     }
@@ -174,9 +178,21 @@ impl fmt::Debug for ParamValue {
     }
 }
 
+/// Shows non-secret values (useful to operators) and hides the values of secret-looking keys.
 impl fmt::Debug for Parameters {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_set().entries(self.0.keys()).finish()
+        let mut map = f.debug_map();
+        for (key, value) in &self.0 {
+            if is_secret_key(key) {
+                map.entry(key, &format_args!("<redacted>"));
+            } else {
+                map.entry(
+                    key,
+                    &format_args!("{}", serde_json::to_string(value).unwrap_or_default()),
+                );
+            }
+        }
+        map.finish()
     }
 }
 
@@ -235,12 +251,14 @@ fn check_range(key: &str, value: &ParamValue) -> Result<(), RequestError> {
         ("vlan", ParamValue::Text(_) | ParamValue::IntList(_)) => {
             Err(invalid("`vlan` must be an integer from 1 to 4094"))
         }
-        ("interfaces", ParamValue::IntList(list)) => match list.iter().find(|i| !INTERFACE_RANGE.contains(i)) {
-            Some(bad) => Err(invalid(format!(
-                "`interfaces` must hold interface numbers from 1 to 1024, got {bad}"
-            ))),
-            None => Ok(()),
-        },
+        ("interfaces", ParamValue::IntList(list)) => {
+            match list.iter().find(|i| !INTERFACE_RANGE.contains(i)) {
+                Some(bad) => Err(invalid(format!(
+                    "`interfaces` must hold interface numbers from 1 to 1024, got {bad}"
+                ))),
+                None => Ok(()),
+            }
+        }
         ("interfaces", _) => Err(invalid("`interfaces` must be a list of integers")),
         _ => Ok(()),
     }
@@ -284,7 +302,10 @@ mod tests {
         let request = parse(EXAMPLE).unwrap();
         assert_eq!(request.timeout_in_seconds, 14);
         assert_eq!(request.parameters.get("vlan"), Some(&ParamValue::Int(534)));
-        assert_eq!(request.parameters.get("interfaces"), Some(&ParamValue::IntList(vec![1, 2, 3, 4])));
+        assert_eq!(
+            request.parameters.get("interfaces"),
+            Some(&ParamValue::IntList(vec![1, 2, 3, 4]))
+        );
     }
 
     #[test]
@@ -295,7 +316,10 @@ mod tests {
 
     #[test]
     fn not_json_is_malformed() {
-        assert!(matches!(parse("{\"timeoutInSeconds\": 1,"), Err(RequestError::Malformed(_))));
+        assert!(matches!(
+            parse("{\"timeoutInSeconds\": 1,"),
+            Err(RequestError::Malformed(_))
+        ));
         assert!(matches!(parse(""), Err(RequestError::Malformed(_))));
     }
 
@@ -303,26 +327,64 @@ mod tests {
     fn schema_errors_name_the_field() {
         assert!(invalid_message(r#"{"parameters": {}}"#).contains("timeoutInSeconds"));
         assert!(invalid_message(r#"{"timeoutInSeconds": 1}"#).contains("parameters"));
-        assert!(invalid_message(r#"{"timeoutInSeconds": -1, "parameters": {}}"#).contains("timeoutInSeconds"));
-        assert!(invalid_message(r#"{"timeoutInSeconds": "14", "parameters": {}}"#).contains("timeoutInSeconds"));
-        assert!(invalid_message(r#"{"timeoutInSeconds": 99999999, "parameters": {}}"#).contains("timeoutInSeconds"));
-        assert!(invalid_message(r#"{"timeoutInSeconds": 1, "parameters": {"vlan": 0}}"#).contains("vlan"));
-        assert!(invalid_message(r#"{"timeoutInSeconds": 1, "parameters": {"vlan": 4095}}"#).contains("vlan"));
-        assert!(invalid_message(r#"{"timeoutInSeconds": 1, "parameters": {"interfaces": [0]}}"#).contains("interfaces"));
-        assert!(invalid_message(r#"{"timeoutInSeconds": 1, "parameters": {"flag": true}}"#).contains("flag"));
-        assert!(invalid_message(r#"{"timeoutInSeconds": 1, "parameters": 5}"#).contains("parameters"));
-        assert!(invalid_message(r#"{"timeoutInSeconds": 1, "parameters": {}, "x": 1}"#).contains("`x`"));
+        assert!(
+            invalid_message(r#"{"timeoutInSeconds": -1, "parameters": {}}"#)
+                .contains("timeoutInSeconds")
+        );
+        assert!(
+            invalid_message(r#"{"timeoutInSeconds": "14", "parameters": {}}"#)
+                .contains("timeoutInSeconds")
+        );
+        assert!(
+            invalid_message(r#"{"timeoutInSeconds": 99999999, "parameters": {}}"#)
+                .contains("timeoutInSeconds")
+        );
+        assert!(
+            invalid_message(r#"{"timeoutInSeconds": 1, "parameters": {"vlan": 0}}"#)
+                .contains("vlan")
+        );
+        assert!(
+            invalid_message(r#"{"timeoutInSeconds": 1, "parameters": {"vlan": 4095}}"#)
+                .contains("vlan")
+        );
+        assert!(
+            invalid_message(r#"{"timeoutInSeconds": 1, "parameters": {"interfaces": [0]}}"#)
+                .contains("interfaces")
+        );
+        assert!(
+            invalid_message(r#"{"timeoutInSeconds": 1, "parameters": {"flag": true}}"#)
+                .contains("flag")
+        );
+        assert!(
+            invalid_message(r#"{"timeoutInSeconds": 1, "parameters": 5}"#).contains("parameters")
+        );
+        assert!(
+            invalid_message(r#"{"timeoutInSeconds": 1, "parameters": {}, "x": 1}"#).contains("`x`")
+        );
         assert!(invalid_message(r#"[1]"#).contains("object"));
-        assert!(invalid_message(r#"{"timeoutInSeconds": 1, "parameters": [{"a": 1, "b": 2}]}"#).contains("parameters[0]"));
-        assert!(invalid_message(r#"{"timeoutInSeconds": 1, "parameters": [{"a": 1}, {"a": 2}]}"#).contains("twice"));
+        assert!(
+            invalid_message(r#"{"timeoutInSeconds": 1, "parameters": [{"a": 1, "b": 2}]}"#)
+                .contains("parameters[0]")
+        );
+        assert!(
+            invalid_message(r#"{"timeoutInSeconds": 1, "parameters": [{"a": 1}, {"a": 2}]}"#)
+                .contains("twice")
+        );
     }
 
     #[test]
-    fn debug_output_never_shows_values() {
-        let shown = format!("{:?}", parse(EXAMPLE).unwrap());
-        assert!(shown.contains("password"), "{shown}");
-        assert!(!shown.contains("admin"), "{shown}");
-        assert!(!shown.contains("534"), "{shown}");
+    fn debug_output_never_shows_secret_values() {
+        let body = r#"{"timeoutInSeconds": 1, "parameters": {"username": "ops", "password": "hunter2", "apiToken": "t0k3n", "vlan": 534}}"#;
+        let shown = format!("{:?}", parse(body).unwrap());
+        assert!(
+            shown.contains("password") && shown.contains("<redacted>"),
+            "{shown}"
+        );
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("t0k3n"),
+            "{shown}"
+        );
+        assert!(shown.contains("534") && shown.contains("ops"), "{shown}");
     }
 
     #[test]

@@ -139,8 +139,13 @@ mod tests {
     use crate::ConfigRequest;
 
     fn record() -> TaskRecord {
-        let request = ConfigRequest::from_json(br#"{"timeoutInSeconds": 1, "parameters": {}}"#).unwrap();
-        TaskRecord::queued(TaskId::new(), EquipmentId::parse("abc123").unwrap(), request)
+        let request =
+            ConfigRequest::from_json(br#"{"timeoutInSeconds": 1, "parameters": {}}"#).unwrap();
+        TaskRecord::queued(
+            TaskId::new(),
+            EquipmentId::parse("abc123").unwrap(),
+            request,
+        )
     }
 
     #[test]
@@ -155,7 +160,10 @@ mod tests {
     fn final_states_are_terminal() {
         let mut task = record();
         assert!(task.move_to(TaskStatus::Running));
-        assert!(task.finish(&Outcome::Failed { attempts: 2, reason: "device said no".into() }));
+        assert!(task.finish(&Outcome::Failed {
+            attempts: 2,
+            reason: "device said no".into()
+        }));
         assert_eq!((task.status, task.attempts), (TaskStatus::Failed, 2));
         assert!(!task.finish(&Outcome::Completed { attempts: 3 }));
         assert!(!task.move_to(TaskStatus::Running));

@@ -19,7 +19,10 @@ struct Shared {
 
 impl Shared {
     fn push(&self, body: Arc<[u8]>, redelivered: bool) {
-        self.ready.lock().unwrap_or_else(|e| e.into_inner()).push_back((body, redelivered));
+        self.ready
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push_back((body, redelivered));
         self.wake.notify_one();
     }
 }
@@ -32,7 +35,11 @@ pub struct InProcessQueue {
 impl InProcessQueue {
     /// Messages waiting to be delivered.
     pub fn len(&self) -> usize {
-        self.shared.ready.lock().unwrap_or_else(|e| e.into_inner()).len()
+        self.shared
+            .ready
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -41,7 +48,11 @@ impl InProcessQueue {
 
     /// Bodies of dead-lettered messages, oldest first.
     pub fn dead_letters(&self) -> Vec<Arc<[u8]>> {
-        self.shared.dead.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.shared
+            .dead
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Puts raw bytes on the queue, as a foreign publisher could.
@@ -65,7 +76,9 @@ impl QueueSource for InProcessQueue {
     }
 
     async fn subscribe(&self) -> Result<Box<dyn DeliveryStream>, QueueError> {
-        Ok(Box::new(Subscription { shared: self.shared.clone() }))
+        Ok(Box::new(Subscription {
+            shared: self.shared.clone(),
+        }))
     }
 }
 
@@ -78,10 +91,23 @@ impl DeliveryStream for Subscription {
     async fn next(&mut self) -> Option<Delivery> {
         loop {
             let notified = self.shared.wake.notified();
-            let popped = self.shared.ready.lock().unwrap_or_else(|e| e.into_inner()).pop_front();
+            let popped = self
+                .shared
+                .ready
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .pop_front();
             if let Some((body, redelivered)) = popped {
-                let acker = Arc::new(MemoryAcker { shared: self.shared.clone(), body: body.clone(), settled: AtomicBool::new(false) });
-                return Some(Delivery { body, redelivered, acker });
+                let acker = Arc::new(MemoryAcker {
+                    shared: self.shared.clone(),
+                    body: body.clone(),
+                    settled: AtomicBool::new(false),
+                });
+                return Some(Delivery {
+                    body,
+                    redelivered,
+                    acker,
+                });
             }
             notified.await;
         }
@@ -117,7 +143,11 @@ impl Acker for MemoryAcker {
 
     async fn dead_letter(&self) -> Result<(), QueueError> {
         if self.settle() {
-            self.shared.dead.lock().unwrap_or_else(|e| e.into_inner()).push(self.body.clone());
+            self.shared
+                .dead
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(self.body.clone());
         }
         Ok(())
     }

@@ -33,7 +33,12 @@ impl TaskStore for MemoryStore {
     }
 
     fn unfinished(&self) -> Result<Vec<TaskRecord>, StoreError> {
-        let mut open: Vec<_> = self.records().values().filter(|r| !r.status.is_final()).cloned().collect();
+        let mut open: Vec<_> = self
+            .records()
+            .values()
+            .filter(|r| !r.status.is_final())
+            .cloned()
+            .collect();
         open.sort_by_key(|r| r.created_at);
         Ok(open)
     }

@@ -1,0 +1,63 @@
+//! The sweeper actor: removes finished tasks once they are older than the retention period.
+
+use crate::registry::RegistryHandle;
+use crate::supervisor::ChildSpec;
+use async_trait::async_trait;
+use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef};
+use std::time::Duration;
+
+#[derive(Clone)]
+pub struct SweeperArgs {
+    pub registry: RegistryHandle,
+    pub retention: Duration,
+    pub every: Duration,
+}
+
+pub struct Sweep;
+
+pub struct Sweeper;
+
+impl Actor for Sweeper {
+    type Msg = Sweep;
+    type State = SweeperArgs;
+    type Arguments = SweeperArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        args: Self::Arguments,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        myself.send_interval(args.every, || Sweep);
+        Ok(args)
+    }
+
+    async fn handle(
+        &self,
+        _: ActorRef<Self::Msg>,
+        _: Sweep,
+        args: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        let cutoff = crate::domain::now_millis().saturating_sub(args.retention.as_millis() as u64);
+        match args.registry.sweep(cutoff).await {
+            Ok(0) => {}
+            Ok(removed) => tracing::info!(removed, "removed finished tasks past their retention"),
+            // A busy or restarting registry is swept on the next round.
+            Err(error) => tracing::warn!(%error, "retention sweep failed"),
+        }
+        Ok(())
+    }
+}
+
+pub struct SweeperSpec(pub SweeperArgs);
+
+#[async_trait]
+impl ChildSpec for SweeperSpec {
+    fn name(&self) -> &str {
+        "sweeper"
+    }
+
+    async fn start(&self, supervisor: ActorCell) -> Result<ActorCell, ActorProcessingErr> {
+        let (actor, _) = Actor::spawn_linked(None, Sweeper, self.0.clone(), supervisor).await?;
+        Ok(actor.get_cell())
+    }
+}

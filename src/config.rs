@@ -1,0 +1,305 @@
+//! Command line and environment: every option has a flag and a variable, and is checked at start.
+
+use crate::duration::parse_duration;
+use clap::{Parser, Subcommand, ValueEnum};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "cpe-config",
+    version,
+    args_override_self = true,
+    about = "Configures customer premises equipment through an asynchronous task front",
+    long_about = "Configures customer premises equipment (home routers) through an asynchronous task front.\n\n\
+        Service A (HTTPS, --service-a-addr) configures one device synchronously, which takes --config-delay.\n\
+        Service B (HTTPS, --service-b-addr) accepts a configuration task at once and reports its status.\n\
+        Workers take tasks from the queue (RabbitMQ when --amqp-url is set, otherwise in-process), call\n\
+        Service A and record the outcome. With no options everything runs in one process.\n\n\
+        Every option can also be set through the environment variable shown. RUST_LOG sets the log level\n\
+        (default: info)."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub config: Config,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Generate a self-signed certificate pair (cert.pem, key.pem) into --certs-dir and exit.
+    Certs {
+        /// Replace an existing pair.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Role {
+    /// Service A, Service B, the registry and the workers in one process.
+    All,
+    /// Only Service A, the device simulation.
+    ServiceA,
+    /// Only Service B and the registry; needs --amqp-url.
+    ServiceB,
+    /// Only the workers; needs --amqp-url.
+    Worker,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StoreKind {
+    /// Task state in memory: lost when the process stops.
+    Memory,
+    /// Task state in an embedded database file under --data-dir: survives restarts.
+    File,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct Config {
+    /// Which part of the system this process runs.
+    #[arg(long, env = "ROLE", value_enum, default_value = "all")]
+    pub role: Role,
+
+    /// Address Service A listens on (HTTPS).
+    #[arg(long, env = "SERVICE_A_ADDR", default_value = "0.0.0.0:8080")]
+    pub service_a_addr: SocketAddr,
+
+    /// Address Service B listens on (HTTPS).
+    #[arg(long, env = "SERVICE_B_ADDR", default_value = "0.0.0.0:8081")]
+    pub service_b_addr: SocketAddr,
+
+    /// Base URL workers use to call Service A; it must present --certs-dir/cert.pem.
+    /// [default: https://localhost:8080; with --role all, the port Service A listens on]
+    #[arg(long, env = "SERVICE_A_URL", value_parser = parse_https_url)]
+    pub service_a_url: Option<String>,
+
+    /// RabbitMQ URL, like amqp://guest:guest@127.0.0.1:5672/%2f. Unset: the in-process queue.
+    #[arg(long, env = "AMQP_URL", value_parser = parse_amqp_url, hide_env_values = true)]
+    pub amqp_url: Option<String>,
+
+    /// Queue of configuration tasks.
+    #[arg(long, env = "QUEUE", default_value = "config_tasks", value_parser = parse_queue_name)]
+    pub queue: String,
+
+    /// Queue on which workers in another process report outcomes to Service B.
+    #[arg(long, env = "RESULTS_QUEUE", default_value = "config_results", value_parser = parse_queue_name)]
+    pub results_queue: String,
+
+    /// Directory of cert.pem and key.pem; a self-signed pair is generated there when missing.
+    #[arg(long, env = "CERTS_DIR", default_value = "certs")]
+    pub certs_dir: PathBuf,
+
+    /// How long Service A takes to configure one device (250ms, 2s, 1m).
+    #[arg(long, env = "CONFIG_DELAY", default_value = "60s", value_parser = parse_duration)]
+    pub config_delay: Duration,
+
+    /// Fraction of configurations Service A fails with HTTP 500, from 0.0 to 1.0 (fault injection).
+    #[arg(long, env = "FAIL_RATE", default_value_t = 0.0, value_parser = parse_fraction)]
+    pub fail_rate: f64,
+
+    /// How many configurations may run at once in this process.
+    #[arg(long, env = "WORKERS", default_value_t = 256, value_parser = clap::value_parser!(u16).range(1..=10_000))]
+    pub workers: u16,
+
+    /// Calls to Service A per task, the first included, before the task fails.
+    #[arg(long, env = "MAX_ATTEMPTS", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub max_attempts: u32,
+
+    /// Wait before the first retry; it doubles with each further retry (with jitter).
+    #[arg(long, env = "RETRY_BASE", default_value = "1s", value_parser = parse_duration)]
+    pub retry_base: Duration,
+
+    /// Deadline of one call to Service A. Default: twice --config-delay plus 30s.
+    #[arg(long, env = "CALL_TIMEOUT", value_parser = parse_duration)]
+    pub call_timeout: Option<Duration>,
+
+    /// Where task state is kept.
+    #[arg(long, env = "STORE", value_enum, default_value = "memory")]
+    pub store: StoreKind,
+
+    /// Directory of the file store.
+    #[arg(long, env = "DATA_DIR", default_value = "data")]
+    pub data_dir: PathBuf,
+
+    /// How long finished tasks stay readable before they are removed.
+    #[arg(long, env = "RETENTION", default_value = "7d", value_parser = parse_duration)]
+    pub retention: Duration,
+
+    /// On SIGTERM or SIGINT, how long running configurations may take to finish.
+    #[arg(long, env = "SHUTDOWN_GRACE", default_value = "30s", value_parser = parse_duration)]
+    pub shutdown_grace: Duration,
+
+    /// When set, Service B requires `Authorization: Bearer <token>`.
+    #[arg(long, env = "API_TOKEN", hide_env_values = true)]
+    pub api_token: Option<String>,
+
+    /// Log format.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+}
+
+impl Config {
+    /// Checks that need more than one option; the message names the options at fault.
+    pub fn validate(&self) -> Result<(), String> {
+        if matches!(self.role, Role::ServiceB | Role::Worker) && self.amqp_url.is_none() {
+            return Err(format!(
+                "--role {} needs --amqp-url (AMQP_URL): separate processes exchange tasks through RabbitMQ",
+                self.role.to_possible_value().expect("roles have names").get_name()
+            ));
+        }
+        if self.queue == self.results_queue {
+            return Err("--queue and --results-queue must name different queues".into());
+        }
+        if self
+            .api_token
+            .as_deref()
+            .is_some_and(|t| t.len() < 16 || t.chars().any(|c| !c.is_ascii_graphic()))
+        {
+            return Err(
+                "--api-token (API_TOKEN) must be at least 16 printable characters without spaces"
+                    .into(),
+            );
+        }
+        if self.call_timeout == Some(Duration::ZERO) {
+            return Err("--call-timeout must be longer than 0s".into());
+        }
+        Ok(())
+    }
+
+    pub fn call_timeout(&self) -> Duration {
+        self.call_timeout
+            .unwrap_or(self.config_delay * 2 + Duration::from_secs(30))
+    }
+
+    /// Where workers call Service A; in one process, the Service A bound next to them.
+    pub fn service_a_url(&self, bound_service_a: Option<SocketAddr>) -> String {
+        match (&self.service_a_url, bound_service_a) {
+            (Some(url), _) => url.clone(),
+            (None, Some(addr)) => format!("https://localhost:{}", addr.port()),
+            (None, None) => "https://localhost:8080".into(),
+        }
+    }
+
+    pub fn runs_service_a(&self) -> bool {
+        matches!(self.role, Role::All | Role::ServiceA)
+    }
+
+    pub fn runs_service_b(&self) -> bool {
+        matches!(self.role, Role::All | Role::ServiceB)
+    }
+
+    pub fn runs_workers(&self) -> bool {
+        matches!(self.role, Role::All | Role::Worker)
+    }
+}
+
+fn parse_https_url(raw: &str) -> Result<String, String> {
+    let rest = raw
+        .strip_prefix("https://")
+        .ok_or_else(|| format!("`{raw}` must start with https:// (Service A speaks HTTPS only)"))?;
+    if rest.trim_end_matches('/').is_empty() || rest.contains(char::is_whitespace) {
+        return Err(format!("`{raw}` has no host"));
+    }
+    Ok(raw.trim_end_matches('/').to_owned())
+}
+
+fn parse_amqp_url(raw: &str) -> Result<String, String> {
+    if raw.starts_with("amqps://") {
+        return Err(
+            "amqps:// is not supported by this build; use amqp:// on a trusted network".into(),
+        );
+    }
+    if !raw.starts_with("amqp://") || raw.len() <= "amqp://".len() {
+        return Err("must look like amqp://user:password@host:5672/%2f".into());
+    }
+    Ok(raw.to_owned())
+}
+
+fn parse_queue_name(raw: &str) -> Result<String, String> {
+    let ok = !raw.is_empty()
+        && raw.len() <= 200
+        && !raw.starts_with("amq.")
+        && raw
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c));
+    if ok {
+        Ok(raw.to_owned())
+    } else {
+        Err(format!("`{raw}` is not a usable queue name: 1 to 200 of A-Z a-z 0-9 - _ . :, not starting with amq."))
+    }
+}
+
+fn parse_fraction(raw: &str) -> Result<f64, String> {
+    raw.parse::<f64>()
+        .ok()
+        .filter(|f| (0.0..=1.0).contains(f))
+        .ok_or_else(|| format!("`{raw}` must be a number from 0.0 to 1.0"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("cpe-config").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn defaults_match_the_documentation() {
+        let config = parse(&[]).unwrap().config;
+        assert_eq!(config.role, Role::All);
+        assert_eq!(config.service_a_addr.to_string(), "0.0.0.0:8080");
+        assert_eq!(config.service_b_addr.to_string(), "0.0.0.0:8081");
+        assert_eq!(config.service_a_url(None), "https://localhost:8080");
+        assert_eq!(
+            config.service_a_url(Some("0.0.0.0:9443".parse().unwrap())),
+            "https://localhost:9443"
+        );
+        assert_eq!(
+            (config.queue.as_str(), config.results_queue.as_str()),
+            ("config_tasks", "config_results")
+        );
+        assert_eq!(config.config_delay, Duration::from_secs(60));
+        assert_eq!(config.call_timeout(), Duration::from_secs(150));
+        assert!(config.validate().is_ok());
+    }
+
+    #[test]
+    fn bad_values_are_rejected_naming_the_option() {
+        for (args, option) in [
+            (&["--config-delay", "soon"][..], "--config-delay"),
+            (
+                &["--service-a-url", "http://localhost:8080"],
+                "--service-a-url",
+            ),
+            (&["--amqp-url", "rabbit"], "--amqp-url"),
+            (&["--workers", "0"], "--workers"),
+            (&["--fail-rate", "1.5"], "--fail-rate"),
+            (&["--queue", "a b"], "--queue"),
+            (&["--role", "boss"], "--role"),
+            (&["--service-a-addr", "localhost"], "--service-a-addr"),
+        ] {
+            let error = parse(args).unwrap_err().to_string();
+            assert!(error.contains(option), "{args:?}: {error}");
+        }
+    }
+
+    #[test]
+    fn split_roles_need_a_broker() {
+        let config = parse(&["--role", "worker"]).unwrap().config;
+        assert!(config.validate().unwrap_err().contains("--amqp-url"));
+        let config = parse(&["--role", "worker", "--amqp-url", "amqp://127.0.0.1"])
+            .unwrap()
+            .config;
+        assert!(config.validate().is_ok());
+    }
+}

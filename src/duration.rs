@@ -1,0 +1,81 @@
+//! Human durations for options: `250ms`, `2s`, `1m`, `1h`, `7d`.
+
+use std::time::Duration;
+
+/// Parses a whole number followed by a unit (ms, s, m, h, d). A unit is required: `60` alone is ambiguous.
+pub fn parse_duration(raw: &str) -> Result<Duration, String> {
+    let raw = raw.trim();
+    let split = raw.find(|c: char| !c.is_ascii_digit()).unwrap_or(raw.len());
+    let (number, unit) = raw.split_at(split);
+    let value: u64 = number
+        .parse()
+        .map_err(|_| format!("`{raw}` is not a duration: expected a whole number and a unit, like 250ms, 2s, 1m, 1h or 7d"))?;
+    let millis_per_unit: u64 = match unit {
+        "ms" => 1,
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        "" => {
+            return Err(format!(
+                "`{raw}` needs a unit: ms, s, m, h or d (for example {raw}s)"
+            ))
+        }
+        other => {
+            return Err(format!(
+                "unknown unit `{other}` in `{raw}`: use ms, s, m, h or d"
+            ))
+        }
+    };
+    value
+        .checked_mul(millis_per_unit)
+        .map(Duration::from_millis)
+        .ok_or_else(|| format!("`{raw}` is too long"))
+}
+
+/// Formats a duration the way `parse_duration` reads it, for logs and defaults.
+pub fn format_duration(duration: Duration) -> String {
+    let millis = duration.as_millis();
+    match millis {
+        m if m % 86_400_000 == 0 && m > 0 => format!("{}d", m / 86_400_000),
+        m if m % 3_600_000 == 0 && m > 0 => format!("{}h", m / 3_600_000),
+        m if m % 60_000 == 0 && m > 0 => format!("{}m", m / 60_000),
+        m if m % 1_000 == 0 => format!("{}s", m / 1_000),
+        m => format!("{m}ms"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_every_unit() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_duration("1m"), Ok(Duration::from_secs(60)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("7d"), Ok(Duration::from_secs(7 * 86_400)));
+        assert_eq!(parse_duration("0s"), Ok(Duration::ZERO));
+    }
+
+    #[test]
+    fn rejects_what_it_cannot_read_with_a_reason() {
+        assert!(parse_duration("60").unwrap_err().contains("needs a unit"));
+        assert!(parse_duration("5 parsecs")
+            .unwrap_err()
+            .contains("unknown unit"));
+        assert!(parse_duration("-1s")
+            .unwrap_err()
+            .contains("not a duration"));
+        assert!(parse_duration("").unwrap_err().contains("not a duration"));
+        assert!(parse_duration("99999999999999999999d").is_err());
+    }
+
+    #[test]
+    fn formats_what_it_reads() {
+        for raw in ["250ms", "2s", "1m", "1h", "7d", "90s"] {
+            assert_eq!(format_duration(parse_duration(raw).unwrap()), raw);
+        }
+    }
+}

@@ -1,0 +1,154 @@
+//! HTTP: the shared request shape and JSON replies, the routes of Services A and B, and the
+//! TLS server that serves them.
+
+pub mod health;
+pub mod server;
+pub mod service_a;
+pub mod service_b;
+
+use async_trait::async_trait;
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use futures_util::{FutureExt, Stream, StreamExt};
+use serde_json::{json, Value};
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use warp::filters::BoxedFilter;
+use warp::http::{HeaderMap, Method, StatusCode};
+use warp::reply::{Reply, Response};
+use warp::Filter;
+
+/// Largest request body accepted; past it the answer is 413.
+pub const BODY_LIMIT: usize = 64 * 1024;
+
+pub const EQUIPMENT_NOT_FOUND: &str = "The requested equipment is not found";
+pub const TASK_NOT_FOUND: &str = "The requested task is not found";
+pub const PROVISIONING_FAILED: &str = "Internal provisioning exception";
+pub const CPE_PREFIX: [&str; 4] = ["api", "v1", "equipment", "cpe"];
+
+/// A request as the routes see it: the raw (still percent-encoded) path and a body within the limit.
+pub struct HttpRequest {
+    pub method: Method,
+    pub path: String,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl HttpRequest {
+    /// Path segments; the leading slash gives no segment, a trailing one gives an empty last segment.
+    pub fn segments(&self) -> Vec<&str> {
+        self.path
+            .strip_prefix('/')
+            .unwrap_or(&self.path)
+            .split('/')
+            .collect()
+    }
+}
+
+#[async_trait]
+pub trait Routes: Send + Sync + 'static {
+    async fn handle(&self, request: HttpRequest) -> Response;
+}
+
+/// `{"code": N, "message": "..."}` with HTTP status N.
+pub fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    reply(
+        status,
+        json!({"code": status.as_u16(), "message": message.into()}),
+    )
+}
+
+pub fn reply(status: StatusCode, body: Value) -> Response {
+    warp::reply::with_status(warp::reply::json(&body), status).into_response()
+}
+
+/// 405 with the methods the path does take, so a client can see what it should have sent.
+pub fn method_not_allowed(request: &HttpRequest, allowed: &str) -> Response {
+    let message = format!(
+        "Method {} is not allowed on {}; use {allowed}",
+        request.method, request.path
+    );
+    let mut response = error(StatusCode::METHOD_NOT_ALLOWED, message);
+    response.headers_mut().insert(
+        warp::http::header::ALLOW,
+        allowed.parse().expect("a valid header value"),
+    );
+    response
+}
+
+pub fn no_route(request: &HttpRequest) -> Response {
+    error(
+        StatusCode::NOT_FOUND,
+        format!("No such path: {}", request.path),
+    )
+}
+
+/// The warp filter that serves `routes`: reads the body within [`BODY_LIMIT`], and turns a panic
+/// into a JSON 500 instead of a dropped connection.
+pub fn filter(routes: Arc<dyn Routes>) -> BoxedFilter<(Response,)> {
+    warp::method()
+        .and(warp::path::full())
+        .and(warp::header::headers_cloned())
+        .and(warp::body::stream())
+        .then(
+            move |method: Method, path: warp::path::FullPath, headers: HeaderMap, body| {
+                let routes = routes.clone();
+                async move {
+                    let body = match read_body(&headers, body).await {
+                        Ok(body) => body,
+                        Err(response) => return response,
+                    };
+                    let request = HttpRequest {
+                        method,
+                        path: path.as_str().to_owned(),
+                        headers,
+                        body,
+                    };
+                    match AssertUnwindSafe(routes.handle(request))
+                        .catch_unwind()
+                        .await
+                    {
+                        Ok(response) => response,
+                        Err(_) => {
+                            tracing::error!("a request handler panicked");
+                            error(StatusCode::INTERNAL_SERVER_ERROR, PROVISIONING_FAILED)
+                        }
+                    }
+                }
+            },
+        )
+        .boxed()
+}
+
+async fn read_body<B: Buf>(
+    headers: &HeaderMap,
+    body: impl Stream<Item = Result<B, warp::Error>>,
+) -> Result<Bytes, Response> {
+    let too_large = || {
+        error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("Request body is larger than {BODY_LIMIT} bytes"),
+        )
+    };
+    let declared = headers
+        .get(warp::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > BODY_LIMIT as u64) {
+        return Err(too_large());
+    }
+    let mut collected = BytesMut::new();
+    let mut body = std::pin::pin!(body);
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(|e| {
+            error(
+                StatusCode::BAD_REQUEST,
+                format!("Could not read the request body: {e}"),
+            )
+        })?;
+        if collected.len() + chunk.remaining() > BODY_LIMIT {
+            return Err(too_large());
+        }
+        collected.put(chunk);
+    }
+    Ok(collected.freeze())
+}

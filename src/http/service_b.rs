@@ -1,0 +1,163 @@
+//! Service B (`config_status_service`): accepts a configuration task at once and reports its status.
+
+use super::health::{self, Readiness};
+use super::service_a::request_error;
+use super::{
+    error, method_not_allowed, no_route, reply, HttpRequest, Routes, CPE_PREFIX,
+    EQUIPMENT_NOT_FOUND, PROVISIONING_FAILED, TASK_NOT_FOUND,
+};
+use async_trait::async_trait;
+use cpe_actors::ports::TaskPublisher;
+use cpe_actors::registry::RegistryHandle;
+use cpe_actors::{ConfigRequest, EquipmentId, TaskId, TaskMessage, TaskRecord, TaskStatus};
+use serde_json::json;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use warp::http::{header, Method, StatusCode};
+use warp::reply::Response;
+
+pub struct ServiceB {
+    pub registry: RegistryHandle,
+    pub publisher: Arc<dyn TaskPublisher>,
+    pub readiness: Readiness,
+    /// When set, every task route requires `Authorization: Bearer <token>`.
+    pub api_token: Option<String>,
+}
+
+#[async_trait]
+impl Routes for ServiceB {
+    async fn handle(&self, request: HttpRequest) -> Response {
+        if let Some(answer) = health::answer(&request, "config_status_service", &self.readiness) {
+            return answer;
+        }
+        let segments = request.segments();
+        let (id, task) = match segments.as_slice() {
+            [a, b, c, d, id] if [*a, *b, *c, *d] == CPE_PREFIX => (*id, None),
+            [a, b, c, d, id, "task", task] if [*a, *b, *c, *d] == CPE_PREFIX => (*id, Some(*task)),
+            _ => return no_route(&request),
+        };
+        let expected = if task.is_some() {
+            Method::GET
+        } else {
+            Method::POST
+        };
+        if request.method != expected {
+            return method_not_allowed(&request, expected.as_str());
+        }
+        if let Some(denied) = self.check_token(&request) {
+            return denied;
+        }
+        let Ok(equipment) = EquipmentId::parse(id) else {
+            return error(StatusCode::NOT_FOUND, EQUIPMENT_NOT_FOUND);
+        };
+        match task {
+            None => self.create(equipment, &request).await,
+            Some(task) => self.status(equipment, task).await,
+        }
+    }
+}
+
+impl ServiceB {
+    async fn create(&self, equipment: EquipmentId, request: &HttpRequest) -> Response {
+        if !self.readiness.accepting.load(Ordering::Acquire) {
+            return error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Service is shutting down and accepts no new tasks; retry shortly",
+            );
+        }
+        let config = match ConfigRequest::from_json(&request.body) {
+            Ok(config) => config,
+            Err(rejection) => return request_error(rejection),
+        };
+        let task = TaskMessage {
+            task_id: TaskId::new(),
+            equipment_id: equipment,
+            request: config,
+        };
+        let record = TaskRecord::queued(
+            task.task_id,
+            task.equipment_id.clone(),
+            task.request.clone(),
+        );
+        if let Err(store_error) = self.registry.create(record).await {
+            tracing::error!(%store_error, "could not store a new task");
+            return error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Task store unavailable; the task was not accepted, retry shortly",
+            );
+        }
+        if let Err(queue_error) = self.publisher.publish(&task).await {
+            tracing::error!(task_id = %task.task_id, %queue_error, "could not queue a new task; not accepted");
+            if let Err(store_error) = self.registry.remove(task.task_id).await {
+                tracing::warn!(task_id = %task.task_id, %store_error, "could not forget the unqueued task");
+            }
+            return error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Task queue unavailable; the task was not accepted, retry shortly",
+            );
+        }
+        tracing::info!(task_id = %task.task_id, equipment_id = %task.equipment_id, "task accepted");
+        reply(
+            StatusCode::OK,
+            json!({"code": 200, "taskId": task.task_id.to_string()}),
+        )
+    }
+
+    async fn status(&self, equipment: EquipmentId, task: &str) -> Response {
+        let Some(task_id) = TaskId::parse(task) else {
+            return error(StatusCode::NOT_FOUND, TASK_NOT_FOUND);
+        };
+        let record = match self.registry.get(task_id).await {
+            Ok(Some(record)) if record.equipment_id == equipment => record,
+            Ok(_) => return error(StatusCode::NOT_FOUND, TASK_NOT_FOUND),
+            Err(store_error) => {
+                tracing::error!(%store_error, "could not read a task");
+                return error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Task store unavailable; retry shortly",
+                );
+            }
+        };
+        let (code, message) = match record.status {
+            TaskStatus::Queued | TaskStatus::Running => (204, "Task is still running"),
+            TaskStatus::Completed => (200, "Completed"),
+            TaskStatus::Failed => (500, PROVISIONING_FAILED),
+        };
+        let mut body = json!({
+            "code": code,
+            "message": message,
+            "status": record.status,
+            "attempts": record.attempts,
+        });
+        if let Some(last_error) = record.last_error {
+            body["lastError"] = json!(last_error);
+        }
+        reply(StatusCode::OK, body)
+    }
+
+    fn check_token(&self, request: &HttpRequest) -> Option<Response> {
+        let expected = self.api_token.as_deref()?;
+        let given = request
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        if given.is_some_and(|given| constant_time_eq(given.as_bytes(), expected.as_bytes())) {
+            return None;
+        }
+        let mut denied = error(
+            StatusCode::UNAUTHORIZED,
+            "Missing or wrong bearer token in the Authorization header",
+        );
+        denied.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            "Bearer".parse().expect("a valid header value"),
+        );
+        Some(denied)
+    }
+}
+
+/// Compares without an early exit, so the time taken does not reveal how much of the token matched.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |diff, (x, y)| diff | (x ^ y)) == 0
+}

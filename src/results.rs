@@ -1,0 +1,131 @@
+//! RabbitMQ wiring: the task publisher and source, and the results queue that carries outcomes
+//! from worker processes back to the Service B that answers GET.
+
+use crate::config::Config;
+use crate::queue::amqp::{AmqpConfig, AmqpLink, AmqpPublisher, AmqpSource, QueueSpec};
+use anyhow::Result;
+use async_trait::async_trait;
+use cpe_actors::ports::{
+    Begin, Delivery, DeliveryHandler, QueueSource, SinkError, StatusSink, TaskPublisher,
+};
+use cpe_actors::registry::RegistryHandle;
+use cpe_actors::{Outcome, StatusUpdate, TaskMessage};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The results queue, seen from both ends.
+pub struct ResultsQueue {
+    publisher: AmqpPublisher,
+    source: Arc<dyn QueueSource>,
+}
+
+/// Opens the links to RabbitMQ: one connection to publish, one to consume, so flow control on
+/// publishing never stalls acknowledgements. Connections are made on first use.
+pub async fn open_amqp(
+    config: &Config,
+    url: &str,
+) -> Result<(Arc<dyn TaskPublisher>, Arc<dyn QueueSource>, ResultsQueue)> {
+    let settings = AmqpConfig {
+        url: url.to_owned(),
+        queue: config.queue.clone(),
+        // Twice the workers: tasks for a busy device wait in the pool without starving the others.
+        prefetch: (config.workers as u32 * 2).min(u16::MAX as u32) as u16,
+        connect_timeout: Duration::from_secs(5),
+    };
+    let publish_link = AmqpLink::new(&settings)?;
+    let consume_link = AmqpLink::new(&settings)?;
+    let tasks = QueueSpec::tasks(config.queue.clone());
+    let results = QueueSpec::plain(config.results_queue.clone());
+    let publisher = Arc::new(AmqpPublisher::new(publish_link.clone(), tasks.clone()));
+    let source = Arc::new(AmqpSource::new(
+        consume_link.clone(),
+        tasks,
+        settings.prefetch,
+    ));
+    let results = ResultsQueue {
+        publisher: AmqpPublisher::new(publish_link, results.clone()),
+        source: Arc::new(AmqpSource::new(consume_link, results, settings.prefetch)),
+    };
+    Ok((publisher, source, results))
+}
+
+impl ResultsQueue {
+    pub fn sink(&self) -> Arc<dyn StatusSink> {
+        Arc::new(ResultsSink {
+            publisher: self.publisher.clone(),
+        })
+    }
+
+    pub fn consumer(
+        &self,
+        registry: RegistryHandle,
+    ) -> (Arc<dyn QueueSource>, Arc<dyn DeliveryHandler>) {
+        (self.source.clone(), Arc::new(ResultsApplier { registry }))
+    }
+}
+
+/// A worker process's status sink: every change goes on the results queue, with a broker confirm.
+/// It cannot see Service B's registry, so a redelivered final task is caught there instead.
+struct ResultsSink {
+    publisher: AmqpPublisher,
+}
+
+impl ResultsSink {
+    async fn send(&self, update: &StatusUpdate) -> Result<(), SinkError> {
+        let body = serde_json::to_vec(update).expect("a status update always serialises");
+        self.publisher
+            .publish_json(&body)
+            .await
+            .map_err(|e| SinkError(e.to_string()))
+    }
+}
+
+#[async_trait]
+impl StatusSink for ResultsSink {
+    async fn begin(&self, task: &TaskMessage) -> Result<Begin, SinkError> {
+        self.send(&StatusUpdate::Running {
+            task_id: task.task_id,
+            equipment_id: task.equipment_id.clone(),
+        })
+        .await?;
+        Ok(Begin::Run)
+    }
+
+    async fn finish(&self, task: &TaskMessage, outcome: Outcome) -> Result<(), SinkError> {
+        self.send(&StatusUpdate::Finished {
+            task_id: task.task_id,
+            equipment_id: task.equipment_id.clone(),
+            outcome,
+        })
+        .await
+    }
+}
+
+/// Service B's side: applies each update to the registry, then acknowledges it.
+struct ResultsApplier {
+    registry: RegistryHandle,
+}
+
+impl DeliveryHandler for ResultsApplier {
+    fn handle(&self, delivery: Delivery) {
+        let registry = self.registry.clone();
+        tokio::spawn(async move {
+            let settled = match serde_json::from_slice::<StatusUpdate>(&delivery.body) {
+                Err(error) => {
+                    tracing::warn!(%error, bytes = delivery.body.len(), "results message is not a status update; dropped");
+                    delivery.acker.dead_letter().await
+                }
+                Ok(update) => match registry.apply(update).await {
+                    Ok(()) => delivery.acker.ack().await,
+                    Err(error) => {
+                        tracing::warn!(%error, "could not apply a status update; requeued");
+                        delivery.acker.requeue().await
+                    }
+                },
+            };
+            if let Err(error) = settled {
+                tracing::warn!(%error, "could not settle a results message; it will be redelivered");
+            }
+        });
+    }
+}

@@ -1,0 +1,287 @@
+//! Builds the app from its configuration: binds the listeners, picks the store and the queue,
+//! and starts the supervision tree. Tests build it on port 0; `main` runs it until a signal.
+
+use crate::config::{Config, Role, StoreKind};
+use crate::http::health::Readiness;
+use crate::http::server::{ServerArgs, ServerSpec};
+use crate::http::{service_a::ServiceA, service_b::ServiceB, Routes};
+use crate::provisioner::ServiceAClient;
+use crate::transport::Transport;
+use crate::{duration::format_duration, tls};
+use anyhow::{anyhow, Context, Result};
+use cpe_actors::memory::MemoryStore;
+use cpe_actors::pool::{PoolHandle, PoolMsg};
+use cpe_actors::ports::{StatusSink, TaskStore};
+use cpe_actors::registry::RegistryHandle;
+use cpe_actors::retry::RetryPolicy;
+use cpe_actors::slot::Slot;
+use cpe_actors::specs::{ConsumerSpec, PoolSpec, RegistrySpec};
+use cpe_actors::supervisor::{child_cell, ChildSpec, Supervisor, SupervisorArgs, SupervisorMsg};
+use cpe_actors::sweeper::{SweeperArgs, SweeperSpec};
+use cpe_actors::worker::WorkerDeps;
+use ractor::{Actor, ActorCell, ActorRef};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
+
+/// A running cpe-config: its addresses, and the handles needed to stop it cleanly.
+pub struct App {
+    pub service_a_addr: Option<SocketAddr>,
+    pub service_b_addr: Option<SocketAddr>,
+    supervisor: ActorRef<SupervisorMsg>,
+    supervisor_done: JoinHandle<()>,
+    gave_up: Arc<Mutex<Option<String>>>,
+    accepting: Arc<AtomicBool>,
+    pool: Option<Slot<PoolMsg>>,
+    consumers: Vec<&'static str>,
+    grace: Duration,
+}
+
+impl App {
+    pub async fn build(config: Config) -> Result<App> {
+        tls::install_crypto_provider();
+        if tls::ensure_pair(&config.certs_dir)? {
+            tracing::info!(dir = %config.certs_dir.display(), "generated a self-signed certificate pair for localhost, 127.0.0.1 and ::1");
+        }
+        let acceptor = TlsAcceptor::from(tls::server_config(&config.certs_dir)?);
+        let transport = Transport::open(&config).await?;
+        let accepting = Arc::new(AtomicBool::new(false));
+        let mut children: Vec<Box<dyn ChildSpec>> = Vec::new();
+        let mut consumers = Vec::new();
+        let mut queue_flags = Vec::new();
+        let (mut service_a_addr, mut service_b_addr) = (None, None);
+
+        let registry = if config.runs_service_b() {
+            let store = open_store(&config)?;
+            let slot = Slot::default();
+            children.push(Box::new(RegistrySpec {
+                store,
+                slot: slot.clone(),
+            }));
+            let registry = RegistryHandle::new(slot);
+            let every =
+                (config.retention / 10).clamp(Duration::from_secs(1), Duration::from_secs(3600));
+            children.push(Box::new(SweeperSpec(SweeperArgs {
+                registry: registry.clone(),
+                retention: config.retention,
+                every,
+            })));
+            Some(registry)
+        } else {
+            None
+        };
+
+        if config.runs_service_a() {
+            let listener = bind(config.service_a_addr, "--service-a-addr")?;
+            service_a_addr = Some(listener.local_addr()?);
+            let routes = ServiceA {
+                delay: config.config_delay,
+                fail_rate: config.fail_rate,
+                readiness: Readiness {
+                    accepting: accepting.clone(),
+                    queues: vec![],
+                },
+            };
+            children.push(server_spec(
+                "service-a",
+                listener,
+                &acceptor,
+                Arc::new(routes),
+            ));
+            tracing::info!(addr = %service_a_addr.unwrap(), delay = %format_duration(config.config_delay), "Service A (cpe_locate_service) listening on https");
+        }
+
+        let pool = if config.runs_workers() {
+            let sink: Arc<dyn StatusSink> = match (&registry, config.role) {
+                (Some(registry), _) => Arc::new(registry.clone()),
+                (None, _) => transport
+                    .results_sink()
+                    .ok_or_else(|| anyhow!("workers in their own process need --amqp-url"))?,
+            };
+            let trust = tls::client_trust(&config.certs_dir)?;
+            let service_a_url = config.service_a_url(service_a_addr);
+            let provisioner = ServiceAClient::new(&service_a_url, trust, config.workers as usize)?;
+            let deps = Arc::new(WorkerDeps {
+                provisioner: Arc::new(provisioner),
+                sink,
+                retry: RetryPolicy {
+                    max_attempts: config.max_attempts,
+                    base: config.retry_base,
+                    ..RetryPolicy::default()
+                },
+                call_timeout: config.call_timeout(),
+            });
+            let slot = Slot::default();
+            children.push(Box::new(PoolSpec {
+                size: config.workers as usize,
+                deps,
+                slot: slot.clone(),
+            }));
+            let connected = Arc::new(AtomicBool::new(false));
+            queue_flags.push(connected.clone());
+            children.push(Box::new(ConsumerSpec {
+                name: "consumer",
+                source: transport.tasks.clone(),
+                handler: Arc::new(PoolHandle(slot.clone())),
+                connected,
+            }));
+            consumers.push("consumer");
+            tracing::info!(workers = config.workers, queue = %transport.tasks.describe(), service_a = %service_a_url, "workers consuming");
+            Some(slot)
+        } else {
+            None
+        };
+
+        if let Some(registry) = &registry {
+            if config.role == Role::ServiceB {
+                let (source, handler) = transport
+                    .results_consumer(registry.clone())
+                    .ok_or_else(|| anyhow!("--role service-b needs --amqp-url"))?;
+                let connected = Arc::new(AtomicBool::new(false));
+                queue_flags.push(connected.clone());
+                children.push(Box::new(ConsumerSpec {
+                    name: "results-consumer",
+                    source,
+                    handler,
+                    connected,
+                }));
+                consumers.push("results-consumer");
+            }
+            let listener = bind(config.service_b_addr, "--service-b-addr")?;
+            service_b_addr = Some(listener.local_addr()?);
+            let readiness = Readiness {
+                accepting: accepting.clone(),
+                queues: queue_flags.clone(),
+            };
+            let routes = ServiceB {
+                registry: registry.clone(),
+                publisher: transport.publisher.clone(),
+                readiness,
+                api_token: config.api_token.clone(),
+            };
+            children.push(server_spec(
+                "service-b",
+                listener,
+                &acceptor,
+                Arc::new(routes),
+            ));
+            tracing::info!(addr = %service_b_addr.unwrap(), queue = %transport.tasks.describe(), "Service B (config_status_service) listening on https");
+        }
+
+        let gave_up = Arc::new(Mutex::new(None));
+        let args = SupervisorArgs {
+            children,
+            max_restarts: 5,
+            window: Duration::from_secs(60),
+            backoff: Duration::from_millis(100),
+            gave_up: gave_up.clone(),
+        };
+        let (supervisor, supervisor_done) = Actor::spawn(None, Supervisor, args)
+            .await
+            .map_err(|e| anyhow!("{e}"))?;
+        if let Some(registry) = &registry {
+            transport
+                .resume(registry)
+                .await
+                .context("cannot requeue unfinished tasks")?;
+        }
+        accepting.store(true, Ordering::Release);
+        Ok(App {
+            service_a_addr,
+            service_b_addr,
+            supervisor,
+            supervisor_done,
+            gave_up,
+            accepting,
+            pool,
+            consumers,
+            grace: config.shutdown_grace,
+        })
+    }
+
+    /// Runs until `shutdown` completes (then stops cleanly) or the supervisor gives up (an error).
+    pub async fn run_until(mut self, shutdown: impl Future<Output = ()>) -> Result<()> {
+        tokio::select! {
+            _ = shutdown => self.shutdown().await,
+            _ = &mut self.supervisor_done => {
+                let reason = self.gave_up.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                Err(anyhow!(reason.unwrap_or_else(|| "the supervisor stopped unexpectedly".into())))
+            }
+        }
+    }
+
+    /// Clean stop (DESIGN.md §4.9): refuse new tasks, stop consuming, let running configurations
+    /// finish within the grace period, requeue the rest, stop every actor.
+    pub async fn shutdown(self) -> Result<()> {
+        self.accepting.store(false, Ordering::Release);
+        for name in &self.consumers {
+            let _ = self
+                .supervisor
+                .call(
+                    |reply| SupervisorMsg::Retire(name.to_string(), reply),
+                    Some(Duration::from_secs(10)),
+                )
+                .await;
+        }
+        if let Some(pool) = self.pool.as_ref().and_then(|slot| slot.get()) {
+            match pool.call(PoolMsg::Drain, Some(self.grace)).await {
+                Ok(ractor::rpc::CallResult::Success(())) => {
+                    tracing::info!("running configurations finished")
+                }
+                _ => {
+                    tracing::warn!(grace = %format_duration(self.grace), "grace period over; unfinished configurations are requeued")
+                }
+            }
+            let _ = self
+                .supervisor
+                .call(
+                    |reply| SupervisorMsg::Retire("pool".into(), reply),
+                    Some(Duration::from_secs(10)),
+                )
+                .await;
+        }
+        self.supervisor.stop(Some("shutdown".into()));
+        let _ = self.supervisor_done.await;
+        tracing::info!("stopped");
+        Ok(())
+    }
+
+    /// A child's current actor, to kill it in tests of supervision.
+    pub async fn child(&self, name: &str) -> Option<ActorCell> {
+        child_cell(&self.supervisor, name).await
+    }
+}
+
+fn open_store(config: &Config) -> Result<Arc<dyn TaskStore>> {
+    Ok(match config.store {
+        StoreKind::Memory => Arc::new(MemoryStore::default()),
+        StoreKind::File => Arc::new(
+            crate::store::file::FileStore::open(&config.data_dir)
+                .with_context(|| format!("--data-dir {}", config.data_dir.display()))?,
+        ),
+    })
+}
+
+fn bind(addr: SocketAddr, option: &str) -> Result<Arc<std::net::TcpListener>> {
+    let listener = std::net::TcpListener::bind(addr)
+        .with_context(|| format!("cannot listen on {addr} ({option})"))?;
+    Ok(Arc::new(listener))
+}
+
+fn server_spec(
+    name: &'static str,
+    listener: Arc<std::net::TcpListener>,
+    tls: &TlsAcceptor,
+    routes: Arc<dyn Routes>,
+) -> Box<dyn ChildSpec> {
+    Box::new(ServerSpec(ServerArgs {
+        name,
+        listener,
+        tls: tls.clone(),
+        routes,
+    }))
+}

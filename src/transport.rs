@@ -1,0 +1,80 @@
+//! The transport between Service B and the workers: the in-process queue, or RabbitMQ when
+//! `--amqp-url` is set (with the results queue when the roles run in separate processes).
+
+use crate::config::Config;
+use anyhow::Result;
+use cpe_actors::memory::InProcessQueue;
+use cpe_actors::ports::{DeliveryHandler, QueueSource, StatusSink, TaskPublisher};
+use cpe_actors::registry::RegistryHandle;
+use cpe_actors::TaskMessage;
+use std::sync::Arc;
+
+pub struct Transport {
+    pub publisher: Arc<dyn TaskPublisher>,
+    pub tasks: Arc<dyn QueueSource>,
+    /// Set for the in-process queue: it forgets everything on exit, so unfinished tasks are requeued at start.
+    memory: Option<InProcessQueue>,
+    amqp: Option<crate::results::ResultsQueue>,
+}
+
+impl Transport {
+    pub async fn open(config: &Config) -> Result<Transport> {
+        match &config.amqp_url {
+            None => {
+                let queue = InProcessQueue::default();
+                Ok(Transport {
+                    publisher: Arc::new(queue.clone()),
+                    tasks: Arc::new(queue.clone()),
+                    memory: Some(queue),
+                    amqp: None,
+                })
+            }
+            Some(url) => {
+                let (publisher, tasks, results) = crate::results::open_amqp(config, url).await?;
+                Ok(Transport {
+                    publisher,
+                    tasks,
+                    memory: None,
+                    amqp: Some(results),
+                })
+            }
+        }
+    }
+
+    /// Where a worker process reports outcomes: the results queue.
+    pub fn results_sink(&self) -> Option<Arc<dyn StatusSink>> {
+        self.amqp.as_ref().map(|results| results.sink())
+    }
+
+    /// What Service B in its own process consumes to learn outcomes.
+    pub fn results_consumer(
+        &self,
+        registry: RegistryHandle,
+    ) -> Option<(Arc<dyn QueueSource>, Arc<dyn DeliveryHandler>)> {
+        self.amqp.as_ref().map(|results| results.consumer(registry))
+    }
+
+    /// Queues again the tasks the store holds unfinished, when the queue itself did not keep them.
+    pub async fn resume(&self, registry: &RegistryHandle) -> Result<()> {
+        let Some(queue) = &self.memory else {
+            return Ok(());
+        };
+        let unfinished = registry.unfinished().await?;
+        if unfinished.is_empty() {
+            return Ok(());
+        }
+        for record in &unfinished {
+            let task = TaskMessage {
+                task_id: record.id,
+                equipment_id: record.equipment_id.clone(),
+                request: record.request.clone(),
+            };
+            queue.publish(&task).await?;
+        }
+        tracing::info!(
+            tasks = unfinished.len(),
+            "requeued unfinished tasks from the store"
+        );
+        Ok(())
+    }
+}

@@ -1,0 +1,160 @@
+//! Shared test setup: an app on port 0 over real HTTPS, a client that trusts its certificate,
+//! RabbitMQ discovery, and polling with a deadline instead of sleeps.
+#![allow(dead_code)]
+
+use clap::Parser;
+use cpe_config::config::Cli;
+use cpe_config::startup::App;
+use serde_json::Value;
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+pub const EXAMPLE: &str = r#"{"timeoutInSeconds": 14, "parameters": {"username": "admin", "password": "admin", "vlan": 534, "interfaces": [1, 2, 3, 4]}}"#;
+
+/// One certificate pair for the whole test binary, generated once.
+pub fn certs_dir() -> PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        cpe_config::tls::install_crypto_provider();
+        let dir =
+            std::env::temp_dir().join(format!("cpe-config-test-certs-{}", uuid::Uuid::new_v4()));
+        cpe_config::tls::generate_pair(&dir, false).expect("certificates can be generated");
+        dir
+    })
+    .clone()
+}
+
+/// Builds an app on port 0 with the given extra options (a short delay unless overridden).
+pub async fn start(extra: &[&str]) -> App {
+    let certs = certs_dir();
+    let mut args = vec![
+        "cpe-config".to_string(),
+        "--service-a-addr=127.0.0.1:0".into(),
+        "--service-b-addr=127.0.0.1:0".into(),
+        format!("--certs-dir={}", certs.display()),
+        "--config-delay=200ms".into(),
+        "--retry-base=50ms".into(),
+        "--store=memory".into(),
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let cli = Cli::try_parse_from(args).expect("test options parse");
+    cli.config.validate().expect("test options are valid");
+    App::build(cli.config).await.expect("the app starts")
+}
+
+pub fn client() -> reqwest::Client {
+    let pem = std::fs::read(certs_dir().join("cert.pem")).unwrap();
+    reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(&pem).unwrap()])
+        .build()
+        .unwrap()
+}
+
+pub fn url(addr: Option<std::net::SocketAddr>, path: &str) -> String {
+    format!(
+        "https://localhost:{}{path}",
+        addr.expect("the service runs").port()
+    )
+}
+
+/// Sends a request and returns the HTTP status and the JSON body (Null when the body is not JSON).
+pub async fn send(request: reqwest::RequestBuilder) -> (u16, Value) {
+    let response = request
+        .send()
+        .await
+        .expect("the request reaches the server");
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+/// Polls `check` until it returns Some, or panics after `limit` with `what`.
+pub async fn eventually<T, F, Fut>(limit: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {limit:?} waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// POSTs a task to Service B and returns its id.
+pub async fn create_task(app_b: Option<std::net::SocketAddr>, device: &str) -> String {
+    let (status, body) = send(
+        client()
+            .post(url(app_b, &format!("/api/v1/equipment/cpe/{device}")))
+            .body(EXAMPLE),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["code"], 200);
+    body["taskId"].as_str().expect("a task id").to_owned()
+}
+
+pub async fn task_status(app_b: Option<std::net::SocketAddr>, device: &str, task: &str) -> Value {
+    let (status, body) = send(client().get(url(
+        app_b,
+        &format!("/api/v1/equipment/cpe/{device}/task/{task}"),
+    )))
+    .await;
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+pub async fn wait_completed(
+    app_b: Option<std::net::SocketAddr>,
+    device: &str,
+    task: &str,
+    limit: Duration,
+) -> Value {
+    eventually(limit, "the task to complete", || async {
+        let body = task_status(app_b, device, task).await;
+        (body["code"] != 204).then_some(body)
+    })
+    .await
+}
+
+/// The broker URL, or None (with a note) when none answers; with REQUIRE_RABBITMQ=1 a missing broker fails.
+pub async fn rabbitmq() -> Option<String> {
+    let url = std::env::var("AMQP_URL")
+        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into());
+    let hostport = url
+        .rsplit('@')
+        .next()
+        .unwrap_or(&url)
+        .trim_start_matches("amqp://")
+        .split('/')
+        .next()
+        .unwrap_or("")
+        .to_owned();
+    let reachable = tokio::time::timeout(
+        Duration::from_secs(2),
+        tokio::net::TcpStream::connect(&hostport),
+    )
+    .await
+    .is_ok_and(|r| r.is_ok());
+    if reachable {
+        return Some(url);
+    }
+    if std::env::var("REQUIRE_RABBITMQ").as_deref() == Ok("1") {
+        panic!("RabbitMQ is required (REQUIRE_RABBITMQ=1) but nothing answers at {hostport}");
+    }
+    eprintln!("skipping: RabbitMQ not reachable at {hostport} (set REQUIRE_RABBITMQ=1 to make this a failure)");
+    None
+}
+
+/// A queue name no other test uses.
+pub fn unique_queue(prefix: &str) -> String {
+    format!("test-{prefix}-{}", uuid::Uuid::new_v4().simple())
+}
