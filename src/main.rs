@@ -32,8 +32,9 @@ async fn main() -> ExitCode {
 
 async fn run(config: cpe_config::config::Config) -> anyhow::Result<()> {
     cpe_config::limits::raise_open_file_limit();
+    let shutdown = cpe_config::shutdown::signal();
     let app = App::build(config).await.context("cannot start")?;
-    app.run_until(cpe_config::shutdown::signal()).await
+    app.run_until(shutdown).await
 }
 
 fn generate_certs(dir: &std::path::Path, force: bool) -> anyhow::Result<()> {

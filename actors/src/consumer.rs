@@ -7,7 +7,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::task::JoinHandle;
+use crate::task_guard::AbortOnDrop;
 
 pub struct ConsumerArgs {
     pub source: Arc<dyn QueueSource>,
@@ -26,7 +26,7 @@ pub enum ConsumerMsg {
 
 pub struct ConsumerState {
     args: ConsumerArgs,
-    pump: Option<JoinHandle<()>>,
+    pump: Option<AbortOnDrop>,
     failures: u32,
 }
 
@@ -55,9 +55,7 @@ impl Actor for Consumer {
         _: ActorRef<Self::Msg>,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        if let Some(pump) = state.pump.take() {
-            pump.abort();
-        }
+        state.pump = None;
         state.args.connected.store(false, Ordering::Release);
         Ok(())
     }
@@ -77,12 +75,12 @@ impl Actor for Consumer {
                     state.failures = 0;
                     state.args.connected.store(true, Ordering::Release);
                     let handler = state.args.handler.clone();
-                    state.pump = Some(tokio::spawn(async move {
+                    state.pump = Some(AbortOnDrop(tokio::spawn(async move {
                         while let Some(delivery) = stream.next().await {
                             handler.handle(delivery);
                         }
                         let _ = myself.cast(ConsumerMsg::Ended);
-                    }));
+                    })));
                 }
                 Err(error) => {
                     state.args.connected.store(false, Ordering::Release);

@@ -13,6 +13,7 @@ pub mod slot;
 pub mod specs;
 pub mod supervisor;
 pub mod sweeper;
+pub mod task_guard;
 pub mod worker;
 
 pub use domain::{

@@ -10,8 +10,7 @@ use hyper_util::service::TowerToHyperService;
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
+use cpe_actors::task_guard::AbortOnDrop;
 use tokio_rustls::TlsAcceptor;
 
 /// A client must finish its TLS handshake, and send each request head, within this time.
@@ -27,72 +26,32 @@ pub struct ServerArgs {
 }
 
 pub struct ServerState {
-    stop: watch::Sender<bool>,
-    accept_loop: JoinHandle<()>,
+    /// Dropped with the state, even when the actor is killed, so no orphan loop keeps accepting.
+    _accept_loop: AbortOnDrop,
 }
 
+/// The server has no messages: its whole job is the accept loop it owns.
 pub struct HttpServer;
 
-pub enum ServerMsg {
-    /// The accept loop ended on its own: fail, so the supervisor restarts the server.
-    AcceptLoopEnded(String),
-}
-
 impl Actor for HttpServer {
-    type Msg = ServerMsg;
+    type Msg = ();
     type State = ServerState;
     type Arguments = ServerArgs;
 
-    async fn pre_start(
-        &self,
-        myself: ActorRef<Self::Msg>,
-        args: Self::Arguments,
-    ) -> Result<Self::State, ActorProcessingErr> {
+    async fn pre_start(&self, _: ActorRef<Self::Msg>, args: Self::Arguments) -> Result<Self::State, ActorProcessingErr> {
         let listener = args.listener.try_clone()?;
         listener.set_nonblocking(true)?;
         let listener = tokio::net::TcpListener::from_std(listener)?;
-        let (stop, stopped) = watch::channel(false);
-        let accept_loop = tokio::spawn(async move {
-            let reason = accept_loop(listener, args.tls, args.routes, stopped).await;
-            let _ = myself.cast(ServerMsg::AcceptLoopEnded(reason));
-        });
-        Ok(ServerState { stop, accept_loop })
-    }
-
-    async fn post_stop(
-        &self,
-        _: ActorRef<Self::Msg>,
-        state: &mut Self::State,
-    ) -> Result<(), ActorProcessingErr> {
-        let _ = state.stop.send(true);
-        state.accept_loop.abort();
-        Ok(())
-    }
-
-    async fn handle(
-        &self,
-        _: ActorRef<Self::Msg>,
-        msg: Self::Msg,
-        _: &mut Self::State,
-    ) -> Result<(), ActorProcessingErr> {
-        let ServerMsg::AcceptLoopEnded(reason) = msg;
-        Err(format!("accept loop ended: {reason}").into())
+        let accept_loop = tokio::spawn(accept_loop(listener, args.tls, args.routes));
+        Ok(ServerState { _accept_loop: AbortOnDrop(accept_loop) })
     }
 }
 
-async fn accept_loop(
-    listener: tokio::net::TcpListener,
-    tls: TlsAcceptor,
-    routes: Arc<dyn Routes>,
-    mut stopped: watch::Receiver<bool>,
-) -> String {
+/// Accepts until aborted; each connection is served by its own task and outlives a server restart.
+async fn accept_loop(listener: tokio::net::TcpListener, tls: TlsAcceptor, routes: Arc<dyn Routes>) {
     let service = warp::service(filter(routes));
     loop {
-        let accepted = tokio::select! {
-            _ = stopped.changed() => return "stopped".into(),
-            accepted = listener.accept() => accepted,
-        };
-        let (tcp, peer) = match accepted {
+        let (tcp, peer) = match listener.accept().await {
             Ok(pair) => pair,
             Err(error) => {
                 // Out of file descriptors or a reset before accept: pause briefly rather than spin.

@@ -584,10 +584,11 @@ impl DeliveryStream for AmqpDeliveries {
     }
 }
 
-impl Drop for AmqpDeliveries {
+impl AmqpDeliveries {
     /// Cancels the consumer and hands back what it had prefetched but not yielded: those messages
     /// would otherwise stay unacknowledged until the channel closes, which deliveries still in the
     /// hands of workers postpone (their ackers keep the channel open so they can still be settled).
+    #[allow(dead_code)]
     fn drop(&mut self) {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
