@@ -34,7 +34,10 @@ fn help_documents_every_option_with_its_environment_variable() {
         ("--shutdown-grace", "SHUTDOWN_GRACE"),
     ] {
         assert!(help.contains(option), "--help lacks {option}");
-        assert!(help.contains(&format!("[env: {env}")), "--help lacks the variable {env}");
+        assert!(
+            help.contains(&format!("[env: {env}")),
+            "--help lacks the variable {env}"
+        );
     }
     assert!(help.contains("certs"), "--help lists the certs subcommand");
 }
@@ -61,10 +64,23 @@ fn a_bad_value_is_rejected_at_start_naming_the_option() {
 #[test]
 fn certs_generates_a_pair_and_refuses_to_overwrite_it() {
     let dir = temp_dir("certs");
-    let run = |extra: &[&str]| binary().args(["--certs-dir", dir.to_str().unwrap(), "certs"]).args(extra).output().unwrap();
+    let run = |extra: &[&str]| {
+        binary()
+            .args(["--certs-dir", dir.to_str().unwrap(), "certs"])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
     assert!(run(&[]).status.success());
     use std::os::unix::fs::PermissionsExt;
-    assert_eq!(std::fs::metadata(dir.join("key.pem")).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(
+        std::fs::metadata(dir.join("key.pem"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o600
+    );
     let again = run(&[]);
     assert!(!again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("--force"));
@@ -76,7 +92,14 @@ fn certs_generates_a_pair_and_refuses_to_overwrite_it() {
 fn sigterm_stops_the_process_cleanly_with_exit_code_zero() {
     let certs = temp_dir("sigterm");
     let mut child = binary()
-        .args(["--service-a-addr", "127.0.0.1:0", "--service-b-addr", "127.0.0.1:0", "--store", "memory"])
+        .args([
+            "--service-a-addr",
+            "127.0.0.1:0",
+            "--service-b-addr",
+            "127.0.0.1:0",
+            "--store",
+            "memory",
+        ])
         .arg("--certs-dir")
         .arg(&certs)
         .env_remove("AMQP_URL")
@@ -87,14 +110,19 @@ fn sigterm_stops_the_process_cleanly_with_exit_code_zero() {
     let (sender, lines) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         use std::io::BufRead;
-        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
             let _ = sender.send(line);
         }
     });
     let mut log = Vec::new();
     // Service B is the last component to start: once it logs, the process is up.
     while !log.iter().any(|l: &String| l.contains("Service B")) {
-        let line = lines.recv_timeout(Duration::from_secs(30)).expect("the binary logs that Service B listens");
+        let line = lines
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the binary logs that Service B listens");
         log.push(line);
     }
     // SAFETY: sending a signal to our own child process.
@@ -103,6 +131,9 @@ fn sigterm_stops_the_process_cleanly_with_exit_code_zero() {
     log.extend(lines.iter());
     let log = log.join("\n");
     assert_eq!(status.code(), Some(0), "{log}");
-    assert!(log.contains("Service A") && log.contains("stopped"), "{log}");
+    assert!(
+        log.contains("Service A") && log.contains("stopped"),
+        "{log}"
+    );
     std::fs::remove_dir_all(certs).unwrap();
 }

@@ -14,7 +14,10 @@ async fn survives(extra: &[&str], kill: impl AsyncFnOnce(&cpe_config::startup::A
     let mut tasks = Vec::new();
     for n in 0..6 {
         let device = format!("device{n:03}");
-        tasks.push((device.clone(), create_task(app.service_b_addr, &device).await));
+        tasks.push((
+            device.clone(),
+            create_task(app.service_b_addr, &device).await,
+        ));
     }
     let (device, task) = &tasks[0];
     eventually(LIMIT, "a task to be running", || async {
@@ -31,7 +34,10 @@ async fn survives(extra: &[&str], kill: impl AsyncFnOnce(&cpe_config::startup::A
 }
 
 async fn kill_child(app: &cpe_config::startup::App, name: &str) {
-    let cell = app.child(name).await.unwrap_or_else(|| panic!("{name} runs"));
+    let cell = app
+        .child(name)
+        .await
+        .unwrap_or_else(|| panic!("{name} runs"));
     cell.kill();
 }
 
@@ -50,17 +56,26 @@ async fn a_killed_worker_is_replaced_and_its_task_completes() {
 
 #[tokio::test]
 async fn a_killed_pool_is_restarted_and_its_tasks_complete() {
-    survives(&["--config-delay=400ms", "--workers=3"], async |app| kill_child(app, "pool").await).await;
+    survives(&["--config-delay=400ms", "--workers=3"], async |app| {
+        kill_child(app, "pool").await
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn a_killed_consumer_is_restarted_and_tasks_keep_flowing() {
-    survives(&["--config-delay=400ms", "--workers=2"], async |app| kill_child(app, "consumer").await).await;
+    survives(&["--config-delay=400ms", "--workers=2"], async |app| {
+        kill_child(app, "consumer").await
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn a_killed_registry_is_restarted_with_its_state() {
-    survives(&["--config-delay=400ms", "--workers=3"], async |app| kill_child(app, "registry").await).await;
+    survives(&["--config-delay=400ms", "--workers=3"], async |app| {
+        kill_child(app, "registry").await
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -68,7 +83,12 @@ async fn a_killed_server_is_restarted_on_the_same_port() {
     let app = start(&[]).await;
     kill_child(&app, "service-b").await;
     eventually(LIMIT, "Service B to answer again", || async {
-        let response = client().post(url(app.service_b_addr, "/api/v1/equipment/cpe/abc123")).body(EXAMPLE).send().await.ok()?;
+        let response = client()
+            .post(url(app.service_b_addr, "/api/v1/equipment/cpe/abc123"))
+            .body(EXAMPLE)
+            .send()
+            .await
+            .ok()?;
         (response.status() == 200).then_some(())
     })
     .await;
@@ -80,11 +100,20 @@ async fn a_child_that_keeps_dying_stops_the_app_with_a_clear_error() {
     let app = start(&[]).await;
     // The budget is five restarts a minute: the sixth death makes the supervisor give up.
     for _ in 0..6 {
-        let registry = eventually(LIMIT, "the registry to be (re)started", || app.child("registry")).await;
+        let registry = eventually(LIMIT, "the registry to be (re)started", || {
+            app.child("registry")
+        })
+        .await;
         registry.kill();
     }
     let run = tokio::time::timeout(LIMIT, app.run_until(std::future::pending()));
-    let error = run.await.expect("the app stops by itself").expect_err("giving up is an error");
+    let error = run
+        .await
+        .expect("the app stops by itself")
+        .expect_err("giving up is an error");
     let message = error.to_string();
-    assert!(message.contains("registry") && message.contains("giving up"), "{message}");
+    assert!(
+        message.contains("registry") && message.contains("giving up"),
+        "{message}"
+    );
 }

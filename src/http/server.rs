@@ -4,13 +4,13 @@
 use super::{filter, Routes};
 use async_trait::async_trait;
 use cpe_actors::supervisor::ChildSpec;
+use cpe_actors::task_guard::AbortOnDrop;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef};
 use std::sync::Arc;
 use std::time::Duration;
-use cpe_actors::task_guard::AbortOnDrop;
 use tokio_rustls::TlsAcceptor;
 
 /// A client must finish its TLS handshake, and send each request head, within this time.
@@ -38,12 +38,18 @@ impl Actor for HttpServer {
     type State = ServerState;
     type Arguments = ServerArgs;
 
-    async fn pre_start(&self, _: ActorRef<Self::Msg>, args: Self::Arguments) -> Result<Self::State, ActorProcessingErr> {
+    async fn pre_start(
+        &self,
+        _: ActorRef<Self::Msg>,
+        args: Self::Arguments,
+    ) -> Result<Self::State, ActorProcessingErr> {
         let listener = args.listener.try_clone()?;
         listener.set_nonblocking(true)?;
         let listener = tokio::net::TcpListener::from_std(listener)?;
         let accept_loop = tokio::spawn(accept_loop(listener, args.tls, args.routes));
-        Ok(ServerState { _accept_loop: AbortOnDrop(accept_loop) })
+        Ok(ServerState {
+            _accept_loop: AbortOnDrop(accept_loop),
+        })
     }
 }
 

@@ -418,7 +418,7 @@ impl AmqpPublisher {
         match tokio::time::timeout(OPERATION_DEADLINE, self.publish_confirmed(&what, body)).await {
             Ok(result) => result,
             Err(_) => Err(self.link.error(QueueError(format!(
-                "{what}: no confirm within {OPERATION_DEADLINE:?}"
+                "{what}: not confirmed within {OPERATION_DEADLINE:?}"
             )))),
         }
     }
@@ -584,11 +584,10 @@ impl DeliveryStream for AmqpDeliveries {
     }
 }
 
-impl AmqpDeliveries {
+impl Drop for AmqpDeliveries {
     /// Cancels the consumer and hands back what it had prefetched but not yielded: those messages
     /// would otherwise stay unacknowledged until the channel closes, which deliveries still in the
     /// hands of workers postpone (their ackers keep the channel open so they can still be settled).
-    #[allow(dead_code)]
     fn drop(&mut self) {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
@@ -606,7 +605,7 @@ impl AmqpDeliveries {
             while let Ok(Some(Ok(delivery))) =
                 tokio::time::timeout(OPERATION_DEADLINE, consumer.next()).await
             {
-                let _ = delivery.acker.nack(requeue()).await;
+                let _ = within("requeueing", delivery.acker.nack(requeue())).await;
             }
         });
     }

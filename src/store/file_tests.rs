@@ -277,23 +277,55 @@ fn zz_measure_throwaway() {
     use std::time::Instant;
     let dir = TempDir::new("measure");
     let store = FileStore::open(&dir.0).unwrap();
-    let example = request(r#"{"timeoutInSeconds": 14, "parameters": {"username": "admin", "password": "admin", "vlan": 534, "interfaces": [1, 2, 3, 4]}}"#);
-    let make = |n: u64, status| TaskRecord { equipment_id: EquipmentId::parse("abc123def").unwrap(), request: example.clone(), attempts: 1, ..record(status, 1_700_000_000_000 + n, 1_700_000_000_000 + n) };
-    println!("encoded value bytes: {}", encode(&make(0, TaskStatus::Completed)).unwrap().len());
-    println!("json-only request bytes: {}", serde_json::to_vec(&example).unwrap().len());
+    let example = request(
+        r#"{"timeoutInSeconds": 14, "parameters": {"username": "admin", "password": "admin", "vlan": 534, "interfaces": [1, 2, 3, 4]}}"#,
+    );
+    let make = |n: u64, status| TaskRecord {
+        equipment_id: EquipmentId::parse("abc123def").unwrap(),
+        request: example.clone(),
+        attempts: 1,
+        ..record(status, 1_700_000_000_000 + n, 1_700_000_000_000 + n)
+    };
+    println!(
+        "encoded value bytes: {}",
+        encode(&make(0, TaskStatus::Completed)).unwrap().len()
+    );
+    println!(
+        "json-only request bytes: {}",
+        serde_json::to_vec(&example).unwrap().len()
+    );
     for round in 0..3 {
         let recs: Vec<_> = (0..1000).map(|n| make(n, TaskStatus::Queued)).collect();
         let t = Instant::now();
-        for r in &recs { store.put(r).unwrap(); }
+        for r in &recs {
+            store.put(r).unwrap();
+        }
         let e = t.elapsed();
-        println!("round {round}: 1000 puts (1 fsync'd txn each): {:?} -> {:.0} puts/s, {:.2} ms/put", e, 1000.0 / e.as_secs_f64(), e.as_secs_f64());
+        println!(
+            "round {round}: 1000 puts (1 fsync'd txn each): {:?} -> {:.0} puts/s, {:.2} ms/put",
+            e,
+            1000.0 / e.as_secs_f64(),
+            e.as_secs_f64()
+        );
         let t = Instant::now();
-        for r in &recs { let mut d = r.clone(); d.status = TaskStatus::Completed; store.put(&d).unwrap(); }
+        for r in &recs {
+            let mut d = r.clone();
+            d.status = TaskStatus::Completed;
+            store.put(&d).unwrap();
+        }
         let e = t.elapsed();
-        println!("round {round}: 1000 queued->completed updates: {:.0} /s", 1000.0 / e.as_secs_f64());
+        println!(
+            "round {round}: 1000 queued->completed updates: {:.0} /s",
+            1000.0 / e.as_secs_f64()
+        );
         let t = Instant::now();
-        for r in &recs { store.get(r.id).unwrap().unwrap(); }
-        println!("round {round}: 1000 gets: {:.0} /s", 1000.0 / t.elapsed().as_secs_f64());
+        for r in &recs {
+            store.get(r.id).unwrap().unwrap();
+        }
+        println!(
+            "round {round}: 1000 gets: {:.0} /s",
+            1000.0 / t.elapsed().as_secs_f64()
+        );
     }
     drop(store);
     let _ = std::fs::remove_dir_all(&dir.0);
@@ -303,30 +335,54 @@ fn zz_measure_throwaway() {
     for chunk in 0..total / 1000 {
         let txn = store.db.begin_write().unwrap();
         for n in chunk * 1000..(chunk + 1) * 1000 {
-            let status = if n % 1000 == 0 { TaskStatus::Queued } else { TaskStatus::Completed };
+            let status = if n % 1000 == 0 {
+                TaskStatus::Queued
+            } else {
+                TaskStatus::Completed
+            };
             write_record(&txn, &make(n, status)).unwrap();
         }
         txn.commit().unwrap();
     }
     println!("100k records in 100 txns of 1000: {:?}", t.elapsed());
     let size = std::fs::metadata(store.path()).unwrap().len();
-    println!("records: {}, file: {} bytes, {:.0} bytes/record", store.len().unwrap(), size, size as f64 / total as f64);
+    println!(
+        "records: {}, file: {} bytes, {:.0} bytes/record",
+        store.len().unwrap(),
+        size,
+        size as f64 / total as f64
+    );
     let t = Instant::now();
     let open = store.unfinished().unwrap();
-    println!("unfinished() with {} open among 100k: {:?}", open.len(), t.elapsed());
+    println!(
+        "unfinished() with {} open among 100k: {:?}",
+        open.len(),
+        t.elapsed()
+    );
     let t = Instant::now();
     let gone = store.remove_final_before(u64::MAX).unwrap();
     println!("sweep of {gone}: {:?}", t.elapsed());
     drop(store);
     let store = FileStore::open(&dir.0).unwrap();
-    println!("after sweep+reopen: records {}, file {} bytes", store.len().unwrap(), std::fs::metadata(store.path()).unwrap().len());
+    println!(
+        "after sweep+reopen: records {}, file {} bytes",
+        store.len().unwrap(),
+        std::fs::metadata(store.path()).unwrap().len()
+    );
     // Realistic one-by-one: 10k fsync'd puts to see file growth per record with single-record txns.
     drop(store);
     let _ = std::fs::remove_dir_all(&dir.0);
     let store = FileStore::open(&dir.0).unwrap();
     let t = Instant::now();
-    for n in 0..5000 { store.put(&make(n, TaskStatus::Completed)).unwrap(); }
+    for n in 0..5000 {
+        store.put(&make(n, TaskStatus::Completed)).unwrap();
+    }
     let e = t.elapsed();
     let size = std::fs::metadata(store.path()).unwrap().len();
-    println!("5000 single puts: {:.0} puts/s; file {} bytes, {:.0} bytes/record", 5000.0 / e.as_secs_f64(), size, size as f64 / 5000.0);
+    println!(
+        "5000 single puts: {:.0} puts/s; file {} bytes, {:.0} bytes/record",
+        5000.0 / e.as_secs_f64(),
+        size,
+        size as f64 / 5000.0
+    );
 }

@@ -120,7 +120,11 @@ pub async fn wait_completed(
 ) -> Value {
     // A 503 while a restarted registry comes back is tolerated: only a final answer ends the wait.
     eventually(limit, "the task to complete", || async {
-        let (status, body) = send(client().get(url(app_b, &format!("/api/v1/equipment/cpe/{device}/task/{task}")))).await;
+        let (status, body) = send(client().get(url(
+            app_b,
+            &format!("/api/v1/equipment/cpe/{device}/task/{task}"),
+        )))
+        .await;
         (status == 200 && body["code"] != 204).then_some(body)
     })
     .await

@@ -1,0 +1,311 @@
+//! compose.yaml and the Dockerfile checked against the binary: services, ports, health, and options it reads.
+
+use serde_yaml_ng::Value;
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::process::Command;
+
+fn read(file: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(file);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
+}
+
+fn compose() -> Value {
+    serde_yaml_ng::from_str(&read("compose.yaml")).expect("compose.yaml is valid YAML")
+}
+
+fn service<'a>(compose: &'a Value, name: &str) -> &'a Value {
+    let service = &compose["services"][name];
+    assert!(service.is_mapping(), "compose.yaml has no service `{name}`");
+    service
+}
+
+fn strings(list: &Value) -> Vec<String> {
+    list.as_sequence()
+        .map(|items| {
+            items
+                .iter()
+                .map(|item| match item {
+                    Value::String(s) => s.clone(),
+                    Value::Number(n) => n.to_string(),
+                    other => panic!("expected a string, got {other:?}"),
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Container ports a service publishes: `"8080:8080"`, `"127.0.0.1:8080:8080/tcp"` or a long-form mapping.
+fn published_container_ports(service: &Value) -> BTreeSet<u16> {
+    let Some(ports) = service["ports"].as_sequence() else {
+        return BTreeSet::new();
+    };
+    ports
+        .iter()
+        .map(|port| match port {
+            Value::Mapping(_) => port["target"]
+                .as_u64()
+                .and_then(|p| u16::try_from(p).ok())
+                .expect("a long-form port has a numeric target"),
+            Value::String(text) => {
+                let container = text.rsplit(':').next().unwrap_or(text);
+                let container = container.split('/').next().unwrap_or(container);
+                container
+                    .parse()
+                    .unwrap_or_else(|_| panic!("cannot read the container port of `{text}`"))
+            }
+            Value::Number(n) => n
+                .as_u64()
+                .and_then(|p| u16::try_from(p).ok())
+                .expect("a port number"),
+            other => panic!("unexpected port entry {other:?}"),
+        })
+        .collect()
+}
+
+/// A service's environment as name/value pairs, from the map or the `NAME=value` list form.
+fn environment(service: &Value) -> Vec<(String, String)> {
+    match &service["environment"] {
+        Value::Mapping(map) => map
+            .iter()
+            .map(|(k, v)| {
+                let value = match v {
+                    Value::String(s) => s.clone(),
+                    Value::Number(n) => n.to_string(),
+                    Value::Bool(b) => b.to_string(),
+                    Value::Null => String::new(),
+                    other => panic!("unexpected environment value {other:?}"),
+                };
+                (k.as_str().expect("a variable name").to_owned(), value)
+            })
+            .collect(),
+        Value::Sequence(_) => strings(&service["environment"])
+            .into_iter()
+            .map(|entry| match entry.split_once('=') {
+                Some((name, value)) => (name.to_owned(), value.to_owned()),
+                None => (entry, String::new()),
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Every environment variable the binary reads, from the `[env: NAME=...]` notes of `--help`.
+fn variables_the_binary_reads() -> BTreeSet<String> {
+    let output = Command::new(env!("CARGO_BIN_EXE_cpe-config"))
+        .arg("--help")
+        .env_clear()
+        .output()
+        .expect("cpe-config --help runs");
+    assert!(output.status.success(), "cpe-config --help failed");
+    let help = String::from_utf8(output.stdout).expect("help is UTF-8");
+    let names: BTreeSet<String> = help
+        .split("[env: ")
+        .skip(1)
+        .map(|rest| {
+            rest.split(['=', ']'])
+                .next()
+                .expect("a variable name")
+                .to_owned()
+        })
+        .collect();
+    assert!(
+        names.contains("AMQP_URL"),
+        "--help lists no [env: ...] notes:\n{help}"
+    );
+    names
+}
+
+fn port_of(addr: &str) -> u16 {
+    addr.rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("`{addr}` has no port"))
+}
+
+#[test]
+fn rabbitmq_publishes_amqp_and_management_and_has_a_healthcheck() {
+    let compose = compose();
+    let rabbitmq = service(&compose, "rabbitmq");
+    let ports = published_container_ports(rabbitmq);
+    assert!(ports.contains(&5672) && ports.contains(&15672), "{ports:?}");
+    let test = strings(&rabbitmq["healthcheck"]["test"]).join(" ");
+    assert!(test.contains("rabbitmq-diagnostics"), "healthcheck: {test}");
+}
+
+#[test]
+fn cpe_config_waits_for_a_healthy_broker_and_publishes_both_services() {
+    let compose = compose();
+    let app = service(&compose, "cpe-config");
+    assert_eq!(
+        app["depends_on"]["rabbitmq"]["condition"].as_str(),
+        Some("service_healthy")
+    );
+    let ports = published_container_ports(app);
+    assert!(ports.contains(&8080) && ports.contains(&8081), "{ports:?}");
+    let env = environment(app);
+    for name in ["SERVICE_A_ADDR", "SERVICE_B_ADDR"] {
+        let (_, addr) = env
+            .iter()
+            .find(|(n, _)| n == name)
+            .unwrap_or_else(|| panic!("cpe-config does not set {name}"));
+        assert!(
+            ports.contains(&port_of(addr)),
+            "{name}={addr} listens on a port the service does not publish ({ports:?})"
+        );
+    }
+    let (_, amqp) = env
+        .iter()
+        .find(|(n, _)| n == "AMQP_URL")
+        .expect("cpe-config sets AMQP_URL");
+    assert!(
+        amqp.starts_with("amqp://") && amqp.contains("@rabbitmq:5672"),
+        "AMQP_URL={amqp} does not point at the rabbitmq service"
+    );
+}
+
+#[test]
+fn cpe_config_mounts_the_certificates_directory() {
+    let compose = compose();
+    let volumes = strings(&service(&compose, "cpe-config")["volumes"]);
+    let env = environment(service(&compose, "cpe-config"));
+    let certs_dir = env
+        .iter()
+        .find(|(n, _)| n == "CERTS_DIR")
+        .map(|(_, v)| v.clone())
+        .unwrap_or_else(|| "/app/certs".into());
+    assert!(
+        volumes
+            .iter()
+            .any(|v| v.starts_with(&format!("./certs:{certs_dir}"))),
+        "./certs is not mounted at {certs_dir}: {volumes:?}"
+    );
+}
+
+#[test]
+fn every_variable_compose_sets_is_one_the_binary_reads() {
+    let compose = compose();
+    let known = variables_the_binary_reads();
+    for (name, _) in environment(service(&compose, "cpe-config")) {
+        assert!(
+            known.contains(&name),
+            "compose.yaml sets {name}, which cpe-config does not read (it reads {known:?})"
+        );
+    }
+}
+
+/// The Dockerfile's stages: each is its `FROM` line and the instructions after it.
+fn stages(dockerfile: &str) -> Vec<Vec<String>> {
+    let mut stages: Vec<Vec<String>> = Vec::new();
+    for line in dockerfile.lines().map(str::trim) {
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        if line.to_ascii_uppercase().starts_with("FROM ") {
+            stages.push(Vec::new());
+        }
+        if let Some(stage) = stages.last_mut() {
+            stage.push(line.to_owned());
+        }
+    }
+    stages
+}
+
+fn instruction<'a>(stage: &'a [String], name: &str) -> Option<&'a str> {
+    stage
+        .iter()
+        .rev()
+        .find(|line| line.to_ascii_uppercase().starts_with(&format!("{name} ")))
+        .map(|line| line[name.len()..].trim())
+}
+
+#[test]
+fn the_image_runs_the_binary_as_a_non_root_user() {
+    let dockerfile = read("Dockerfile");
+    let stages = stages(&dockerfile);
+    assert!(stages.len() >= 2, "the Dockerfile is not multi-stage");
+    let last = stages.last().unwrap();
+    let user = instruction(last, "USER").expect("the final stage sets USER");
+    let name = user.split(':').next().unwrap();
+    assert!(
+        name != "root" && name != "0",
+        "the final stage runs as {user}"
+    );
+    let entrypoint = instruction(last, "ENTRYPOINT").expect("the final stage sets ENTRYPOINT");
+    let entrypoint: Vec<String> =
+        serde_json::from_str(entrypoint).expect("ENTRYPOINT uses the exec (JSON) form");
+    assert!(
+        entrypoint
+            .first()
+            .is_some_and(|program| program.ends_with("/cpe-config")),
+        "ENTRYPOINT is {entrypoint:?}"
+    );
+    let copied = last
+        .iter()
+        .any(|line| line.contains("target/release/cpe-config") && line.contains(&entrypoint[0]));
+    assert!(
+        copied,
+        "the final stage does not copy the release binary to {}",
+        entrypoint[0]
+    );
+}
+
+/// `1.90` from `FROM rust:1.90-slim-bookworm AS builder`, or None for another image.
+fn rust_image_version(from: &str) -> Option<(u32, u32)> {
+    let image = from.split_whitespace().nth(1)?;
+    let tag = image.strip_prefix("rust:")?;
+    let mut parts = tag.split(['.', '-']);
+    Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
+}
+
+fn minor_version(text: &str) -> (u32, u32) {
+    let mut parts = text.split('.');
+    let major = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+    let minor = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+    (major, minor)
+}
+
+#[test]
+fn the_builder_toolchain_can_build_the_locked_dependencies() {
+    let dockerfile = read("Dockerfile");
+    let builder = stages(&dockerfile)
+        .iter()
+        .find_map(|stage| rust_image_version(&stage[0]))
+        .expect("a build stage FROM rust:<major>.<minor>...");
+    let metadata = Command::new(env!("CARGO"))
+        .args(["metadata", "--format-version", "1", "--locked", "--offline"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("cargo metadata runs");
+    assert!(
+        metadata.status.success(),
+        "cargo metadata failed: {}",
+        String::from_utf8_lossy(&metadata.stderr)
+    );
+    let metadata: serde_json::Value =
+        serde_json::from_slice(&metadata.stdout).expect("cargo metadata prints JSON");
+    let needed = metadata["packages"]
+        .as_array()
+        .expect("packages")
+        .iter()
+        .filter_map(|p| Some((p["rust_version"].as_str()?, p["name"].as_str()?)))
+        .max_by_key(|(version, _)| minor_version(version))
+        .expect("some package declares a rust-version");
+    assert!(
+        builder >= minor_version(needed.0),
+        "the Dockerfile builds with Rust {}.{}, but {} needs {}",
+        builder.0,
+        builder.1,
+        needed.1,
+        needed.0
+    );
+}
+
+#[test]
+fn the_build_context_leaves_out_keys_and_build_output() {
+    let ignored = read(".dockerignore");
+    let entries: Vec<&str> = ignored.lines().map(str::trim).collect();
+    for entry in ["target", "certs/*.pem"] {
+        assert!(entries.contains(&entry), ".dockerignore lacks {entry}");
+    }
+}

@@ -1,0 +1,255 @@
+//! End to end through a real RabbitMQ: one process, the three roles as separate processes, a
+//! message in the original system's format, garbage on the queue, and a worker crash.
+//! Skips (with a note) without a broker unless REQUIRE_RABBITMQ=1.
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+use std::io::BufRead;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::Receiver;
+use std::time::Duration;
+
+const LIMIT: Duration = Duration::from_secs(30);
+
+fn queue_args(queue: &str, amqp: &str) -> Vec<String> {
+    vec![
+        format!("--amqp-url={amqp}"),
+        format!("--queue={queue}"),
+        format!("--results-queue={queue}-results"),
+    ]
+}
+
+async fn start_with_broker(amqp: &str, queue: &str, extra: &[&str]) -> cpe_config::startup::App {
+    let mut args = queue_args(queue, amqp);
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    start(&args).await
+}
+
+async fn delete_queues(amqp: &str, queue: &str) {
+    let Ok(connection) =
+        lapin::Connection::connect(amqp, lapin::ConnectionProperties::default()).await
+    else {
+        return;
+    };
+    if let Ok(channel) = connection.create_channel().await {
+        for name in [
+            queue.to_string(),
+            format!("{queue}.dlq"),
+            format!("{queue}-results"),
+        ] {
+            let _ = channel
+                .queue_delete(name.as_str().into(), Default::default())
+                .await;
+        }
+        let _ = channel
+            .exchange_delete(format!("{queue}.dlx").as_str().into(), Default::default())
+            .await;
+    }
+    let _ = connection.close(200, "done".into()).await;
+}
+
+/// Publishes raw bytes on a queue, as another system would.
+async fn publish_raw(amqp: &str, queue: &str, body: &[u8]) {
+    let connection = lapin::Connection::connect(amqp, lapin::ConnectionProperties::default())
+        .await
+        .unwrap();
+    let channel = connection.create_channel().await.unwrap();
+    channel.confirm_select(Default::default()).await.unwrap();
+    let properties = lapin::BasicProperties::default().with_delivery_mode(2);
+    channel
+        .basic_publish(
+            "".into(),
+            queue.into(),
+            Default::default(),
+            body,
+            properties,
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    let _ = connection.close(200, "done".into()).await;
+}
+
+async fn message_count(amqp: &str, queue: &str) -> u32 {
+    let connection = lapin::Connection::connect(amqp, lapin::ConnectionProperties::default())
+        .await
+        .unwrap();
+    let channel = connection.create_channel().await.unwrap();
+    let options = lapin::options::QueueDeclareOptions {
+        passive: true,
+        ..Default::default()
+    };
+    let count = channel
+        .queue_declare(queue.into(), options, Default::default())
+        .await
+        .map(|q| q.message_count())
+        .unwrap_or(0);
+    let _ = connection.close(200, "done".into()).await;
+    count
+}
+
+#[tokio::test]
+async fn a_task_completes_through_rabbitmq_in_one_process() {
+    let Some(amqp) = rabbitmq().await else { return };
+    let queue = unique_queue("one");
+    let app = start_with_broker(&amqp, &queue, &[]).await;
+    eventually(LIMIT, "readiness", || async {
+        let (status, _) = send(client().get(url(app.service_b_addr, "/readyz"))).await;
+        (status == 200).then_some(())
+    })
+    .await;
+    let task = create_task(app.service_b_addr, "abc123").await;
+    let done = wait_completed(app.service_b_addr, "abc123", &task, LIMIT).await;
+    assert_eq!(done["message"], "Completed");
+    app.shutdown().await.unwrap();
+    delete_queues(&amqp, &queue).await;
+}
+
+#[tokio::test]
+async fn a_message_from_the_original_system_is_a_valid_task_and_garbage_is_dead_lettered() {
+    let Some(amqp) = rabbitmq().await else { return };
+    let queue = unique_queue("compat");
+    let app = start_with_broker(&amqp, &queue, &[]).await;
+    let task_id = uuid::Uuid::new_v4().to_string();
+    let original = format!(
+        r#"{{"task_id": "{task_id}", "equipment_id": "legacy01", "task_payload": {EXAMPLE}}}"#
+    );
+    // Wait until the topology exists (declared on the first connection), then publish as the old system did.
+    eventually(LIMIT, "the consumer to connect", || async {
+        let (status, _) = send(client().get(url(app.service_b_addr, "/readyz"))).await;
+        (status == 200).then_some(())
+    })
+    .await;
+    publish_raw(&amqp, &queue, original.as_bytes()).await;
+    publish_raw(&amqp, &queue, b"this is not a task").await;
+    let done = wait_completed(app.service_b_addr, "legacy01", &task_id, LIMIT).await;
+    assert_eq!(done["message"], "Completed");
+    eventually(
+        LIMIT,
+        "the garbage to reach the dead-letter queue",
+        || async { (message_count(&amqp, &format!("{queue}.dlq")).await == 1).then_some(()) },
+    )
+    .await;
+    app.shutdown().await.unwrap();
+    delete_queues(&amqp, &queue).await;
+}
+
+#[tokio::test]
+async fn tasks_survive_a_pool_crash_through_rabbitmq_redelivery() {
+    let Some(amqp) = rabbitmq().await else { return };
+    let queue = unique_queue("crash");
+    let app = start_with_broker(&amqp, &queue, &["--config-delay=500ms", "--workers=4"]).await;
+    let mut tasks = Vec::new();
+    for n in 0..8 {
+        let device = format!("crash{n:03}");
+        tasks.push((
+            device.clone(),
+            create_task(app.service_b_addr, &device).await,
+        ));
+    }
+    eventually(LIMIT, "a task to be running", || async {
+        let body = task_status(app.service_b_addr, &tasks[0].0, &tasks[0].1).await;
+        (body["status"] == "running").then_some(())
+    })
+    .await;
+    app.child("pool").await.expect("the pool runs").kill();
+    for (device, task) in &tasks {
+        assert_eq!(
+            wait_completed(app.service_b_addr, device, task, LIMIT).await["message"],
+            "Completed"
+        );
+    }
+    app.shutdown().await.unwrap();
+    delete_queues(&amqp, &queue).await;
+}
+
+/// A child process whose JSON log lines can be waited for.
+struct Process {
+    child: Child,
+    lines: Receiver<Value>,
+}
+
+impl Process {
+    fn spawn(args: &[String]) -> Process {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_cpe-config"))
+            .args(args)
+            .env("LOG_FORMAT", "json")
+            .env("RUST_LOG", "info")
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (sender, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                let _ = sender.send(serde_json::from_str(&line).unwrap_or(Value::String(line)));
+            }
+        });
+        Process { child, lines }
+    }
+
+    /// The `addr` field of the first log line whose message contains `text`.
+    fn wait_for_addr(&self, text: &str) -> std::net::SocketAddr {
+        loop {
+            let line = self
+                .lines
+                .recv_timeout(LIMIT)
+                .unwrap_or_else(|_| panic!("no log line containing {text:?}"));
+            if line["message"].as_str().is_some_and(|m| m.contains(text)) {
+                return line["addr"].as_str().unwrap().parse().unwrap();
+            }
+        }
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn the_three_roles_work_as_separate_processes() {
+    let Some(amqp) = rabbitmq().await else { return };
+    let queue = unique_queue("roles");
+    let certs = format!("--certs-dir={}", certs_dir().display());
+    let common = |role: &str| {
+        let mut args = queue_args(&queue, &amqp);
+        args.extend([
+            format!("--role={role}"),
+            certs.clone(),
+            "--config-delay=300ms".into(),
+            "--store=memory".into(),
+        ]);
+        args.extend([
+            "--service-a-addr=127.0.0.1:0".into(),
+            "--service-b-addr=127.0.0.1:0".into(),
+        ]);
+        args
+    };
+    let service_a = Process::spawn(&common("service-a"));
+    let a_addr = service_a.wait_for_addr("Service A");
+    let service_b = Process::spawn(&common("service-b"));
+    let b_addr = service_b.wait_for_addr("Service B");
+    let mut worker_args = common("worker");
+    worker_args.push(format!(
+        "--service-a-url=https://localhost:{}",
+        a_addr.port()
+    ));
+    let _worker = Process::spawn(&worker_args);
+    let task = create_task(Some(b_addr), "split123").await;
+    let done = wait_completed(Some(b_addr), "split123", &task, LIMIT).await;
+    assert_eq!(done["message"], "Completed");
+    assert_eq!(done["attempts"], 1);
+    drop(service_b);
+    drop(service_a);
+    delete_queues(&amqp, &queue).await;
+}
