@@ -3,11 +3,11 @@
 //! subscription ends (broker gone), it resubscribes with backoff and reports not ready meanwhile.
 
 use crate::ports::{DeliveryHandler, QueueSource};
+use crate::task_guard::AbortOnDrop;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use crate::task_guard::AbortOnDrop;
 
 pub struct ConsumerArgs {
     pub source: Arc<dyn QueueSource>,
