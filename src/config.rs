@@ -164,10 +164,7 @@ impl Config {
             .as_deref()
             .is_some_and(|t| t.len() < 16 || t.chars().any(|c| !c.is_ascii_graphic()))
         {
-            return Err(
-                "--api-token (API_TOKEN) must be at least 16 printable characters without spaces"
-                    .into(),
-            );
+            return Err("--api-token (API_TOKEN) must be at least 16 printable characters without spaces".into());
         }
         if self.call_timeout == Some(Duration::ZERO) {
             return Err("--call-timeout must be longer than 0s".into());
@@ -178,6 +175,13 @@ impl Config {
     pub fn call_timeout(&self) -> Duration {
         self.call_timeout
             .unwrap_or(self.config_delay * 2 + Duration::from_secs(30))
+    }
+
+    /// The longest a worker can legitimately hold a task: every attempt at its deadline plus the
+    /// longest backoff between them, and a minute of slack. Past it, a running task is failed.
+    pub fn lease(&self) -> Duration {
+        (self.call_timeout() + cpe_actors::retry::RetryPolicy::default().max_delay) * self.max_attempts
+            + Duration::from_secs(60)
     }
 
     /// Where workers call Service A; in one process, the Service A bound next to them.
@@ -214,9 +218,7 @@ fn parse_https_url(raw: &str) -> Result<String, String> {
 
 fn parse_amqp_url(raw: &str) -> Result<String, String> {
     if raw.starts_with("amqps://") {
-        return Err(
-            "amqps:// is not supported by this build; use amqp:// on a trusted network".into(),
-        );
+        return Err("amqps:// is not supported by this build; use amqp:// on a trusted network".into());
     }
     if !raw.starts_with("amqp://") || raw.len() <= "amqp://".len() {
         return Err("must look like amqp://user:password@host:5672/%2f".into());
@@ -228,13 +230,13 @@ fn parse_queue_name(raw: &str) -> Result<String, String> {
     let ok = !raw.is_empty()
         && raw.len() <= 200
         && !raw.starts_with("amq.")
-        && raw
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c));
+        && raw.chars().all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c));
     if ok {
         Ok(raw.to_owned())
     } else {
-        Err(format!("`{raw}` is not a usable queue name: 1 to 200 of A-Z a-z 0-9 - _ . :, not starting with amq."))
+        Err(format!(
+            "`{raw}` is not a usable queue name: 1 to 200 of A-Z a-z 0-9 - _ . :, not starting with amq."
+        ))
     }
 }
 
@@ -277,10 +279,7 @@ mod tests {
     fn bad_values_are_rejected_naming_the_option() {
         for (args, option) in [
             (&["--config-delay", "soon"][..], "--config-delay"),
-            (
-                &["--service-a-url", "http://localhost:8080"],
-                "--service-a-url",
-            ),
+            (&["--service-a-url", "http://localhost:8080"], "--service-a-url"),
             (&["--amqp-url", "rabbit"], "--amqp-url"),
             (&["--workers", "0"], "--workers"),
             (&["--fail-rate", "1.5"], "--fail-rate"),

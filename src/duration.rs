@@ -7,25 +7,17 @@ pub fn parse_duration(raw: &str) -> Result<Duration, String> {
     let raw = raw.trim();
     let split = raw.find(|c: char| !c.is_ascii_digit()).unwrap_or(raw.len());
     let (number, unit) = raw.split_at(split);
-    let value: u64 = number
-        .parse()
-        .map_err(|_| format!("`{raw}` is not a duration: expected a whole number and a unit, like 250ms, 2s, 1m, 1h or 7d"))?;
+    let value: u64 = number.parse().map_err(|_| {
+        format!("`{raw}` is not a duration: expected a whole number and a unit, like 250ms, 2s, 1m, 1h or 7d")
+    })?;
     let millis_per_unit: u64 = match unit {
         "ms" => 1,
         "s" => 1_000,
         "m" => 60_000,
         "h" => 3_600_000,
         "d" => 86_400_000,
-        "" => {
-            return Err(format!(
-                "`{raw}` needs a unit: ms, s, m, h or d (for example {raw}s)"
-            ))
-        }
-        other => {
-            return Err(format!(
-                "unknown unit `{other}` in `{raw}`: use ms, s, m, h or d"
-            ))
-        }
+        "" => return Err(format!("`{raw}` needs a unit: ms, s, m, h or d (for example {raw}s)")),
+        other => return Err(format!("unknown unit `{other}` in `{raw}`: use ms, s, m, h or d")),
     };
     value
         .checked_mul(millis_per_unit)
@@ -62,12 +54,8 @@ mod tests {
     #[test]
     fn rejects_what_it_cannot_read_with_a_reason() {
         assert!(parse_duration("60").unwrap_err().contains("needs a unit"));
-        assert!(parse_duration("5 parsecs")
-            .unwrap_err()
-            .contains("unknown unit"));
-        assert!(parse_duration("-1s")
-            .unwrap_err()
-            .contains("not a duration"));
+        assert!(parse_duration("5 parsecs").unwrap_err().contains("unknown unit"));
+        assert!(parse_duration("-1s").unwrap_err().contains("not a duration"));
         assert!(parse_duration("").unwrap_err().contains("not a duration"));
         assert!(parse_duration("99999999999999999999d").is_err());
     }

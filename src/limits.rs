@@ -17,11 +17,7 @@ pub fn raise_open_file_limit() {
                 rlim_max: limit.rlim_max,
             };
             if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
-                tracing::debug!(
-                    from = limit.rlim_cur,
-                    to = limit.rlim_max,
-                    "raised the open-file limit"
-                );
+                tracing::debug!(from = limit.rlim_cur, to = limit.rlim_max, "raised the open-file limit");
             } else {
                 tracing::warn!(limit = limit.rlim_cur, "cannot raise the open-file limit");
             }

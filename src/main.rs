@@ -11,15 +11,16 @@ async fn main() -> ExitCode {
     tls::install_crypto_provider();
     let cli = Cli::parse();
     telemetry::init(cli.config.log_format);
-    if let Err(problem) = cli.config.validate() {
-        use clap::CommandFactory;
-        Cli::command()
-            .error(clap::error::ErrorKind::ArgumentConflict, problem)
-            .exit();
-    }
     let result = match cli.command {
         Some(Command::Certs { force }) => generate_certs(&cli.config.certs_dir, force),
-        None => run(cli.config).await,
+        None => {
+            if let Err(problem) = cli.config.validate() {
+                use clap::CommandFactory;
+                let error = Cli::command().error(clap::error::ErrorKind::ArgumentConflict, problem);
+                error.exit();
+            }
+            run(cli.config).await
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

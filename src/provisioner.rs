@@ -13,11 +13,7 @@ pub struct ServiceAClient {
 
 impl ServiceAClient {
     /// `trust` is the certificate Service A presents (certs/cert.pem); no other root is trusted.
-    pub fn new(
-        base_url: &str,
-        trust: reqwest::Certificate,
-        max_connections: usize,
-    ) -> anyhow::Result<Self> {
+    pub fn new(base_url: &str, trust: reqwest::Certificate, max_connections: usize) -> anyhow::Result<Self> {
         let client = reqwest::Client::builder()
             .tls_certs_only([trust])
             .connect_timeout(Duration::from_secs(10))
@@ -33,11 +29,7 @@ impl ServiceAClient {
 
 #[async_trait]
 impl Provisioner for ServiceAClient {
-    async fn configure(
-        &self,
-        equipment: &EquipmentId,
-        request: &ConfigRequest,
-    ) -> Result<(), ProvisionError> {
+    async fn configure(&self, equipment: &EquipmentId, request: &ConfigRequest) -> Result<(), ProvisionError> {
         let url = format!("{}/api/v1/equipment/cpe/{equipment}", self.base_url);
         let response = self
             .client

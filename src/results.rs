@@ -5,9 +5,7 @@ use crate::config::Config;
 use crate::queue::amqp::{AmqpConfig, AmqpLink, AmqpPublisher, AmqpSource, QueueSpec};
 use anyhow::Result;
 use async_trait::async_trait;
-use cpe_actors::ports::{
-    Begin, Delivery, DeliveryHandler, QueueSource, SinkError, StatusSink, TaskPublisher,
-};
+use cpe_actors::ports::{Begin, Delivery, DeliveryHandler, QueueSource, SinkError, StatusSink, TaskPublisher};
 use cpe_actors::registry::RegistryHandle;
 use cpe_actors::{Outcome, StatusUpdate, TaskMessage};
 use std::sync::Arc;
@@ -37,11 +35,7 @@ pub async fn open_amqp(
     let tasks = QueueSpec::tasks(config.queue.clone());
     let results = QueueSpec::plain(config.results_queue.clone());
     let publisher = Arc::new(AmqpPublisher::new(publish_link.clone(), tasks.clone()));
-    let source = Arc::new(AmqpSource::new(
-        consume_link.clone(),
-        tasks,
-        settings.prefetch,
-    ));
+    let source = Arc::new(AmqpSource::new(consume_link.clone(), tasks, settings.prefetch));
     let results = ResultsQueue {
         publisher: AmqpPublisher::new(publish_link, results.clone()),
         source: Arc::new(AmqpSource::new(consume_link, results, settings.prefetch)),
@@ -56,10 +50,7 @@ impl ResultsQueue {
         })
     }
 
-    pub fn consumer(
-        &self,
-        registry: RegistryHandle,
-    ) -> (Arc<dyn QueueSource>, Arc<dyn DeliveryHandler>) {
+    pub fn consumer(&self, registry: RegistryHandle) -> (Arc<dyn QueueSource>, Arc<dyn DeliveryHandler>) {
         (self.source.clone(), Arc::new(ResultsApplier { registry }))
     }
 }

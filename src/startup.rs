@@ -28,6 +28,9 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
+/// RabbitMQ's default delivery-acknowledgement timeout (`consumer_timeout`).
+const BROKER_ACK_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+
 /// A running cpe-config: its addresses, and the handles needed to stop it cleanly.
 pub struct App {
     pub service_a_addr: Option<SocketAddr>,
@@ -49,6 +52,13 @@ impl App {
         }
         let acceptor = TlsAcceptor::from(tls::server_config(&config.certs_dir)?);
         let transport = Transport::open(&config).await?;
+        if config.amqp_url.is_some() && config.lease() > BROKER_ACK_TIMEOUT {
+            tracing::warn!(
+                lease = %format_duration(config.lease()),
+                "a task may hold its delivery longer than RabbitMQ's default consumer_timeout (30m): \
+                 raise consumer_timeout on the broker, or lower --max-attempts or --call-timeout"
+            );
+        }
         let accepting = Arc::new(AtomicBool::new(false));
         let mut children: Vec<Box<dyn ChildSpec>> = Vec::new();
         let mut consumers = Vec::new();
@@ -63,12 +73,12 @@ impl App {
                 slot: slot.clone(),
             }));
             let registry = RegistryHandle::new(slot);
-            let every =
-                (config.retention / 10).clamp(Duration::from_secs(1), Duration::from_secs(3600));
+            let every = (config.retention / 10).min(config.lease() / 4);
             children.push(Box::new(SweeperSpec(SweeperArgs {
                 registry: registry.clone(),
                 retention: config.retention,
-                every,
+                lease: config.lease(),
+                every: every.clamp(Duration::from_secs(1), Duration::from_secs(60)),
             })));
             Some(registry)
         } else {
@@ -86,12 +96,7 @@ impl App {
                     queues: vec![],
                 },
             };
-            children.push(server_spec(
-                "service-a",
-                listener,
-                &acceptor,
-                Arc::new(routes),
-            ));
+            children.push(server_spec("service-a", listener, &acceptor, Arc::new(routes)));
             tracing::info!(addr = %service_a_addr.unwrap(), delay = %format_duration(config.config_delay), "Service A (cpe_locate_service) listening on https");
         }
 
@@ -163,12 +168,7 @@ impl App {
                 readiness,
                 api_token: config.api_token.clone(),
             };
-            children.push(server_spec(
-                "service-b",
-                listener,
-                &acceptor,
-                Arc::new(routes),
-            ));
+            children.push(server_spec("service-b", listener, &acceptor, Arc::new(routes)));
             tracing::info!(addr = %service_b_addr.unwrap(), queue = %transport.tasks.describe(), "Service B (config_status_service) listening on https");
         }
 
@@ -180,9 +180,7 @@ impl App {
             backoff: Duration::from_millis(100),
             gave_up: gave_up.clone(),
         };
-        let (supervisor, supervisor_done) = Actor::spawn(None, Supervisor, args)
-            .await
-            .map_err(|e| anyhow!("{e}"))?;
+        let (supervisor, supervisor_done) = Actor::spawn(None, Supervisor, args).await.map_err(|e| anyhow!("{e}"))?;
         if let Some(registry) = &registry {
             transport
                 .resume(registry)
@@ -267,8 +265,7 @@ fn open_store(config: &Config) -> Result<Arc<dyn TaskStore>> {
 }
 
 fn bind(addr: SocketAddr, option: &str) -> Result<Arc<std::net::TcpListener>> {
-    let listener = std::net::TcpListener::bind(addr)
-        .with_context(|| format!("cannot listen on {addr} ({option})"))?;
+    let listener = std::net::TcpListener::bind(addr).with_context(|| format!("cannot listen on {addr} ({option})"))?;
     Ok(Arc::new(listener))
 }
 

@@ -30,8 +30,16 @@ pub fn ensure_pair(dir: &Path) -> Result<bool> {
             generate_pair(dir, false)?;
             Ok(true)
         }
-        (true, false) => bail!("{} exists but {} is missing: add the key, or remove the certificate to generate a new pair", cert.display(), key.display()),
-        (false, true) => bail!("{} exists but {} is missing: add the certificate, or remove the key to generate a new pair", key.display(), cert.display()),
+        (true, false) => bail!(
+            "{} exists but {} is missing: add the key, or remove the certificate to generate a new pair",
+            cert.display(),
+            key.display()
+        ),
+        (false, true) => bail!(
+            "{} exists but {} is missing: add the certificate, or remove the key to generate a new pair",
+            key.display(),
+            cert.display()
+        ),
     }
 }
 
@@ -40,20 +48,14 @@ pub fn generate_pair(dir: &Path, replace: bool) -> Result<()> {
     std::fs::create_dir_all(dir)
         .with_context(|| format!("cannot create the certificates directory {}", dir.display()))?;
     let names: Vec<String> = NAMES.iter().map(|n| n.to_string()).collect();
-    let pair = rcgen::generate_simple_self_signed(names)
-        .context("cannot generate a self-signed certificate")?;
+    let pair = rcgen::generate_simple_self_signed(names).context("cannot generate a self-signed certificate")?;
     write_file(
         &dir.join(KEY_FILE),
         pair.signing_key.serialize_pem().as_bytes(),
         0o600,
         replace,
     )?;
-    write_file(
-        &dir.join(CERT_FILE),
-        pair.cert.pem().as_bytes(),
-        0o644,
-        replace,
-    )?;
+    write_file(&dir.join(CERT_FILE), pair.cert.pem().as_bytes(), 0o644, replace)?;
     Ok(())
 }
 
@@ -104,8 +106,7 @@ pub fn server_config(dir: &Path) -> Result<Arc<rustls::ServerConfig>> {
 pub fn client_trust(dir: &Path) -> Result<reqwest::Certificate> {
     let path = cert_path(dir);
     let pem = std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
-    reqwest::Certificate::from_pem(&pem)
-        .with_context(|| format!("{} is not a PEM certificate", path.display()))
+    reqwest::Certificate::from_pem(&pem).with_context(|| format!("{} is not a PEM certificate", path.display()))
 }
 
 #[cfg(test)]
@@ -125,10 +126,7 @@ mod tests {
         assert!(ensure_pair(&dir).unwrap());
         assert!(!ensure_pair(&dir).unwrap(), "an existing pair is kept");
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(dir.join(KEY_FILE))
-            .unwrap()
-            .permissions()
-            .mode();
+        let mode = std::fs::metadata(dir.join(KEY_FILE)).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
         server_config(&dir).unwrap();
         client_trust(&dir).unwrap();

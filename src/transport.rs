@@ -71,10 +71,7 @@ impl Transport {
             };
             queue.publish(&task).await?;
         }
-        tracing::info!(
-            tasks = unfinished.len(),
-            "requeued unfinished tasks from the store"
-        );
+        tracing::info!(tasks = unfinished.len(), "requeued unfinished tasks from the store");
         Ok(())
     }
 }

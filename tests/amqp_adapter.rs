@@ -5,8 +5,7 @@
 use cpe_actors::ports::{Delivery, DeliveryStream, QueueSource, TaskPublisher};
 use cpe_actors::{TaskId, TaskMessage};
 use cpe_config::queue::amqp::{
-    declare_task_topology, redact_url, AmqpConfig, AmqpLink, AmqpPublisher, AmqpSource,
-    DeadLettering, QueueSpec,
+    declare_task_topology, redact_url, AmqpConfig, AmqpLink, AmqpPublisher, AmqpSource, DeadLettering, QueueSpec,
 };
 use lapin::options::{BasicAckOptions, BasicGetOptions, QueueDeclareOptions, QueueDeleteOptions};
 use lapin::types::FieldTable;
@@ -80,9 +79,7 @@ impl Scratch {
             passive: true,
             ..Default::default()
         };
-        let declared = self
-            .channel
-            .queue_declare(queue.into(), passive, FieldTable::default());
+        let declared = self.channel.queue_declare(queue.into(), passive, FieldTable::default());
         let declared = declared.await.expect("the queue exists");
         (declared.message_count(), declared.consumer_count())
     }
@@ -145,10 +142,7 @@ impl Drop for Scratch {
             })
         });
         if let Ok(Err(error)) = cleanup.join() {
-            eprintln!(
-                "could not delete the scratch queues {}: {error}",
-                self.queue
-            );
+            eprintln!("could not delete the scratch queues {}: {error}", self.queue);
         }
     }
 }
@@ -194,10 +188,7 @@ async fn a_confirmed_publish_keeps_the_original_wire_format_and_is_consumed() {
     assert_eq!(json["equipment_id"], "abc123");
     assert_eq!(json["task_payload"]["timeoutInSeconds"], 14);
     assert_eq!(json["task_payload"]["parameters"]["vlan"], 534);
-    raw.acker
-        .ack(BasicAckOptions::default())
-        .await
-        .expect("ack");
+    raw.acker.ack(BasicAckOptions::default()).await.expect("ack");
 
     let source = AmqpSource::new(scratch.link(), QueueSpec::tasks(&scratch.queue), 4);
     let description = source.describe();
@@ -208,16 +199,9 @@ async fn a_confirmed_publish_keeps_the_original_wire_format_and_is_consumed() {
     let mut stream = source.subscribe().await.expect("a subscription");
     let delivery = next(&mut stream).await;
     assert!(!delivery.redelivered);
-    assert_eq!(
-        TaskMessage::from_json(&delivery.body).expect("a task"),
-        task
-    );
+    assert_eq!(TaskMessage::from_json(&delivery.body).expect("a task"), task);
     delivery.acker.ack().await.expect("ack");
-    delivery
-        .acker
-        .ack()
-        .await
-        .expect("a second answer is a no-op");
+    delivery.acker.ack().await.expect("a second answer is a no-op");
 }
 
 #[tokio::test]
@@ -225,11 +209,7 @@ async fn a_requeued_delivery_comes_back_redelivered() {
     let Some(scratch) = scratch().await else {
         return;
     };
-    scratch
-        .publisher()
-        .publish_json(b"{\"n\":1}")
-        .await
-        .expect("published");
+    scratch.publisher().publish_json(b"{\"n\":1}").await.expect("published");
     let mut stream = scratch.subscribe(1).await;
     let first = next(&mut stream).await;
     assert!(!first.redelivered);
@@ -255,12 +235,7 @@ async fn a_dead_lettered_delivery_lands_in_the_dead_letter_queue() {
         .await
         .expect("published");
     let mut stream = scratch.subscribe(1).await;
-    next(&mut stream)
-        .await
-        .acker
-        .dead_letter()
-        .await
-        .expect("dead letter");
+    next(&mut stream).await.acker.dead_letter().await.expect("dead letter");
 
     let dead = scratch.get(&format!("{}.dlq", scratch.queue)).await;
     assert_eq!(dead.data, b"{\"poison\":true}");
@@ -278,10 +253,7 @@ async fn an_ack_after_the_connection_closed_is_an_error_and_the_next_publish_rec
     let publisher = AmqpPublisher::new(link.clone(), QueueSpec::tasks(&scratch.queue));
     let source = AmqpSource::new(link.clone(), QueueSpec::tasks(&scratch.queue), 4);
     assert!(!link.is_connected(), "connects lazily");
-    publisher
-        .publish_json(b"\"first\"")
-        .await
-        .expect("published");
+    publisher.publish_json(b"\"first\"").await.expect("published");
     let mut stream = source.subscribe().await.expect("a subscription");
     let held = next(&mut stream).await;
     assert!(link.is_connected());
@@ -325,10 +297,7 @@ async fn prefetch_limits_unacknowledged_deliveries() {
     let _second = next(&mut stream).await;
     scratch.wait_for_counts(&scratch.queue, (3, 1)).await;
     let third = tokio::time::timeout(Duration::from_millis(300), stream.next()).await;
-    assert!(
-        third.is_err(),
-        "a third delivery arrived while two were unacknowledged"
-    );
+    assert!(third.is_err(), "a third delivery arrived while two were unacknowledged");
 
     first.acker.ack().await.expect("ack");
     let _third = next(&mut stream).await;
@@ -364,11 +333,7 @@ async fn a_delivery_dropped_without_an_answer_goes_back_on_the_queue() {
     let Some(scratch) = scratch().await else {
         return;
     };
-    scratch
-        .publisher()
-        .publish_json(b"1")
-        .await
-        .expect("published");
+    scratch.publisher().publish_json(b"1").await.expect("published");
     let mut stream = scratch.subscribe(1).await;
     drop(next(&mut stream).await);
     assert!(next(&mut stream).await.redelivered);
@@ -384,19 +349,13 @@ async fn an_existing_queue_without_dead_lettering_is_kept_and_still_works() {
         QueueDeclareOptions::durable(),
         FieldTable::default(),
     );
-    plain
-        .await
-        .expect("a queue as the original system declared it");
+    plain.await.expect("a queue as the original system declared it");
 
     let outcome = declare_task_topology(&scratch.connection, &scratch.queue)
         .await
         .expect("no failure");
     assert_eq!(outcome, DeadLettering::NeedsRecreate);
-    scratch
-        .publisher()
-        .publish_json(b"\"kept\"")
-        .await
-        .expect("published");
+    scratch.publisher().publish_json(b"\"kept\"").await.expect("published");
     let mut stream = scratch.subscribe(1).await;
     let delivery = next(&mut stream).await;
     assert_eq!(&*delivery.body, b"\"kept\"");
@@ -420,10 +379,7 @@ async fn concurrent_publishes_are_all_confirmed() {
         "{:?}",
         results.iter().find(|r| r.is_err())
     );
-    eprintln!(
-        "300 concurrent confirmed publishes took {:?}",
-        started.elapsed()
-    );
+    eprintln!("300 concurrent confirmed publishes took {:?}", started.elapsed());
     scratch.wait_for_counts(&scratch.queue, (300, 0)).await;
 }
 
@@ -450,11 +406,7 @@ async fn a_plain_queue_round_trips_without_a_dead_letter_queue() {
         passive: true,
         ..Default::default()
     };
-    let fresh = scratch
-        .connection
-        .create_channel()
-        .await
-        .expect("a channel");
+    let fresh = scratch.connection.create_channel().await.expect("a channel");
     let dlq = format!("{}.dlq", scratch.queue);
     assert!(fresh
         .queue_declare(dlq.as_str().into(), passive, FieldTable::default())
@@ -474,10 +426,7 @@ async fn a_queue_deleted_under_the_publisher_fails_one_publish_then_is_declared_
         .queue_delete(scratch.queue.as_str().into(), QueueDeleteOptions::default());
     deleted.await.expect("deleted");
 
-    let error = publisher
-        .publish_json(b"2")
-        .await
-        .expect_err("no queue takes it");
+    let error = publisher.publish_json(b"2").await.expect_err("no queue takes it");
     assert!(error.0.contains("returned"), "{error}");
     publisher.publish_json(b"3").await.expect("declared again");
     scratch.wait_for_counts(&scratch.queue, (1, 0)).await;
@@ -507,10 +456,7 @@ async fn a_closed_port_fails_within_the_connect_timeout_without_showing_the_pass
         "{error}"
     );
     let source = AmqpSource::new(link.clone(), QueueSpec::tasks("config_tasks"), 1);
-    assert_eq!(
-        source.describe(),
-        "RabbitMQ queue config_tasks at 127.0.0.1:1"
-    );
+    assert_eq!(source.describe(), "RabbitMQ queue config_tasks at 127.0.0.1:1");
     assert!(source.subscribe().await.is_err());
     assert!(!link.is_connected());
     assert!(!format!("{config:?}").contains("s3cret"));
@@ -518,9 +464,7 @@ async fn a_closed_port_fails_within_the_connect_timeout_without_showing_the_pass
 
 #[tokio::test]
 async fn a_server_that_never_answers_hits_the_connect_timeout() {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("a port");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a port");
     let port = listener.local_addr().expect("an address").port();
     let silent = tokio::spawn(async move {
         let mut held = Vec::new();

@@ -74,11 +74,7 @@ fn certs_generates_a_pair_and_refuses_to_overwrite_it() {
     assert!(run(&[]).status.success());
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(
-        std::fs::metadata(dir.join("key.pem"))
-            .unwrap()
-            .permissions()
-            .mode()
-            & 0o777,
+        std::fs::metadata(dir.join("key.pem")).unwrap().permissions().mode() & 0o777,
         0o600
     );
     let again = run(&[]);
@@ -110,10 +106,7 @@ fn sigterm_stops_the_process_cleanly_with_exit_code_zero() {
     let (sender, lines) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         use std::io::BufRead;
-        for line in std::io::BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-        {
+        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
             let _ = sender.send(line);
         }
     });
@@ -131,9 +124,6 @@ fn sigterm_stops_the_process_cleanly_with_exit_code_zero() {
     log.extend(lines.iter());
     let log = log.join("\n");
     assert_eq!(status.code(), Some(0), "{log}");
-    assert!(
-        log.contains("Service A") && log.contains("stopped"),
-        "{log}"
-    );
+    assert!(log.contains("Service A") && log.contains("stopped"), "{log}");
     std::fs::remove_dir_all(certs).unwrap();
 }

@@ -54,10 +54,7 @@ fn published_container_ports(service: &Value) -> BTreeSet<u16> {
                     .parse()
                     .unwrap_or_else(|_| panic!("cannot read the container port of `{text}`"))
             }
-            Value::Number(n) => n
-                .as_u64()
-                .and_then(|p| u16::try_from(p).ok())
-                .expect("a port number"),
+            Value::Number(n) => n.as_u64().and_then(|p| u16::try_from(p).ok()).expect("a port number"),
             other => panic!("unexpected port entry {other:?}"),
         })
         .collect()
@@ -102,17 +99,9 @@ fn variables_the_binary_reads() -> BTreeSet<String> {
     let names: BTreeSet<String> = help
         .split("[env: ")
         .skip(1)
-        .map(|rest| {
-            rest.split(['=', ']'])
-                .next()
-                .expect("a variable name")
-                .to_owned()
-        })
+        .map(|rest| rest.split(['=', ']']).next().expect("a variable name").to_owned())
         .collect();
-    assert!(
-        names.contains("AMQP_URL"),
-        "--help lists no [env: ...] notes:\n{help}"
-    );
+    assert!(names.contains("AMQP_URL"), "--help lists no [env: ...] notes:\n{help}");
     names
 }
 
@@ -175,9 +164,7 @@ fn cpe_config_mounts_the_certificates_directory() {
         .map(|(_, v)| v.clone())
         .unwrap_or_else(|| "/app/certs".into());
     assert!(
-        volumes
-            .iter()
-            .any(|v| v.starts_with(&format!("./certs:{certs_dir}"))),
+        volumes.iter().any(|v| v.starts_with(&format!("./certs:{certs_dir}"))),
         "./certs is not mounted at {certs_dir}: {volumes:?}"
     );
 }
@@ -227,13 +214,9 @@ fn the_image_runs_the_binary_as_a_non_root_user() {
     let last = stages.last().unwrap();
     let user = instruction(last, "USER").expect("the final stage sets USER");
     let name = user.split(':').next().unwrap();
-    assert!(
-        name != "root" && name != "0",
-        "the final stage runs as {user}"
-    );
+    assert!(name != "root" && name != "0", "the final stage runs as {user}");
     let entrypoint = instruction(last, "ENTRYPOINT").expect("the final stage sets ENTRYPOINT");
-    let entrypoint: Vec<String> =
-        serde_json::from_str(entrypoint).expect("ENTRYPOINT uses the exec (JSON) form");
+    let entrypoint: Vec<String> = serde_json::from_str(entrypoint).expect("ENTRYPOINT uses the exec (JSON) form");
     assert!(
         entrypoint
             .first()
@@ -282,8 +265,7 @@ fn the_builder_toolchain_can_build_the_locked_dependencies() {
         "cargo metadata failed: {}",
         String::from_utf8_lossy(&metadata.stderr)
     );
-    let metadata: serde_json::Value =
-        serde_json::from_slice(&metadata.stdout).expect("cargo metadata prints JSON");
+    let metadata: serde_json::Value = serde_json::from_slice(&metadata.stdout).expect("cargo metadata prints JSON");
     let needed = metadata["packages"]
         .as_array()
         .expect("packages")

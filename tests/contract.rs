@@ -18,10 +18,7 @@ async fn service_a_configures_a_device_after_its_delay() {
             .body(EXAMPLE),
     )
     .await;
-    assert_eq!(
-        (status, body),
-        (200, json!({"code": 200, "message": "success"}))
-    );
+    assert_eq!((status, body), (200, json!({"code": 200, "message": "success"})));
     app.shutdown().await.unwrap();
 }
 
@@ -29,28 +26,12 @@ async fn service_a_configures_a_device_after_its_delay() {
 async fn service_a_rejects_invalid_ids_and_fails_on_injected_faults() {
     let app = start(&["--role=service-a", "--fail-rate=1.0", "--config-delay=0s"]).await;
     let a = |path: &str| url(app.service_a_addr, path);
-    let (status, body) = send(
-        client()
-            .post(a("/api/v1/equipment/cpe/abc-123"))
-            .body(EXAMPLE),
-    )
-    .await;
+    let (status, body) = send(client().post(a("/api/v1/equipment/cpe/abc-123")).body(EXAMPLE)).await;
+    assert_eq!((status, body), (404, json!({"code": 404, "message": NO_EQUIPMENT})));
+    let (status, body) = send(client().post(a("/api/v1/equipment/cpe/abc123")).body(EXAMPLE)).await;
     assert_eq!(
         (status, body),
-        (404, json!({"code": 404, "message": NO_EQUIPMENT}))
-    );
-    let (status, body) = send(
-        client()
-            .post(a("/api/v1/equipment/cpe/abc123"))
-            .body(EXAMPLE),
-    )
-    .await;
-    assert_eq!(
-        (status, body),
-        (
-            500,
-            json!({"code": 500, "message": "Internal provisioning exception"})
-        )
+        (500, json!({"code": 500, "message": "Internal provisioning exception"}))
     );
     app.shutdown().await.unwrap();
 }
@@ -89,10 +70,7 @@ async fn a_failed_configuration_reads_as_an_internal_provisioning_exception() {
         (json!(500), json!("Internal provisioning exception"))
     );
     assert_eq!(done["attempts"], 2);
-    assert!(
-        done["lastError"].as_str().unwrap().contains("500"),
-        "{done}"
-    );
+    assert!(done["lastError"].as_str().unwrap().contains("500"), "{done}");
     app.shutdown().await.unwrap();
 }
 
@@ -101,27 +79,14 @@ async fn service_b_answers_404s_for_equipment_and_tasks() {
     let app = start(&[]).await;
     let b = |path: &str| url(app.service_b_addr, path);
     let task = create_task(app.service_b_addr, "abc123").await;
-    for bad in [
-        "abc-123",
-        "abc_123",
-        "abc%0A123",
-        "abc12",
-        "abc123%20",
-        "ab%41123",
-    ] {
-        let (status, body) = send(
-            client()
-                .post(b(&format!("/api/v1/equipment/cpe/{bad}")))
-                .body(EXAMPLE),
-        )
-        .await;
+    for bad in ["abc-123", "abc_123", "abc%0A123", "abc12", "abc123%20", "ab%41123"] {
+        let (status, body) = send(client().post(b(&format!("/api/v1/equipment/cpe/{bad}"))).body(EXAMPLE)).await;
         assert_eq!(
             (status, body),
             (404, json!({"code": 404, "message": NO_EQUIPMENT})),
             "POST {bad}"
         );
-        let (status, body) =
-            send(client().get(b(&format!("/api/v1/equipment/cpe/{bad}/task/{task}")))).await;
+        let (status, body) = send(client().get(b(&format!("/api/v1/equipment/cpe/{bad}/task/{task}")))).await;
         assert_eq!(
             (status, body),
             (404, json!({"code": 404, "message": NO_EQUIPMENT})),
@@ -129,12 +94,7 @@ async fn service_b_answers_404s_for_equipment_and_tasks() {
         );
     }
     // An invalid id gets the equipment 404 whatever the body holds.
-    let (status, _) = send(
-        client()
-            .post(b("/api/v1/equipment/cpe/a-b"))
-            .body("not json"),
-    )
-    .await;
+    let (status, _) = send(client().post(b("/api/v1/equipment/cpe/a-b")).body("not json")).await;
     assert_eq!(status, 404);
     let unknown = uuid::Uuid::new_v4().to_string();
     for (device, task) in [
@@ -142,8 +102,7 @@ async fn service_b_answers_404s_for_equipment_and_tasks() {
         ("zzz999", task.as_str()),
         ("abc123", "not-a-uuid"),
     ] {
-        let (status, body) =
-            send(client().get(b(&format!("/api/v1/equipment/cpe/{device}/task/{task}")))).await;
+        let (status, body) = send(client().get(b(&format!("/api/v1/equipment/cpe/{device}/task/{task}")))).await;
         assert_eq!(
             (status, body),
             (404, json!({"code": 404, "message": NO_TASK})),
@@ -164,52 +123,28 @@ async fn bad_bodies_get_400_or_422_with_a_message_naming_the_problem() {
         };
         let (status, body) = send(post("{\"timeoutInSeconds\": 14,")).await;
         assert_eq!((status, body["code"].clone()), (400, json!(400)));
-        assert!(
-            body["message"].as_str().unwrap().contains("not valid JSON"),
-            "{body}"
-        );
+        assert!(body["message"].as_str().unwrap().contains("not valid JSON"), "{body}");
         for (bad, names) in [
             (r#"{"parameters": {}}"#, "timeoutInSeconds"),
-            (
-                r#"{"timeoutInSeconds": "14", "parameters": {}}"#,
-                "timeoutInSeconds",
-            ),
-            (
-                r#"{"timeoutInSeconds": -1, "parameters": {}}"#,
-                "timeoutInSeconds",
-            ),
-            (
-                r#"{"timeoutInSeconds": 1e9, "parameters": {}}"#,
-                "timeoutInSeconds",
-            ),
+            (r#"{"timeoutInSeconds": "14", "parameters": {}}"#, "timeoutInSeconds"),
+            (r#"{"timeoutInSeconds": -1, "parameters": {}}"#, "timeoutInSeconds"),
+            (r#"{"timeoutInSeconds": 1e9, "parameters": {}}"#, "timeoutInSeconds"),
             (r#"{"timeoutInSeconds": 14}"#, "parameters"),
-            (
-                r#"{"timeoutInSeconds": 14, "parameters": {"vlan": 5000}}"#,
-                "vlan",
-            ),
+            (r#"{"timeoutInSeconds": 14, "parameters": {"vlan": 5000}}"#, "vlan"),
             (
                 r#"{"timeoutInSeconds": 14, "parameters": {"interfaces": [1, 99999]}}"#,
                 "interfaces",
             ),
-            (
-                r#"{"timeoutInSeconds": 14, "parameters": {"vlan": "534"}}"#,
-                "vlan",
-            ),
+            (r#"{"timeoutInSeconds": 14, "parameters": {"vlan": "534"}}"#, "vlan"),
             (
                 r#"{"timeoutInSeconds": 14, "parameters": {"enabled": true}}"#,
                 "enabled",
             ),
-            (
-                r#"{"timeoutInSeconds": 14, "parameters": {}, "extra": 1}"#,
-                "extra",
-            ),
+            (r#"{"timeoutInSeconds": 14, "parameters": {}, "extra": 1}"#, "extra"),
         ] {
             let (status, body) = send(post(bad)).await;
             assert_eq!((status, body["code"].clone()), (422, json!(422)), "{bad}");
-            assert!(
-                body["message"].as_str().unwrap().contains(names),
-                "{bad}: {body}"
-            );
+            assert!(body["message"].as_str().unwrap().contains(names), "{bad}: {body}");
         }
     }
     app.shutdown().await.unwrap();
@@ -241,8 +176,7 @@ async fn wrong_methods_unknown_paths_and_big_bodies_answer_in_json() {
     ))))
     .await;
     assert_eq!((status, body["code"].clone()), (405, json!(405)));
-    let (status, body) =
-        send(client().get(url(app.service_a_addr, "/api/v1/equipment/cpe/abc123"))).await;
+    let (status, body) = send(client().get(url(app.service_a_addr, "/api/v1/equipment/cpe/abc123"))).await;
     assert_eq!((status, body["code"].clone()), (405, json!(405)));
     let (status, body) = send(client().get(b("/nothing/here"))).await;
     assert_eq!((status, body["code"].clone()), (404, json!(404)));
@@ -283,5 +217,29 @@ async fn an_api_token_guards_service_b() {
     assert_eq!(status, 401);
     let (status, body) = send(post().bearer_auth(token)).await;
     assert_eq!((status, body["code"].clone()), (200, json!(200)));
+    app.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_idempotency_key_gives_the_same_task_for_the_same_request_only() {
+    let app = start(&[]).await;
+    let post = |key: &str, body: &str| {
+        client()
+            .post(url(app.service_b_addr, "/api/v1/equipment/cpe/abc123"))
+            .header("Idempotency-Key", key)
+            .body(body.to_owned())
+    };
+    let (status, first) = send(post("order-42", EXAMPLE)).await;
+    assert_eq!(status, 200, "{first}");
+    let (status, again) = send(post("order-42", EXAMPLE)).await;
+    assert_eq!((status, again["taskId"].clone()), (200, first["taskId"].clone()));
+    let (status, body) = send(post("order-42", &EXAMPLE.replace("534", "535"))).await;
+    assert_eq!((status, body["code"].clone()), (422, json!(422)));
+    assert!(body["message"].as_str().unwrap().contains("Idempotency-Key"), "{body}");
+    let (status, other) = send(post("order-43", EXAMPLE)).await;
+    assert_eq!(status, 200);
+    assert_ne!(other["taskId"], first["taskId"]);
+    let (status, _) = send(post("bad key with spaces", EXAMPLE)).await;
+    assert_eq!(status, 400);
     app.shutdown().await.unwrap();
 }

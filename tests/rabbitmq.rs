@@ -29,20 +29,12 @@ async fn start_with_broker(amqp: &str, queue: &str, extra: &[&str]) -> cpe_confi
 }
 
 async fn delete_queues(amqp: &str, queue: &str) {
-    let Ok(connection) =
-        lapin::Connection::connect(amqp, lapin::ConnectionProperties::default()).await
-    else {
+    let Ok(connection) = lapin::Connection::connect(amqp, lapin::ConnectionProperties::default()).await else {
         return;
     };
     if let Ok(channel) = connection.create_channel().await {
-        for name in [
-            queue.to_string(),
-            format!("{queue}.dlq"),
-            format!("{queue}-results"),
-        ] {
-            let _ = channel
-                .queue_delete(name.as_str().into(), Default::default())
-                .await;
+        for name in [queue.to_string(), format!("{queue}.dlq"), format!("{queue}-results")] {
+            let _ = channel.queue_delete(name.as_str().into(), Default::default()).await;
         }
         let _ = channel
             .exchange_delete(format!("{queue}.dlx").as_str().into(), Default::default())
@@ -60,13 +52,7 @@ async fn publish_raw(amqp: &str, queue: &str, body: &[u8]) {
     channel.confirm_select(Default::default()).await.unwrap();
     let properties = lapin::BasicProperties::default().with_delivery_mode(2);
     channel
-        .basic_publish(
-            "".into(),
-            queue.into(),
-            Default::default(),
-            body,
-            properties,
-        )
+        .basic_publish("".into(), queue.into(), Default::default(), body, properties)
         .await
         .unwrap()
         .await
@@ -115,9 +101,7 @@ async fn a_message_from_the_original_system_is_a_valid_task_and_garbage_is_dead_
     let queue = unique_queue("compat");
     let app = start_with_broker(&amqp, &queue, &[]).await;
     let task_id = uuid::Uuid::new_v4().to_string();
-    let original = format!(
-        r#"{{"task_id": "{task_id}", "equipment_id": "legacy01", "task_payload": {EXAMPLE}}}"#
-    );
+    let original = format!(r#"{{"task_id": "{task_id}", "equipment_id": "legacy01", "task_payload": {EXAMPLE}}}"#);
     // Wait until the topology exists (declared on the first connection), then publish as the old system did.
     eventually(LIMIT, "the consumer to connect", || async {
         let (status, _) = send(client().get(url(app.service_b_addr, "/readyz"))).await;
@@ -128,11 +112,9 @@ async fn a_message_from_the_original_system_is_a_valid_task_and_garbage_is_dead_
     publish_raw(&amqp, &queue, b"this is not a task").await;
     let done = wait_completed(app.service_b_addr, "legacy01", &task_id, LIMIT).await;
     assert_eq!(done["message"], "Completed");
-    eventually(
-        LIMIT,
-        "the garbage to reach the dead-letter queue",
-        || async { (message_count(&amqp, &format!("{queue}.dlq")).await == 1).then_some(()) },
-    )
+    eventually(LIMIT, "the garbage to reach the dead-letter queue", || async {
+        (message_count(&amqp, &format!("{queue}.dlq")).await == 1).then_some(())
+    })
     .await;
     app.shutdown().await.unwrap();
     delete_queues(&amqp, &queue).await;
@@ -146,10 +128,7 @@ async fn tasks_survive_a_pool_crash_through_rabbitmq_redelivery() {
     let mut tasks = Vec::new();
     for n in 0..8 {
         let device = format!("crash{n:03}");
-        tasks.push((
-            device.clone(),
-            create_task(app.service_b_addr, &device).await,
-        ));
+        tasks.push((device.clone(), create_task(app.service_b_addr, &device).await));
     }
     eventually(LIMIT, "a task to be running", || async {
         let body = task_status(app.service_b_addr, &tasks[0].0, &tasks[0].1).await;
@@ -185,10 +164,7 @@ impl Process {
         let stderr = child.stderr.take().unwrap();
         let (sender, lines) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
-            for line in std::io::BufReader::new(stderr)
-                .lines()
-                .map_while(Result::ok)
-            {
+            for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
                 let _ = sender.send(serde_json::from_str(&line).unwrap_or(Value::String(line)));
             }
         });
@@ -240,10 +216,7 @@ async fn the_three_roles_work_as_separate_processes() {
     let service_b = Process::spawn(&common("service-b"));
     let b_addr = service_b.wait_for_addr("Service B");
     let mut worker_args = common("worker");
-    worker_args.push(format!(
-        "--service-a-url=https://localhost:{}",
-        a_addr.port()
-    ));
+    worker_args.push(format!("--service-a-url=https://localhost:{}", a_addr.port()));
     let _worker = Process::spawn(&worker_args);
     let task = create_task(Some(b_addr), "split123").await;
     let done = wait_completed(Some(b_addr), "split123", &task, LIMIT).await;

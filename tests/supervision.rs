@@ -14,10 +14,7 @@ async fn survives(extra: &[&str], kill: impl AsyncFnOnce(&cpe_config::startup::A
     let mut tasks = Vec::new();
     for n in 0..6 {
         let device = format!("device{n:03}");
-        tasks.push((
-            device.clone(),
-            create_task(app.service_b_addr, &device).await,
-        ));
+        tasks.push((device.clone(), create_task(app.service_b_addr, &device).await));
     }
     let (device, task) = &tasks[0];
     eventually(LIMIT, "a task to be running", || async {
@@ -34,10 +31,7 @@ async fn survives(extra: &[&str], kill: impl AsyncFnOnce(&cpe_config::startup::A
 }
 
 async fn kill_child(app: &cpe_config::startup::App, name: &str) {
-    let cell = app
-        .child(name)
-        .await
-        .unwrap_or_else(|| panic!("{name} runs"));
+    let cell = app.child(name).await.unwrap_or_else(|| panic!("{name} runs"));
     cell.kill();
 }
 
@@ -100,10 +94,7 @@ async fn a_child_that_keeps_dying_stops_the_app_with_a_clear_error() {
     let app = start(&[]).await;
     // The budget is five restarts a minute: the sixth death makes the supervisor give up.
     for _ in 0..6 {
-        let registry = eventually(LIMIT, "the registry to be (re)started", || {
-            app.child("registry")
-        })
-        .await;
+        let registry = eventually(LIMIT, "the registry to be (re)started", || app.child("registry")).await;
         registry.kill();
     }
     let run = tokio::time::timeout(LIMIT, app.run_until(std::future::pending()));

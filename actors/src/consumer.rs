@@ -50,11 +50,7 @@ impl Actor for Consumer {
         })
     }
 
-    async fn post_stop(
-        &self,
-        _: ActorRef<Self::Msg>,
-        state: &mut Self::State,
-    ) -> Result<(), ActorProcessingErr> {
+    async fn post_stop(&self, _: ActorRef<Self::Msg>, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
         state.pump = None;
         state.args.connected.store(false, Ordering::Release);
         Ok(())

@@ -17,6 +17,6 @@ pub mod task_guard;
 pub mod worker;
 
 pub use domain::{
-    ConfigRequest, EquipmentId, Outcome, ParamValue, Parameters, RequestError, StatusUpdate,
-    TaskId, TaskMessage, TaskRecord, TaskStatus,
+    ConfigRequest, EquipmentId, Outcome, ParamValue, Parameters, RequestError, StatusUpdate, TaskId, TaskMessage,
+    TaskRecord, TaskStatus,
 };

@@ -76,18 +76,9 @@ impl Actor for Pool {
         Ok(state)
     }
 
-    async fn post_stop(
-        &self,
-        _: ActorRef<Self::Msg>,
-        state: &mut Self::State,
-    ) -> Result<(), ActorProcessingErr> {
+    async fn post_stop(&self, _: ActorRef<Self::Msg>, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
         // Whatever did not finish goes back to the queue now rather than when the connection closes.
-        for job in state
-            .busy
-            .drain()
-            .map(|(_, job)| job)
-            .chain(state.waiting.drain(..))
-        {
+        for job in state.busy.drain().map(|(_, job)| job).chain(state.waiting.drain(..)) {
             let _ = job.delivery.acker.requeue().await;
         }
         Ok(())
@@ -145,9 +136,7 @@ impl Actor for Pool {
     ) -> Result<(), ActorProcessingErr> {
         let (cell, why) = match event {
             SupervisionEvent::ActorFailed(cell, error) => (cell, error.to_string()),
-            SupervisionEvent::ActorTerminated(cell, _, reason) => {
-                (cell, reason.unwrap_or_else(|| "stopped".into()))
-            }
+            SupervisionEvent::ActorTerminated(cell, _, reason) => (cell, reason.unwrap_or_else(|| "stopped".into())),
             _ => return Ok(()),
         };
         let id = cell.get_id();
@@ -173,17 +162,8 @@ impl Actor for Pool {
     }
 }
 
-async fn spawn_worker(
-    pool: &ActorRef<PoolMsg>,
-    state: &mut PoolState,
-) -> Result<(), ActorProcessingErr> {
-    let (worker, _) = Actor::spawn_linked(
-        None,
-        Worker,
-        (state.deps.clone(), pool.clone()),
-        pool.get_cell(),
-    )
-    .await?;
+async fn spawn_worker(pool: &ActorRef<PoolMsg>, state: &mut PoolState) -> Result<(), ActorProcessingErr> {
+    let (worker, _) = Actor::spawn_linked(None, Worker, (state.deps.clone(), pool.clone()), pool.get_cell()).await?;
     state.idle.push(worker.get_id());
     state.workers.insert(worker.get_id(), worker);
     Ok(())
@@ -214,11 +194,7 @@ fn assign(state: &mut PoolState) {
 
 fn answer_drain_if_idle(state: &mut PoolState) {
     if state.busy.is_empty() {
-        for reply in state
-            .draining
-            .iter_mut()
-            .flat_map(|replies| replies.drain(..))
-        {
+        for reply in state.draining.iter_mut().flat_map(|replies| replies.drain(..)) {
             let _ = reply.send(());
         }
     }

@@ -25,11 +25,7 @@ struct Recorder {
 
 #[async_trait]
 impl Provisioner for Recorder {
-    async fn configure(
-        &self,
-        equipment: &EquipmentId,
-        request: &ConfigRequest,
-    ) -> Result<(), ProvisionError> {
+    async fn configure(&self, equipment: &EquipmentId, request: &ConfigRequest) -> Result<(), ProvisionError> {
         if self.panic_once.swap(false, Ordering::SeqCst) {
             panic!("simulated worker crash");
         }
@@ -48,12 +44,7 @@ impl Provisioner for Recorder {
                 .push((equipment.to_string(), request.timeout_in_seconds));
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
-        *self
-            .running
-            .lock()
-            .unwrap()
-            .get_mut(equipment.as_str())
-            .unwrap() -= 1;
+        *self.running.lock().unwrap().get_mut(equipment.as_str()).unwrap() -= 1;
         Ok(())
     }
 }

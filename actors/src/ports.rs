@@ -13,8 +13,26 @@ pub trait TaskStore: Send + Sync + 'static {
     fn remove(&self, id: TaskId) -> Result<(), StoreError>;
     /// Records that are neither completed nor failed: the work to resume after a restart.
     fn unfinished(&self) -> Result<Vec<TaskRecord>, StoreError>;
-    /// Removes final records last updated before `cutoff_millis`; returns how many went.
+    /// Removes final records last updated before `cutoff_millis`, and idempotency keys created
+    /// before it; returns how many records went.
     fn remove_final_before(&self, cutoff_millis: u64) -> Result<usize, StoreError>;
+    /// The task an idempotency key was first used for.
+    fn idempotency(&self, _key: &str) -> Result<Option<IdempotencyEntry>, StoreError> {
+        Err(StoreError("this store keeps no idempotency keys".into()))
+    }
+    /// Stores a new record together with its idempotency key, in one durable write.
+    fn put_with_key(&self, _record: &TaskRecord, _key: &str, _entry: &IdempotencyEntry) -> Result<(), StoreError> {
+        Err(StoreError("this store keeps no idempotency keys".into()))
+    }
+}
+
+/// What an `Idempotency-Key` points to: the task, and a fingerprint of the request that created it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IdempotencyEntry {
+    pub task_id: TaskId,
+    pub fingerprint: u64,
+    /// Milliseconds since the Unix epoch; the key is kept for the retention period after it.
+    pub created_at: u64,
 }
 
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
@@ -79,11 +97,7 @@ pub trait DeliveryHandler: Send + Sync + 'static {
 /// Configures one device: the call to Service A.
 #[async_trait]
 pub trait Provisioner: Send + Sync + 'static {
-    async fn configure(
-        &self,
-        equipment: &EquipmentId,
-        request: &ConfigRequest,
-    ) -> Result<(), ProvisionError>;
+    async fn configure(&self, equipment: &EquipmentId, request: &ConfigRequest) -> Result<(), ProvisionError>;
 }
 
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]

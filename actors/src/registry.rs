@@ -1,6 +1,6 @@
 //! The registry actor: the single owner of task state. Service B and the workers ask it; it asks the store.
 
-use crate::ports::{Begin, SinkError, StatusSink, StoreError, TaskStore};
+use crate::ports::{Begin, IdempotencyEntry, SinkError, StatusSink, StoreError, TaskStore};
 use crate::slot::Slot;
 use crate::{Outcome, StatusUpdate, TaskId, TaskMessage, TaskRecord, TaskStatus};
 use async_trait::async_trait;
@@ -12,6 +12,8 @@ type Reply<T> = RpcReplyPort<Result<T, StoreError>>;
 
 pub enum RegistryMsg {
     Create(TaskRecord, Reply<()>),
+    /// Create under an `Idempotency-Key`: the key's first task wins for the retention period.
+    CreateWithKey(TaskRecord, String, Reply<Created>),
     Get(TaskId, Reply<Option<TaskRecord>>),
     /// Forget a task that could not be queued (its creator answered 503).
     Remove(TaskId, Reply<()>),
@@ -21,8 +23,20 @@ pub enum RegistryMsg {
     /// A status change reported by a worker in another process.
     Apply(StatusUpdate, Reply<()>),
     Unfinished(Reply<Vec<TaskRecord>>),
+    /// Fails running tasks whose lease ran out: last renewed before the cutoff (milliseconds).
+    ExpireLeases(u64, Reply<usize>),
     /// Drops final tasks last updated before the cutoff (milliseconds since the epoch).
     Sweep(u64, Reply<usize>),
+}
+
+/// What a create under an idempotency key did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Created {
+    New,
+    /// The key was used before with the same request: this is that task.
+    Existing(TaskId),
+    /// The key was used before with another request.
+    Conflict,
 }
 
 /// The registry holds no state of its own beyond the store, so a restart loses nothing.
@@ -50,31 +64,45 @@ impl Actor for Registry {
         // A closed reply port means the caller gave up waiting; there is nobody left to tell.
         match msg {
             RegistryMsg::Create(record, reply) => drop(reply.send(store.put(&record))),
+            RegistryMsg::CreateWithKey(record, key, reply) => {
+                drop(reply.send(create_with_key(store.as_ref(), &record, &key)))
+            }
             RegistryMsg::Get(id, reply) => drop(reply.send(store.get(id))),
             RegistryMsg::Remove(id, reply) => drop(reply.send(store.remove(id))),
             RegistryMsg::Begin(task, reply) => drop(reply.send(begin(store.as_ref(), &task))),
-            RegistryMsg::Finish(task, outcome, reply) => {
-                drop(reply.send(finish(store.as_ref(), &task, &outcome)))
-            }
+            RegistryMsg::Finish(task, outcome, reply) => drop(reply.send(finish(store.as_ref(), &task, &outcome))),
             RegistryMsg::Apply(update, reply) => drop(reply.send(apply(store.as_ref(), update))),
             RegistryMsg::Unfinished(reply) => drop(reply.send(store.unfinished())),
-            RegistryMsg::Sweep(cutoff, reply) => {
-                drop(reply.send(store.remove_final_before(cutoff)))
-            }
+            RegistryMsg::Sweep(cutoff, reply) => drop(reply.send(store.remove_final_before(cutoff))),
+            RegistryMsg::ExpireLeases(cutoff, reply) => drop(reply.send(expire_leases(store.as_ref(), cutoff))),
         }
         Ok(())
     }
 }
 
+fn create_with_key(store: &dyn TaskStore, record: &TaskRecord, key: &str) -> Result<Created, StoreError> {
+    let fingerprint = record.request.fingerprint(&record.equipment_id);
+    if let Some(entry) = store.idempotency(key)? {
+        return Ok(if entry.fingerprint == fingerprint {
+            Created::Existing(entry.task_id)
+        } else {
+            Created::Conflict
+        });
+    }
+    let entry = IdempotencyEntry {
+        task_id: record.id,
+        fingerprint,
+        created_at: record.created_at,
+    };
+    store.put_with_key(record, key, &entry)?;
+    Ok(Created::New)
+}
+
 /// A task the registry has never seen (published by another system) is adopted from its message.
 fn load_or_adopt(store: &dyn TaskStore, task: &TaskMessage) -> Result<TaskRecord, StoreError> {
-    Ok(store.get(task.task_id)?.unwrap_or_else(|| {
-        TaskRecord::queued(
-            task.task_id,
-            task.equipment_id.clone(),
-            task.request.clone(),
-        )
-    }))
+    Ok(store
+        .get(task.task_id)?
+        .unwrap_or_else(|| TaskRecord::queued(task.task_id, task.equipment_id.clone(), task.request.clone())))
 }
 
 fn begin(store: &dyn TaskStore, task: &TaskMessage) -> Result<Begin, StoreError> {
@@ -82,10 +110,29 @@ fn begin(store: &dyn TaskStore, task: &TaskMessage) -> Result<Begin, StoreError>
     if record.status.is_final() {
         return Ok(Begin::AlreadyFinal);
     }
-    if record.move_to(TaskStatus::Running) {
-        store.put(&record)?;
+    if !record.move_to(TaskStatus::Running) {
+        record.renew();
     }
+    store.put(&record)?;
     Ok(Begin::Run)
+}
+
+/// A running task nobody finished within its lease (its worker process died and no redelivery
+/// came) fails with that reason, so it never reads "running" forever.
+fn expire_leases(store: &dyn TaskStore, cutoff: u64) -> Result<usize, StoreError> {
+    let mut expired = 0;
+    for mut record in store.unfinished()? {
+        if record.status != TaskStatus::Running || record.updated_at >= cutoff {
+            continue;
+        }
+        let reason = "lease expired: no worker reported an outcome in time".to_owned();
+        if record.finish(&Outcome::Failed { attempts: record.attempts, reason }) {
+            tracing::warn!(task_id = %record.id, equipment_id = %record.equipment_id, "task lease expired; failed");
+            store.put(&record)?;
+            expired += 1;
+        }
+    }
+    Ok(expired)
 }
 
 fn finish(store: &dyn TaskStore, task: &TaskMessage, outcome: &Outcome) -> Result<(), StoreError> {
@@ -100,10 +147,7 @@ fn finish(store: &dyn TaskStore, task: &TaskMessage, outcome: &Outcome) -> Resul
 
 fn apply(store: &dyn TaskStore, update: StatusUpdate) -> Result<(), StoreError> {
     let (task_id, equipment_id, outcome) = match update {
-        StatusUpdate::Running {
-            task_id,
-            equipment_id,
-        } => (task_id, equipment_id, None),
+        StatusUpdate::Running { task_id, equipment_id } => (task_id, equipment_id, None),
         StatusUpdate::Finished {
             task_id,
             equipment_id,
@@ -120,6 +164,10 @@ fn apply(store: &dyn TaskStore, update: StatusUpdate) -> Result<(), StoreError> 
     }
     let changed = match &outcome {
         Some(outcome) => record.finish(outcome),
+        None if record.status == TaskStatus::Running => {
+            record.renew();
+            true
+        }
         None => record.move_to(TaskStatus::Running),
     };
     if changed {
@@ -143,10 +191,7 @@ impl RegistryHandle {
         }
     }
 
-    async fn ask<T: Send + 'static>(
-        &self,
-        build: impl FnOnce(Reply<T>) -> RegistryMsg,
-    ) -> Result<T, StoreError> {
+    async fn ask<T: Send + 'static>(&self, build: impl FnOnce(Reply<T>) -> RegistryMsg) -> Result<T, StoreError> {
         let actor = self
             .slot
             .get()
@@ -157,14 +202,16 @@ impl RegistryHandle {
                 "the registry did not answer within {:?}",
                 self.timeout
             ))),
-            Ok(ractor::rpc::CallResult::SenderError) | Err(_) => {
-                Err(StoreError("the registry is restarting".into()))
-            }
+            Ok(ractor::rpc::CallResult::SenderError) | Err(_) => Err(StoreError("the registry is restarting".into())),
         }
     }
 
     pub async fn create(&self, record: TaskRecord) -> Result<(), StoreError> {
         self.ask(|reply| RegistryMsg::Create(record, reply)).await
+    }
+
+    pub async fn create_with_key(&self, record: TaskRecord, key: String) -> Result<Created, StoreError> {
+        self.ask(|reply| RegistryMsg::CreateWithKey(record, key, reply)).await
     }
 
     pub async fn get(&self, id: TaskId) -> Result<Option<TaskRecord>, StoreError> {
@@ -183,9 +230,12 @@ impl RegistryHandle {
         self.ask(RegistryMsg::Unfinished).await
     }
 
+    pub async fn expire_leases(&self, cutoff_millis: u64) -> Result<usize, StoreError> {
+        self.ask(|reply| RegistryMsg::ExpireLeases(cutoff_millis, reply)).await
+    }
+
     pub async fn sweep(&self, cutoff_millis: u64) -> Result<usize, StoreError> {
-        self.ask(|reply| RegistryMsg::Sweep(cutoff_millis, reply))
-            .await
+        self.ask(|reply| RegistryMsg::Sweep(cutoff_millis, reply)).await
     }
 }
 
@@ -226,19 +276,12 @@ mod tests {
         TaskMessage {
             task_id: TaskId::new(),
             equipment_id: EquipmentId::parse(device).unwrap(),
-            request: ConfigRequest::from_json(
-                br#"{"timeoutInSeconds": 1, "parameters": {"password": "p"}}"#,
-            )
-            .unwrap(),
+            request: ConfigRequest::from_json(br#"{"timeoutInSeconds": 1, "parameters": {"password": "p"}}"#).unwrap(),
         }
     }
 
     fn record(task: &TaskMessage) -> TaskRecord {
-        TaskRecord::queued(
-            task.task_id,
-            task.equipment_id.clone(),
-            task.request.clone(),
-        )
+        TaskRecord::queued(task.task_id, task.equipment_id.clone(), task.request.clone())
     }
 
     #[tokio::test]
@@ -338,14 +381,58 @@ mod tests {
             registry.get(task.task_id).await.is_err(),
             "a dead registry answers with an error, not a hang"
         );
-        let (restarted, _) = Actor::spawn(None, Registry, store as Arc<dyn TaskStore>)
-            .await
-            .unwrap();
+        let (restarted, _) = Actor::spawn(None, Registry, store as Arc<dyn TaskStore>).await.unwrap();
         registry.slot.set(restarted);
         assert_eq!(
             registry.get(task.task_id).await.unwrap().unwrap().status,
             TaskStatus::Queued
         );
+    }
+
+    #[tokio::test]
+    async fn an_idempotency_key_returns_its_first_task_and_refuses_another_request() {
+        let (registry, _, _) = registry().await;
+        let first = message("abc123");
+        let created = registry.create_with_key(record(&first), "key-1".into()).await.unwrap();
+        assert_eq!(created, Created::New);
+        let again = TaskMessage {
+            task_id: TaskId::new(),
+            ..first.clone()
+        };
+        assert_eq!(
+            registry.create_with_key(record(&again), "key-1".into()).await.unwrap(),
+            Created::Existing(first.task_id)
+        );
+        assert!(
+            registry.get(again.task_id).await.unwrap().is_none(),
+            "no second task is stored"
+        );
+        let other_device = message("abc124");
+        assert_eq!(
+            registry
+                .create_with_key(record(&other_device), "key-1".into())
+                .await
+                .unwrap(),
+            Created::Conflict
+        );
+    }
+
+    #[tokio::test]
+    async fn a_running_task_past_its_lease_fails_and_a_renewed_one_does_not() {
+        let (registry, _, _) = registry().await;
+        let (stale, queued) = (message("abc123"), message("abc124"));
+        registry.create(record(&stale)).await.unwrap();
+        registry.create(record(&queued)).await.unwrap();
+        registry.begin(&stale).await.unwrap();
+        let cutoff = crate::domain::now_millis() + 1;
+        assert_eq!(registry.expire_leases(cutoff).await.unwrap(), 1);
+        let failed = registry.get(stale.task_id).await.unwrap().unwrap();
+        assert_eq!(failed.status, TaskStatus::Failed);
+        assert!(failed.last_error.unwrap().contains("lease"));
+        assert_eq!(registry.get(queued.task_id).await.unwrap().unwrap().status, TaskStatus::Queued);
+        let renewed = message("abc125");
+        registry.begin(&renewed).await.unwrap();
+        assert_eq!(registry.expire_leases(crate::domain::now_millis() - 60_000).await.unwrap(), 0);
     }
 
     #[tokio::test]
@@ -358,13 +445,7 @@ mod tests {
             .finish(&done, Outcome::Completed { attempts: 1 })
             .await
             .unwrap();
-        assert_eq!(
-            registry
-                .sweep(crate::domain::now_millis() + 1)
-                .await
-                .unwrap(),
-            1
-        );
+        assert_eq!(registry.sweep(crate::domain::now_millis() + 1).await.unwrap(), 1);
         assert!(registry.get(done.task_id).await.unwrap().is_none());
         assert_eq!(registry.unfinished().await.unwrap().len(), 1);
     }

@@ -1,4 +1,5 @@
-//! Retry policy: exponential backoff with full jitter, bounded by an attempt count.
+//! Retry policy: exponential backoff with jitter (each wait uniform between half and all of its
+//! cap), bounded by an attempt count.
 
 use std::time::Duration;
 
@@ -25,9 +26,7 @@ impl Default for RetryPolicy {
 impl RetryPolicy {
     /// The wait after failed attempt number `attempt` (1-based): uniform in [cap/2, cap].
     pub fn delay_after(&self, attempt: u32) -> Duration {
-        let factor = 1u32
-            .checked_shl(attempt.saturating_sub(1).min(20))
-            .unwrap_or(u32::MAX);
+        let factor = 1u32.checked_shl(attempt.saturating_sub(1).min(20)).unwrap_or(u32::MAX);
         let cap = self.base.saturating_mul(factor).min(self.max_delay);
         let half = cap / 2;
         half + cap.saturating_sub(half).mul_f64(fastrand::f64())

@@ -26,8 +26,7 @@ impl ChildSpec for RegistrySpec {
     }
 
     async fn start(&self, supervisor: ActorCell) -> Result<ActorCell, ActorProcessingErr> {
-        let (actor, _) =
-            Actor::spawn_linked(None, Registry, self.store.clone(), supervisor).await?;
+        let (actor, _) = Actor::spawn_linked(None, Registry, self.store.clone(), supervisor).await?;
         self.slot.set(actor.clone());
         Ok(actor.get_cell())
     }

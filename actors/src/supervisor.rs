@@ -132,9 +132,7 @@ impl Actor for Supervisor {
                         tracing::info!(child = child.spec.name(), "restarted");
                         child.cell = Some(cell);
                     }
-                    Err(error) => {
-                        on_child_exit(&myself, state, index, format!("restart failed: {error}"))
-                    }
+                    Err(error) => on_child_exit(&myself, state, index, format!("restart failed: {error}")),
                 }
             }
             SupervisorMsg::Retire(name, reply) => {
@@ -170,18 +168,14 @@ impl Actor for Supervisor {
             SupervisionEvent::ActorFailed(cell, error) => (cell, format!("failed: {error}")),
             SupervisionEvent::ActorTerminated(cell, _, reason) => (
                 cell,
-                format!(
-                    "stopped: {}",
-                    reason.as_deref().unwrap_or("no reason given")
-                ),
+                format!("stopped: {}", reason.as_deref().unwrap_or("no reason given")),
             ),
             _ => return Ok(()),
         };
-        let found = state.children.iter().position(|c| {
-            c.cell
-                .as_ref()
-                .is_some_and(|own| own.get_id() == cell.get_id())
-        });
+        let found = state
+            .children
+            .iter()
+            .position(|c| c.cell.as_ref().is_some_and(|own| own.get_id() == cell.get_id()));
         if let Some(index) = found {
             state.children[index].cell = None;
             if !state.children[index].retired {
@@ -193,12 +187,7 @@ impl Actor for Supervisor {
 }
 
 /// Schedules a restart with backoff, or gives up when the child's budget is spent.
-fn on_child_exit(
-    myself: &ActorRef<SupervisorMsg>,
-    state: &mut SupervisorState,
-    index: usize,
-    why: String,
-) {
+fn on_child_exit(myself: &ActorRef<SupervisorMsg>, state: &mut SupervisorState, index: usize, why: String) {
     let child = &mut state.children[index];
     let name = child.spec.name().to_owned();
     if !child.budget.allow() {
@@ -213,10 +202,7 @@ fn on_child_exit(
         return;
     }
     let exponent = child.budget.recent().saturating_sub(1).min(8) as u32;
-    let delay = state
-        .backoff
-        .saturating_mul(1 << exponent)
-        .min(Duration::from_secs(5));
+    let delay = state.backoff.saturating_mul(1 << exponent).min(Duration::from_secs(5));
     tracing::warn!(child = %name, %why, ?delay, "child exited; restarting");
     myself.send_after(delay, move || SupervisorMsg::Restart(index));
 }
@@ -225,10 +211,7 @@ fn on_child_exit(
 pub async fn child_cell(supervisor: &ActorRef<SupervisorMsg>, name: &str) -> Option<ActorCell> {
     let name = name.to_owned();
     match supervisor
-        .call(
-            |reply| SupervisorMsg::Child(name, reply),
-            Some(Duration::from_secs(5)),
-        )
+        .call(|reply| SupervisorMsg::Child(name, reply), Some(Duration::from_secs(5)))
         .await
     {
         Ok(ractor::rpc::CallResult::Success(cell)) => cell,

@@ -15,12 +15,7 @@ impl Actor for Flaky {
         Ok(())
     }
 
-    async fn handle(
-        &self,
-        _: ActorRef<Self::Msg>,
-        msg: Self::Msg,
-        _: &mut (),
-    ) -> Result<(), ActorProcessingErr> {
+    async fn handle(&self, _: ActorRef<Self::Msg>, msg: Self::Msg, _: &mut ()) -> Result<(), ActorProcessingErr> {
         Err(msg.into())
     }
 }
@@ -53,9 +48,7 @@ async fn supervisor(
     let starts = Arc::new(AtomicUsize::new(0));
     let gave_up = Arc::new(Mutex::new(None));
     let args = SupervisorArgs {
-        children: vec![Box::new(FlakySpec {
-            starts: starts.clone(),
-        })],
+        children: vec![Box::new(FlakySpec { starts: starts.clone() })],
         max_restarts,
         window: Duration::from_secs(60),
         backoff: Duration::from_millis(1),
@@ -105,15 +98,8 @@ async fn a_child_that_keeps_failing_stops_the_supervisor_with_a_reason() {
         .await
         .expect("supervisor should stop")
         .unwrap();
-    let reason = gave_up
-        .lock()
-        .unwrap()
-        .clone()
-        .expect("a reason is recorded");
-    assert!(
-        reason.contains("flaky") && reason.contains("giving up"),
-        "{reason}"
-    );
+    let reason = gave_up.lock().unwrap().clone().expect("a reason is recorded");
+    assert!(reason.contains("flaky") && reason.contains("giving up"), "{reason}");
 }
 
 #[tokio::test]

@@ -1,4 +1,5 @@
-//! The sweeper actor: removes finished tasks once they are older than the retention period.
+//! The sweeper actor: fails running tasks whose lease ran out, and removes finished tasks once
+//! they are older than the retention period.
 
 use crate::registry::RegistryHandle;
 use crate::supervisor::ChildSpec;
@@ -10,6 +11,8 @@ use std::time::Duration;
 pub struct SweeperArgs {
     pub registry: RegistryHandle,
     pub retention: Duration,
+    /// How long a task may stay running without news before it is failed.
+    pub lease: Duration,
     pub every: Duration,
 }
 
@@ -31,13 +34,14 @@ impl Actor for Sweeper {
         Ok(args)
     }
 
-    async fn handle(
-        &self,
-        _: ActorRef<Self::Msg>,
-        _: Sweep,
-        args: &mut Self::State,
-    ) -> Result<(), ActorProcessingErr> {
-        let cutoff = crate::domain::now_millis().saturating_sub(args.retention.as_millis() as u64);
+    async fn handle(&self, _: ActorRef<Self::Msg>, _: Sweep, args: &mut Self::State) -> Result<(), ActorProcessingErr> {
+        let now = crate::domain::now_millis();
+        match args.registry.expire_leases(now.saturating_sub(args.lease.as_millis() as u64)).await {
+            Ok(0) => {}
+            Ok(expired) => tracing::warn!(expired, "failed running tasks whose lease ran out"),
+            Err(error) => tracing::warn!(%error, "lease check failed"),
+        }
+        let cutoff = now.saturating_sub(args.retention.as_millis() as u64);
         match args.registry.sweep(cutoff).await {
             Ok(0) => {}
             Ok(removed) => tracing::info!(removed, "removed finished tasks past their retention"),

@@ -109,8 +109,7 @@ async fn configure_with_retries(deps: &WorkerDeps, task: &TaskMessage) -> Outcom
     loop {
         let result = match tokio::time::timeout(
             deps.call_timeout,
-            deps.provisioner
-                .configure(&task.equipment_id, &task.request),
+            deps.provisioner.configure(&task.equipment_id, &task.request),
         )
         .await
         {
@@ -196,11 +195,7 @@ mod tests {
 
     #[async_trait]
     impl Provisioner for ScriptedDevice {
-        async fn configure(
-            &self,
-            _: &EquipmentId,
-            _: &ConfigRequest,
-        ) -> Result<(), ProvisionError> {
+        async fn configure(&self, _: &EquipmentId, _: &ConfigRequest) -> Result<(), ProvisionError> {
             self.calls.fetch_add(1, Ordering::SeqCst);
             match self.script.lock().unwrap().pop() {
                 Some(error) => Err(error),
@@ -248,8 +243,7 @@ mod tests {
         TaskMessage {
             task_id: TaskId::new(),
             equipment_id: EquipmentId::parse("abc123").unwrap(),
-            request: ConfigRequest::from_json(br#"{"timeoutInSeconds": 14, "parameters": {}}"#)
-                .unwrap(),
+            request: ConfigRequest::from_json(br#"{"timeoutInSeconds": 14, "parameters": {}}"#).unwrap(),
         }
     }
 
@@ -260,12 +254,7 @@ mod tests {
     }
 
     async fn status(rig: &Rig, task: &TaskMessage) -> TaskStatus {
-        rig.registry
-            .get(task.task_id)
-            .await
-            .unwrap()
-            .unwrap()
-            .status
+        rig.registry.get(task.task_id).await.unwrap().unwrap().status
     }
 
     #[tokio::test]
@@ -304,10 +293,7 @@ mod tests {
         let task = task();
         let settled = run_one(&rig, &task).await;
         assert!(
-            matches!(
-                settled,
-                Settlement::Acked(Some(Outcome::Failed { attempts: 1, .. }))
-            ),
+            matches!(settled, Settlement::Acked(Some(Outcome::Failed { attempts: 1, .. }))),
             "{settled:?}"
         );
         assert_eq!(status(&rig, &task).await, TaskStatus::Failed);
@@ -324,10 +310,7 @@ mod tests {
             .collect())
         .await;
         let task = task();
-        assert!(matches!(
-            run_one(&rig, &task).await,
-            Settlement::DeadLettered(_)
-        ));
+        assert!(matches!(run_one(&rig, &task).await, Settlement::DeadLettered(_)));
         let record = rig.registry.get(task.task_id).await.unwrap().unwrap();
         assert_eq!((record.status, record.attempts), (TaskStatus::Failed, 3));
         assert!(record.last_error.unwrap().contains("500"));
@@ -361,11 +344,7 @@ mod tests {
         struct Hangs;
         #[async_trait]
         impl Provisioner for Hangs {
-            async fn configure(
-                &self,
-                _: &EquipmentId,
-                _: &ConfigRequest,
-            ) -> Result<(), ProvisionError> {
+            async fn configure(&self, _: &EquipmentId, _: &ConfigRequest) -> Result<(), ProvisionError> {
                 std::future::pending().await
             }
         }

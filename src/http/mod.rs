@@ -36,11 +36,7 @@ pub struct HttpRequest {
 impl HttpRequest {
     /// Path segments; the leading slash gives no segment, a trailing one gives an empty last segment.
     pub fn segments(&self) -> Vec<&str> {
-        self.path
-            .strip_prefix('/')
-            .unwrap_or(&self.path)
-            .split('/')
-            .collect()
+        self.path.strip_prefix('/').unwrap_or(&self.path).split('/').collect()
     }
 }
 
@@ -51,10 +47,7 @@ pub trait Routes: Send + Sync + 'static {
 
 /// `{"code": N, "message": "..."}` with HTTP status N.
 pub fn error(status: StatusCode, message: impl Into<String>) -> Response {
-    reply(
-        status,
-        json!({"code": status.as_u16(), "message": message.into()}),
-    )
+    reply(status, json!({"code": status.as_u16(), "message": message.into()}))
 }
 
 pub fn reply(status: StatusCode, body: Value) -> Response {
@@ -76,10 +69,7 @@ pub fn method_not_allowed(request: &HttpRequest, allowed: &str) -> Response {
 }
 
 pub fn no_route(request: &HttpRequest) -> Response {
-    error(
-        StatusCode::NOT_FOUND,
-        format!("No such path: {}", request.path),
-    )
+    error(StatusCode::NOT_FOUND, format!("No such path: {}", request.path))
 }
 
 /// The warp filter that serves `routes`: reads the body within [`BODY_LIMIT`], and turns a panic
@@ -103,10 +93,7 @@ pub fn filter(routes: Arc<dyn Routes>) -> BoxedFilter<(Response,)> {
                         headers,
                         body,
                     };
-                    match AssertUnwindSafe(routes.handle(request))
-                        .catch_unwind()
-                        .await
-                    {
+                    match AssertUnwindSafe(routes.handle(request)).catch_unwind().await {
                         Ok(response) => response,
                         Err(_) => {
                             tracing::error!("a request handler panicked");
@@ -139,12 +126,8 @@ async fn read_body<B: Buf>(
     let mut collected = BytesMut::new();
     let mut body = std::pin::pin!(body);
     while let Some(chunk) = body.next().await {
-        let chunk = chunk.map_err(|e| {
-            error(
-                StatusCode::BAD_REQUEST,
-                format!("Could not read the request body: {e}"),
-            )
-        })?;
+        let chunk =
+            chunk.map_err(|e| error(StatusCode::BAD_REQUEST, format!("Could not read the request body: {e}")))?;
         if collected.len() + chunk.remaining() > BODY_LIMIT {
             return Err(too_large());
         }

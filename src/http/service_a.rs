@@ -3,8 +3,8 @@
 
 use super::health::{self, Readiness};
 use super::{
-    error, method_not_allowed, no_route, reply, HttpRequest, Routes, CPE_PREFIX,
-    EQUIPMENT_NOT_FOUND, PROVISIONING_FAILED,
+    error, method_not_allowed, no_route, reply, HttpRequest, Routes, CPE_PREFIX, EQUIPMENT_NOT_FOUND,
+    PROVISIONING_FAILED,
 };
 use async_trait::async_trait;
 use cpe_actors::{ConfigRequest, EquipmentId, RequestError};

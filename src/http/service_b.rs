@@ -3,12 +3,12 @@
 use super::health::{self, Readiness};
 use super::service_a::request_error;
 use super::{
-    error, method_not_allowed, no_route, reply, HttpRequest, Routes, CPE_PREFIX,
-    EQUIPMENT_NOT_FOUND, PROVISIONING_FAILED, TASK_NOT_FOUND,
+    error, method_not_allowed, no_route, reply, HttpRequest, Routes, CPE_PREFIX, EQUIPMENT_NOT_FOUND,
+    PROVISIONING_FAILED, TASK_NOT_FOUND,
 };
 use async_trait::async_trait;
 use cpe_actors::ports::TaskPublisher;
-use cpe_actors::registry::RegistryHandle;
+use cpe_actors::registry::{Created, RegistryHandle};
 use cpe_actors::{ConfigRequest, EquipmentId, TaskId, TaskMessage, TaskRecord, TaskStatus};
 use serde_json::json;
 use std::sync::atomic::Ordering;
@@ -36,11 +36,7 @@ impl Routes for ServiceB {
             [a, b, c, d, id, "task", task] if [*a, *b, *c, *d] == CPE_PREFIX => (*id, Some(*task)),
             _ => return no_route(&request),
         };
-        let expected = if task.is_some() {
-            Method::GET
-        } else {
-            Method::POST
-        };
+        let expected = if task.is_some() { Method::GET } else { Method::POST };
         if request.method != expected {
             return method_not_allowed(&request, expected.as_str());
         }
@@ -62,29 +58,43 @@ impl ServiceB {
         if !self.readiness.accepting.load(Ordering::Acquire) {
             return error(
                 StatusCode::SERVICE_UNAVAILABLE,
-                "Service is shutting down and accepts no new tasks; retry shortly",
+                "Service is starting or shutting down and accepts no new tasks; retry shortly",
             );
         }
         let config = match ConfigRequest::from_json(&request.body) {
             Ok(config) => config,
             Err(rejection) => return request_error(rejection),
         };
+        let key = match idempotency_key(request) {
+            Ok(key) => key,
+            Err(rejection) => return rejection,
+        };
         let task = TaskMessage {
             task_id: TaskId::new(),
             equipment_id: equipment,
             request: config,
         };
-        let record = TaskRecord::queued(
-            task.task_id,
-            task.equipment_id.clone(),
-            task.request.clone(),
-        );
-        if let Err(store_error) = self.registry.create(record).await {
-            tracing::error!(%store_error, "could not store a new task");
-            return error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "Task store unavailable; the task was not accepted, retry shortly",
-            );
+        let record = TaskRecord::queued(task.task_id, task.equipment_id.clone(), task.request.clone());
+        let stored = match key {
+            None => self.registry.create(record).await.map(|()| Created::New),
+            Some(key) => self.registry.create_with_key(record, key).await,
+        };
+        match stored {
+            Ok(Created::New) => {}
+            Ok(Created::Existing(task_id)) => return accepted(task_id),
+            Ok(Created::Conflict) => {
+                return error(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "Idempotency-Key was already used with a different request",
+                )
+            }
+            Err(store_error) => {
+                tracing::error!(%store_error, "could not store a new task");
+                return error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Task store unavailable; the task was not accepted, retry shortly",
+                );
+            }
         }
         if let Err(queue_error) = self.publisher.publish(&task).await {
             tracing::error!(task_id = %task.task_id, %queue_error, "could not queue a new task; not accepted");
@@ -97,10 +107,7 @@ impl ServiceB {
             );
         }
         tracing::info!(task_id = %task.task_id, equipment_id = %task.equipment_id, "task accepted");
-        reply(
-            StatusCode::OK,
-            json!({"code": 200, "taskId": task.task_id.to_string()}),
-        )
+        accepted(task.task_id)
     }
 
     async fn status(&self, equipment: EquipmentId, task: &str) -> Response {
@@ -112,10 +119,7 @@ impl ServiceB {
             Ok(_) => return error(StatusCode::NOT_FOUND, TASK_NOT_FOUND),
             Err(store_error) => {
                 tracing::error!(%store_error, "could not read a task");
-                return error(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "Task store unavailable; retry shortly",
-                );
+                return error(StatusCode::SERVICE_UNAVAILABLE, "Task store unavailable; retry shortly");
             }
         };
         let (code, message) = match record.status {
@@ -154,6 +158,26 @@ impl ServiceB {
             "Bearer".parse().expect("a valid header value"),
         );
         Some(denied)
+    }
+}
+
+fn accepted(task_id: TaskId) -> Response {
+    reply(StatusCode::OK, json!({"code": 200, "taskId": task_id.to_string()}))
+}
+
+/// The optional `Idempotency-Key` header: 1 to 255 visible ASCII characters.
+fn idempotency_key(request: &HttpRequest) -> Result<Option<String>, Response> {
+    let Some(value) = request.headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    match value.to_str() {
+        Ok(key) if (1..=255).contains(&key.len()) && key.bytes().all(|b| b.is_ascii_graphic()) => {
+            Ok(Some(key.to_owned()))
+        }
+        _ => Err(error(
+            StatusCode::BAD_REQUEST,
+            "Idempotency-Key must be 1 to 255 visible ASCII characters",
+        )),
     }
 }
 

@@ -6,15 +6,13 @@ use cpe_actors::ports::{Acker, Delivery, DeliveryStream, QueueError, QueueSource
 use cpe_actors::TaskMessage;
 use futures_util::StreamExt;
 use lapin::options::{
-    BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicPublishOptions,
-    BasicQosOptions, BasicRejectOptions, ConfirmSelectOptions, ExchangeDeclareOptions,
-    QueueBindOptions, QueueDeclareOptions,
+    BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions,
+    BasicRejectOptions, ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
 };
 use lapin::protocol::{AMQPErrorKind, AMQPSoftError};
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{
-    BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, Consumer, ErrorKind,
-    ExchangeKind,
+    BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, Consumer, ErrorKind, ExchangeKind,
 };
 use std::collections::HashSet;
 use std::fmt;
@@ -94,9 +92,7 @@ impl QueueSpec {
 
     async fn declare(&self, connection: &Connection) -> Result<(), QueueError> {
         if self.dead_letter {
-            declare_task_topology(connection, &self.name)
-                .await
-                .map(drop)
+            declare_task_topology(connection, &self.name).await.map(drop)
         } else {
             declare_plain_queue(connection, &self.name).await
         }
@@ -122,10 +118,7 @@ pub enum DeadLettering {
 /// queue recreated or a policy (`rabbitmqctl set_policy <name> '^<queue>$'
 /// '{"dead-letter-exchange":"<queue>.dlx"}' --apply-to queues`). Rejected tasks are dropped by the
 /// broker until then; their failure is still recorded in the task store.
-pub async fn declare_task_topology(
-    connection: &Connection,
-    queue: &str,
-) -> Result<DeadLettering, QueueError> {
+pub async fn declare_task_topology(connection: &Connection, queue: &str) -> Result<DeadLettering, QueueError> {
     let (dlx, dlq) = (format!("{queue}.dlx"), format!("{queue}.dlq"));
     let channel = open_channel(connection).await?;
     let durable = ExchangeDeclareOptions {
@@ -180,23 +173,12 @@ pub async fn declare_task_topology(
 
 /// Declares a plain durable queue, idempotently (the results queue).
 pub async fn declare_plain_queue(connection: &Connection, queue: &str) -> Result<(), QueueError> {
-    declare_queue(
-        &open_channel(connection).await?,
-        queue,
-        FieldTable::default(),
-    )
-    .await
+    declare_queue(&open_channel(connection).await?, queue, FieldTable::default()).await
 }
 
-async fn declare_queue(
-    channel: &Channel,
-    queue: &str,
-    arguments: FieldTable,
-) -> Result<(), QueueError> {
+async fn declare_queue(channel: &Channel, queue: &str, arguments: FieldTable) -> Result<(), QueueError> {
     let declare = channel.queue_declare(queue.into(), QueueDeclareOptions::durable(), arguments);
-    step(&format!("declaring queue {queue}"), declare)
-        .await
-        .map(drop)
+    step(&format!("declaring queue {queue}"), declare).await.map(drop)
 }
 
 fn is_precondition_failed(error: &lapin::Error) -> bool {
@@ -218,10 +200,7 @@ async fn within<T>(
         .map_err(|_| QueueError(format!("{what}: no answer within {OPERATION_DEADLINE:?}")))
 }
 
-async fn step<T>(
-    what: &str,
-    operation: impl Future<Output = lapin::Result<T>>,
-) -> Result<T, QueueError> {
+async fn step<T>(what: &str, operation: impl Future<Output = lapin::Result<T>>) -> Result<T, QueueError> {
     within(what, operation)
         .await?
         .map_err(|error| QueueError(format!("{what}: {error}")))
@@ -261,10 +240,7 @@ impl AmqpLink {
     pub fn new(config: &AmqpConfig) -> Result<Self, QueueError> {
         let uri: lapin::uri::AMQPUri = config.url.parse().map_err(|error: String| {
             let error = error.replace(&config.url, &redact_url(&config.url));
-            QueueError(format!(
-                "invalid AMQP URL {}: {error}",
-                redact_url(&config.url)
-            ))
+            QueueError(format!("invalid AMQP URL {}: {error}", redact_url(&config.url)))
         })?;
         let inner = LinkInner {
             url: config.url.clone(),
@@ -273,9 +249,7 @@ impl AmqpLink {
             live: Mutex::new(None),
             connecting: tokio::sync::Mutex::new(()),
         };
-        Ok(Self {
-            inner: Arc::new(inner),
-        })
+        Ok(Self { inner: Arc::new(inner) })
     }
 
     /// `host:port` of the broker.
@@ -298,15 +272,11 @@ impl AmqpLink {
         let live = self.live().await?;
         let mut declared = live.declared.lock().await;
         if !declared.contains(spec.name()) {
-            spec.declare(&live.connection)
-                .await
-                .map_err(|e| self.error(e))?;
+            spec.declare(&live.connection).await.map_err(|e| self.error(e))?;
             declared.insert(spec.name().to_owned());
         }
         drop(declared);
-        open_channel(&live.connection)
-            .await
-            .map_err(|e| self.error(e))
+        open_channel(&live.connection).await.map_err(|e| self.error(e))
     }
 
     /// Closes the connection (clean stop); the next use connects again. Deliveries not yet
@@ -315,12 +285,7 @@ impl AmqpLink {
         let Some(live) = lock(&self.inner.live).take() else {
             return;
         };
-        if let Err(error) = step(
-            "closing the connection",
-            live.connection.close(200, "OK".into()),
-        )
-        .await
-        {
+        if let Err(error) = step("closing the connection", live.connection.close(200, "OK".into())).await {
             tracing::debug!(host = %self.inner.host, %error, "RabbitMQ connection did not close cleanly");
         }
     }
@@ -353,18 +318,9 @@ impl AmqpLink {
             ..
         } = &*self.inner;
         let properties = ConnectionProperties::default().with_connection_name("cpe-config".into());
-        let connection = match tokio::time::timeout(
-            *connect_timeout,
-            Connection::connect(url, properties),
-        )
-        .await
-        {
+        let connection = match tokio::time::timeout(*connect_timeout, Connection::connect(url, properties)).await {
             Ok(Ok(connection)) => connection,
-            Ok(Err(error)) => {
-                return Err(QueueError(format!(
-                    "could not connect to RabbitMQ at {host}: {error}"
-                )))
-            }
+            Ok(Err(error)) => return Err(QueueError(format!("could not connect to RabbitMQ at {host}: {error}"))),
             Err(_) => {
                 return Err(QueueError(format!(
                     "could not connect to RabbitMQ at {host} within {connect_timeout:?}"
@@ -498,22 +454,14 @@ pub struct AmqpSource {
 
 impl AmqpSource {
     pub fn new(link: AmqpLink, spec: QueueSpec, prefetch: u16) -> Self {
-        Self {
-            link,
-            spec,
-            prefetch,
-        }
+        Self { link, spec, prefetch }
     }
 }
 
 #[async_trait]
 impl QueueSource for AmqpSource {
     fn describe(&self) -> String {
-        format!(
-            "RabbitMQ queue {} at {}",
-            self.spec.name(),
-            self.link.host()
-        )
+        format!("RabbitMQ queue {} at {}", self.spec.name(), self.link.host())
     }
 
     async fn subscribe(&self) -> Result<Box<dyn DeliveryStream>, QueueError> {
@@ -602,9 +550,7 @@ impl Drop for AmqpDeliveries {
                 channel.basic_cancel(consumer.tag(), BasicCancelOptions::default()),
             )
             .await;
-            while let Ok(Some(Ok(delivery))) =
-                tokio::time::timeout(OPERATION_DEADLINE, consumer.next()).await
-            {
+            while let Ok(Some(Ok(delivery))) = tokio::time::timeout(OPERATION_DEADLINE, consumer.next()).await {
                 let _ = within("requeueing", delivery.acker.nack(requeue())).await;
             }
         });
@@ -643,13 +589,7 @@ impl AmqpAcker {
         let sent = match answer {
             Answer::Ack => within(&what, self.delivery.ack(Default::default())).await?,
             Answer::Requeue => within(&what, self.delivery.nack(requeue())).await?,
-            Answer::DeadLetter => {
-                within(
-                    &what,
-                    self.delivery.reject(BasicRejectOptions { requeue: false }),
-                )
-                .await?
-            }
+            Answer::DeadLetter => within(&what, self.delivery.reject(BasicRejectOptions { requeue: false })).await?,
         };
         match sent {
             Ok(true) => Ok(()),
@@ -701,10 +641,7 @@ mod tests {
             redact_url("amqp://guest:s3cret@rabbit:5672/%2f"),
             "amqp://***@rabbit:5672/%2f"
         );
-        assert_eq!(
-            redact_url("amqp://u:pa/ss@w@rabbit/%2f"),
-            "amqp://***@rabbit/%2f"
-        );
+        assert_eq!(redact_url("amqp://u:pa/ss@w@rabbit/%2f"), "amqp://***@rabbit/%2f");
         assert_eq!(redact_url("amqp://rabbit:5672"), "amqp://rabbit:5672");
         assert_eq!(redact_url("u:pw@rabbit"), "***@rabbit");
     }
@@ -718,10 +655,7 @@ mod tests {
             connect_timeout: Duration::from_secs(1),
         };
         let shown = format!("{config:?}");
-        assert!(
-            !shown.contains("s3cret") && shown.contains("rabbit:5672"),
-            "{shown}"
-        );
+        assert!(!shown.contains("s3cret") && shown.contains("rabbit:5672"), "{shown}");
     }
 
     #[test]

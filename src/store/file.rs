@@ -13,8 +13,8 @@
 use cpe_actors::ports::{StoreError, TaskStore};
 use cpe_actors::{ConfigRequest, EquipmentId, TaskId, TaskRecord, TaskStatus};
 use redb::{
-    Database, DatabaseError, ReadableDatabase, ReadableTable, ReadableTableMetadata, Table,
-    TableDefinition, WriteTransaction,
+    Database, DatabaseError, ReadableDatabase, ReadableTable, ReadableTableMetadata, Table, TableDefinition,
+    WriteTransaction,
 };
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -53,12 +53,8 @@ pub struct FileStore {
 impl FileStore {
     /// Opens `<dir>/tasks.redb`, creating the directory and the file if they are missing.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
-        std::fs::create_dir_all(dir).map_err(|e| {
-            StoreError(format!(
-                "cannot create data directory {}: {e}",
-                dir.display()
-            ))
-        })?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| StoreError(format!("cannot create data directory {}: {e}", dir.display())))?;
         let path = dir.join(FILE_NAME);
         let db = Database::builder()
             .set_cache_size(CACHE_BYTES)
@@ -211,12 +207,9 @@ impl TaskStore for FileStore {
     fn remove_final_before(&self, cutoff_millis: u64) -> Result<usize, StoreError> {
         let mut total = 0;
         loop {
-            let (seen, removed) = self.sweep_step(cutoff_millis).map_err(|e| {
-                self.wrap(
-                    format_args!("cannot sweep final tasks ({total} removed so far)"),
-                    e,
-                )
-            })?;
+            let (seen, removed) = self
+                .sweep_step(cutoff_millis)
+                .map_err(|e| self.wrap(format_args!("cannot sweep final tasks ({total} removed so far)"), e))?;
             total += removed;
             if seen < SWEEP_BATCH {
                 return Ok(total);
@@ -253,11 +246,9 @@ fn db(e: impl Into<redb::Error>) -> StoreError {
 fn open_error(path: &Path, e: DatabaseError) -> StoreError {
     let path = path.display();
     match e {
-        DatabaseError::DatabaseAlreadyOpen | DatabaseError::LockProtocolMismatch => {
-            StoreError(format!(
+        DatabaseError::DatabaseAlreadyOpen | DatabaseError::LockProtocolMismatch => StoreError(format!(
             "{path} is locked by another open store: is another cpe-config using this data dir?"
-        ))
-        }
+        )),
         other => StoreError(format!("cannot open {path}: {other}")),
     }
 }
@@ -377,19 +368,12 @@ fn status_from(byte: u8) -> Option<TaskStatus> {
 /// equipment id (u16 length + bytes); last error (u32 length, `u32::MAX` for none, + bytes); then the
 /// request as JSON to the end. About 40 bytes plus the JSON, instead of about 150 for a JSON record.
 fn encode(record: &TaskRecord) -> Result<Vec<u8>, StoreError> {
-    let too_long =
-        |what: &str| StoreError(format!("task {}: {what} is too long to store", record.id));
-    let request = serde_json::to_vec(&record.request).map_err(|e| {
-        StoreError(format!(
-            "task {}: request cannot be encoded: {e}",
-            record.id
-        ))
-    })?;
+    let too_long = |what: &str| StoreError(format!("task {}: {what} is too long to store", record.id));
+    let request = serde_json::to_vec(&record.request)
+        .map_err(|e| StoreError(format!("task {}: request cannot be encoded: {e}", record.id)))?;
     let equipment = record.equipment_id.as_str().as_bytes();
     let error = record.last_error.as_deref().map(str::as_bytes);
-    let mut out = Vec::with_capacity(
-        HEADER_LEN + 6 + equipment.len() + error.map_or(0, <[u8]>::len) + request.len(),
-    );
+    let mut out = Vec::with_capacity(HEADER_LEN + 6 + equipment.len() + error.map_or(0, <[u8]>::len) + request.len());
     out.push(FORMAT_V1);
     out.push(status_byte(record.status));
     out.extend_from_slice(&record.created_at.to_be_bytes());
@@ -417,11 +401,7 @@ fn encode(record: &TaskRecord) -> Result<Vec<u8>, StoreError> {
 fn decode(id: TaskId, value: &[u8]) -> Result<TaskRecord, StoreError> {
     let bad = |why: &str| StoreError(format!("task {id} cannot be decoded: {why}"));
     let header = Header::decode(value).ok_or_else(|| bad("unknown format or damaged header"))?;
-    let mut r = Reader(
-        value
-            .get(HEADER_LEN - 4..)
-            .ok_or_else(|| bad("truncated header"))?,
-    );
+    let mut r = Reader(value.get(HEADER_LEN - 4..).ok_or_else(|| bad("truncated header"))?);
     let attempts = r.u32().ok_or_else(|| bad("truncated header"))?;
     let equipment_len = r.u16().ok_or_else(|| bad("truncated equipment id"))?;
     let equipment = r
@@ -441,10 +421,8 @@ fn decode(id: TaskId, value: &[u8]) -> Result<TaskRecord, StoreError> {
             Some(String::from_utf8(raw.to_vec()).map_err(|_| bad("last error is not UTF-8"))?)
         }
     };
-    let json: serde_json::Value =
-        serde_json::from_slice(r.0).map_err(|e| bad(&format!("request is not JSON: {e}")))?;
-    let request =
-        ConfigRequest::from_value(&json).map_err(|e| bad(&format!("invalid request: {e}")))?;
+    let json: serde_json::Value = serde_json::from_slice(r.0).map_err(|e| bad(&format!("request is not JSON: {e}")))?;
+    let request = ConfigRequest::from_value(&json).map_err(|e| bad(&format!("invalid request: {e}")))?;
     Ok(TaskRecord {
         id,
         equipment_id,

@@ -65,9 +65,7 @@ fn a_record_round_trips_with_every_field() {
         updated_at: u64::MAX,
     };
     let listed = TaskRecord {
-        request: request(
-            r#"{"timeoutInSeconds": 0, "parameters": [{"password": "x"}, {"interfaces": [7]}]}"#,
-        ),
+        request: request(r#"{"timeoutInSeconds": 0, "parameters": [{"password": "x"}, {"interfaces": [7]}]}"#),
         last_error: Some(String::new()),
         ..record(TaskStatus::Running, 0, 1)
     };
@@ -109,28 +107,19 @@ fn the_unfinished_index_follows_transitions_in_creation_order() {
     for r in [&late, &early, &task] {
         store.put(r).unwrap();
     }
-    assert_eq!(
-        ids(&store.unfinished().unwrap()),
-        vec![early.id, task.id, late.id]
-    );
+    assert_eq!(ids(&store.unfinished().unwrap()), vec![early.id, task.id, late.id]);
 
     task.status = TaskStatus::Running;
     task.updated_at = 210;
     store.put(&task).unwrap();
-    assert_eq!(
-        ids(&store.unfinished().unwrap()),
-        vec![early.id, task.id, late.id]
-    );
+    assert_eq!(ids(&store.unfinished().unwrap()), vec![early.id, task.id, late.id]);
     assert_eq!(store.unfinished().unwrap()[1].status, TaskStatus::Running);
 
     task.status = TaskStatus::Completed;
     task.updated_at = 220;
     store.put(&task).unwrap();
     assert_eq!(ids(&store.unfinished().unwrap()), vec![early.id, late.id]);
-    assert_eq!(
-        store.get(task.id).unwrap().unwrap().status,
-        TaskStatus::Completed
-    );
+    assert_eq!(store.get(task.id).unwrap().unwrap().status, TaskStatus::Completed);
 
     store.remove(late.id).unwrap();
     store.remove(late.id).unwrap();
@@ -164,10 +153,7 @@ fn a_sweep_removes_only_final_tasks_older_than_the_cutoff() {
     }
     assert_eq!(store.remove_final_before(1000).unwrap(), 0);
     assert_eq!(store.remove_final_before(u64::MAX).unwrap(), 2);
-    assert_eq!(
-        ids(&store.unfinished().unwrap()),
-        vec![old_open.id, old_running.id]
-    );
+    assert_eq!(ids(&store.unfinished().unwrap()), vec![old_open.id, old_running.id]);
     assert_eq!(store.len().unwrap(), 2);
 }
 
@@ -232,10 +218,7 @@ fn a_damaged_value_is_an_error_naming_the_task() {
         (queued.id, &bad_json[..]),
     ] {
         let txn = store.db.begin_write().unwrap();
-        txn.open_table(RECORDS)
-            .unwrap()
-            .insert(id.as_bytes(), value)
-            .unwrap();
+        txn.open_table(RECORDS).unwrap().insert(id.as_bytes(), value).unwrap();
         txn.commit().unwrap();
         let StoreError(message) = store.get(id).unwrap_err();
         assert!(message.contains(&id.to_string()), "{message}");
@@ -322,10 +305,7 @@ fn zz_measure_throwaway() {
         for r in &recs {
             store.get(r.id).unwrap().unwrap();
         }
-        println!(
-            "round {round}: 1000 gets: {:.0} /s",
-            1000.0 / t.elapsed().as_secs_f64()
-        );
+        println!("round {round}: 1000 gets: {:.0} /s", 1000.0 / t.elapsed().as_secs_f64());
     }
     drop(store);
     let _ = std::fs::remove_dir_all(&dir.0);
@@ -354,11 +334,7 @@ fn zz_measure_throwaway() {
     );
     let t = Instant::now();
     let open = store.unfinished().unwrap();
-    println!(
-        "unfinished() with {} open among 100k: {:?}",
-        open.len(),
-        t.elapsed()
-    );
+    println!("unfinished() with {} open among 100k: {:?}", open.len(), t.elapsed());
     let t = Instant::now();
     let gone = store.remove_final_before(u64::MAX).unwrap();
     println!("sweep of {gone}: {:?}", t.elapsed());

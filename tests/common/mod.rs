@@ -18,8 +18,7 @@ pub fn certs_dir() -> PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
         cpe_config::tls::install_crypto_provider();
-        let dir =
-            std::env::temp_dir().join(format!("cpe-config-test-certs-{}", uuid::Uuid::new_v4()));
+        let dir = std::env::temp_dir().join(format!("cpe-config-test-certs-{}", uuid::Uuid::new_v4()));
         cpe_config::tls::generate_pair(&dir, false).expect("certificates can be generated");
         dir
     })
@@ -53,18 +52,12 @@ pub fn client() -> reqwest::Client {
 }
 
 pub fn url(addr: Option<std::net::SocketAddr>, path: &str) -> String {
-    format!(
-        "https://localhost:{}{path}",
-        addr.expect("the service runs").port()
-    )
+    format!("https://localhost:{}{path}", addr.expect("the service runs").port())
 }
 
 /// Sends a request and returns the HTTP status and the JSON body (Null when the body is not JSON).
 pub async fn send(request: reqwest::RequestBuilder) -> (u16, Value) {
-    let response = request
-        .send()
-        .await
-        .expect("the request reaches the server");
+    let response = request.send().await.expect("the request reaches the server");
     let status = response.status().as_u16();
     let text = response.text().await.unwrap();
     (status, serde_json::from_str(&text).unwrap_or(Value::Null))
@@ -103,28 +96,16 @@ pub async fn create_task(app_b: Option<std::net::SocketAddr>, device: &str) -> S
 }
 
 pub async fn task_status(app_b: Option<std::net::SocketAddr>, device: &str, task: &str) -> Value {
-    let (status, body) = send(client().get(url(
-        app_b,
-        &format!("/api/v1/equipment/cpe/{device}/task/{task}"),
-    )))
-    .await;
+    let (status, body) = send(client().get(url(app_b, &format!("/api/v1/equipment/cpe/{device}/task/{task}")))).await;
     assert_eq!(status, 200, "{body}");
     body
 }
 
-pub async fn wait_completed(
-    app_b: Option<std::net::SocketAddr>,
-    device: &str,
-    task: &str,
-    limit: Duration,
-) -> Value {
+pub async fn wait_completed(app_b: Option<std::net::SocketAddr>, device: &str, task: &str, limit: Duration) -> Value {
     // A 503 while a restarted registry comes back is tolerated: only a final answer ends the wait.
     eventually(limit, "the task to complete", || async {
-        let (status, body) = send(client().get(url(
-            app_b,
-            &format!("/api/v1/equipment/cpe/{device}/task/{task}"),
-        )))
-        .await;
+        let (status, body) =
+            send(client().get(url(app_b, &format!("/api/v1/equipment/cpe/{device}/task/{task}")))).await;
         (status == 200 && body["code"] != 204).then_some(body)
     })
     .await
@@ -132,8 +113,7 @@ pub async fn wait_completed(
 
 /// The broker URL, or None (with a note) when none answers; with REQUIRE_RABBITMQ=1 a missing broker fails.
 pub async fn rabbitmq() -> Option<String> {
-    let url = std::env::var("AMQP_URL")
-        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into());
+    let url = std::env::var("AMQP_URL").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into());
     let hostport = url
         .rsplit('@')
         .next()
@@ -143,12 +123,9 @@ pub async fn rabbitmq() -> Option<String> {
         .next()
         .unwrap_or("")
         .to_owned();
-    let reachable = tokio::time::timeout(
-        Duration::from_secs(2),
-        tokio::net::TcpStream::connect(&hostport),
-    )
-    .await
-    .is_ok_and(|r| r.is_ok());
+    let reachable = tokio::time::timeout(Duration::from_secs(2), tokio::net::TcpStream::connect(&hostport))
+        .await
+        .is_ok_and(|r| r.is_ok());
     if reachable {
         return Some(url);
     }

@@ -17,8 +17,7 @@ pub struct InvalidEquipmentId;
 
 impl EquipmentId {
     pub fn parse(raw: &str) -> Result<Self, InvalidEquipmentId> {
-        let valid =
-            (6..=MAX_LEN).contains(&raw.len()) && raw.bytes().all(|b| b.is_ascii_alphanumeric());
+        let valid = (6..=MAX_LEN).contains(&raw.len()) && raw.bytes().all(|b| b.is_ascii_alphanumeric());
         if valid {
             Ok(Self(raw.to_owned()))
         } else {

@@ -45,9 +45,7 @@ impl TaskMessage {
         let equipment_id = field("equipment_id")?
             .as_str()
             .and_then(|raw| EquipmentId::parse(raw).ok())
-            .ok_or_else(|| {
-                RequestError::Invalid("`equipment_id` is not a valid equipment id".into())
-            })?;
+            .ok_or_else(|| RequestError::Invalid("`equipment_id` is not a valid equipment id".into()))?;
         let request = ConfigRequest::from_value(field("task_payload")?)?;
         Ok(Self {
             task_id,
@@ -62,9 +60,7 @@ impl TaskMessage {
         struct Peek {
             equipment_id: String,
         }
-        serde_json::from_slice::<Peek>(body)
-            .ok()
-            .map(|p| p.equipment_id)
+        serde_json::from_slice::<Peek>(body).ok().map(|p| p.equipment_id)
     }
 }
 
@@ -93,10 +89,7 @@ mod tests {
         let message = TaskMessage::from_json(body).unwrap();
         assert_eq!(message.equipment_id.as_str(), "abc123");
         assert_eq!(TaskMessage::from_json(&message.to_json()).unwrap(), message);
-        assert_eq!(
-            TaskMessage::peek_equipment_id(body).as_deref(),
-            Some("abc123")
-        );
+        assert_eq!(TaskMessage::peek_equipment_id(body).as_deref(), Some("abc123"));
     }
 
     #[test]
@@ -123,9 +116,6 @@ mod tests {
             },
         };
         let json = serde_json::to_vec(&update).unwrap();
-        assert_eq!(
-            serde_json::from_slice::<StatusUpdate>(&json).unwrap(),
-            update
-        );
+        assert_eq!(serde_json::from_slice::<StatusUpdate>(&json).unwrap(), update);
     }
 }

@@ -60,10 +60,7 @@ impl ConfigRequest {
         let object = value
             .as_object()
             .ok_or_else(|| invalid("request body must be a JSON object"))?;
-        if let Some(unknown) = object
-            .keys()
-            .find(|k| *k != "timeoutInSeconds" && *k != "parameters")
-        {
+        if let Some(unknown) = object.keys().find(|k| *k != "timeoutInSeconds" && *k != "parameters") {
             return Err(invalid(format!(
                 "unknown field `{unknown}`: expected `timeoutInSeconds` and `parameters`"
             )));
@@ -71,20 +68,27 @@ impl ConfigRequest {
         let timeout = object
             .get("timeoutInSeconds")
             .ok_or_else(|| invalid("missing field `timeoutInSeconds`"))?;
-        let timeout_in_seconds = timeout
-            .as_u64()
-            .filter(|t| *t <= MAX_TIMEOUT_SECS)
-            .ok_or_else(|| {
-                invalid(format!(
-                    "`timeoutInSeconds` must be an integer from 0 to {MAX_TIMEOUT_SECS}, got {timeout}"
-                ))
-            })?;
+        let timeout_in_seconds = timeout.as_u64().filter(|t| *t <= MAX_TIMEOUT_SECS).ok_or_else(|| {
+            invalid(format!(
+                "`timeoutInSeconds` must be an integer from 0 to {MAX_TIMEOUT_SECS}, got {timeout}"
+            ))
+        })?;
         let parameters = object
             .get("parameters")
             .ok_or_else(|| invalid("missing field `parameters`"))?;
         Ok(Self {
             timeout_in_seconds,
             parameters: Parameters::from_value(parameters)?,
+        })
+    }
+
+    /// A stable 64-bit fingerprint (FNV-1a) of the request for one device: list-form and object-form
+    /// parameters give the same one, since both parse to the same sorted map.
+    pub fn fingerprint(&self, equipment: &super::EquipmentId) -> u64 {
+        let canonical = serde_json::to_vec(self).expect("a request always serialises");
+        let bytes = equipment.as_str().as_bytes().iter().chain(&[0u8]).chain(&canonical);
+        bytes.fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
+            (hash ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3)
         })
     }
 
@@ -115,9 +119,7 @@ impl Parameters {
             Value::Array(items) => {
                 for (index, item) in items.iter().enumerate() {
                     let pair = single_pair(item).ok_or_else(|| {
-                        invalid(format!(
-                            "`parameters[{index}]` must be an object with exactly one key"
-                        ))
+                        invalid(format!("`parameters[{index}]` must be an object with exactly one key"))
                     })?;
                     if params.contains_key(pair.0) {
                         return Err(invalid(format!("parameter `{}` is given twice", pair.0)));
@@ -133,9 +135,7 @@ impl Parameters {
             }
         }
         if params.len() > MAX_PARAMETERS {
-            return Err(invalid(format!(
-                "at most {MAX_PARAMETERS} parameters are accepted"
-            )));
+            return Err(invalid(format!("at most {MAX_PARAMETERS} parameters are accepted")));
         }
         Ok(Self(params))
     }
@@ -201,11 +201,7 @@ fn single_pair(item: &Value) -> Option<(&String, &Value)> {
     (map.len() == 1).then(|| map.iter().next()).flatten()
 }
 
-fn insert_param(
-    params: &mut BTreeMap<String, ParamValue>,
-    key: &str,
-    value: &Value,
-) -> Result<(), RequestError> {
+fn insert_param(params: &mut BTreeMap<String, ParamValue>, key: &str, value: &Value) -> Result<(), RequestError> {
     if key.is_empty() || key.len() > MAX_KEY_LEN {
         return Err(invalid(format!(
             "parameter names must have 1 to {MAX_KEY_LEN} characters"
@@ -235,9 +231,7 @@ fn parse_value(key: &str, value: &Value) -> Result<ParamValue, RequestError> {
             .map(|item| item.as_i64().ok_or_else(wrong))
             .collect::<Result<_, _>>()
             .map(ParamValue::IntList),
-        Value::Array(_) => Err(invalid(format!(
-            "parameter `{key}` has more than {MAX_LIST_LEN} items"
-        ))),
+        Value::Array(_) => Err(invalid(format!("parameter `{key}` has more than {MAX_LIST_LEN} items"))),
         _ => Err(wrong()),
     }
 }
@@ -245,20 +239,18 @@ fn parse_value(key: &str, value: &Value) -> Result<ParamValue, RequestError> {
 /// Range checks for the parameters whose meaning is known.
 fn check_range(key: &str, value: &ParamValue) -> Result<(), RequestError> {
     match (key, value) {
-        ("vlan", ParamValue::Int(vlan)) if !VLAN_RANGE.contains(vlan) => Err(invalid(format!(
-            "`vlan` must be from 1 to 4094, got {vlan}"
-        ))),
+        ("vlan", ParamValue::Int(vlan)) if !VLAN_RANGE.contains(vlan) => {
+            Err(invalid(format!("`vlan` must be from 1 to 4094, got {vlan}")))
+        }
         ("vlan", ParamValue::Text(_) | ParamValue::IntList(_)) => {
             Err(invalid("`vlan` must be an integer from 1 to 4094"))
         }
-        ("interfaces", ParamValue::IntList(list)) => {
-            match list.iter().find(|i| !INTERFACE_RANGE.contains(i)) {
-                Some(bad) => Err(invalid(format!(
-                    "`interfaces` must hold interface numbers from 1 to 1024, got {bad}"
-                ))),
-                None => Ok(()),
-            }
-        }
+        ("interfaces", ParamValue::IntList(list)) => match list.iter().find(|i| !INTERFACE_RANGE.contains(i)) {
+            Some(bad) => Err(invalid(format!(
+                "`interfaces` must hold interface numbers from 1 to 1024, got {bad}"
+            ))),
+            None => Ok(()),
+        },
         ("interfaces", _) => Err(invalid("`interfaces` must be a list of integers")),
         _ => Ok(()),
     }
@@ -315,6 +307,21 @@ mod tests {
     }
 
     #[test]
+    fn fingerprints_follow_meaning_not_spelling() {
+        let device = super::super::EquipmentId::parse("abc123").unwrap();
+        let other = super::super::EquipmentId::parse("abc124").unwrap();
+        let list = r#"{"timeoutInSeconds": 14, "parameters": [{"vlan": 534}, {"interfaces": [1, 2, 3, 4]}, {"username": "admin"}, {"password": "admin"}]}"#;
+        let example = parse(EXAMPLE).unwrap();
+        assert_eq!(example.fingerprint(&device), parse(list).unwrap().fingerprint(&device));
+        assert_ne!(example.fingerprint(&device), example.fingerprint(&other));
+        let changed = EXAMPLE.replace("534", "535");
+        assert_ne!(
+            example.fingerprint(&device),
+            parse(&changed).unwrap().fingerprint(&device)
+        );
+    }
+
+    #[test]
     fn not_json_is_malformed() {
         assert!(matches!(
             parse("{\"timeoutInSeconds\": 1,"),
@@ -327,63 +334,30 @@ mod tests {
     fn schema_errors_name_the_field() {
         assert!(invalid_message(r#"{"parameters": {}}"#).contains("timeoutInSeconds"));
         assert!(invalid_message(r#"{"timeoutInSeconds": 1}"#).contains("parameters"));
+        assert!(invalid_message(r#"{"timeoutInSeconds": -1, "parameters": {}}"#).contains("timeoutInSeconds"));
+        assert!(invalid_message(r#"{"timeoutInSeconds": "14", "parameters": {}}"#).contains("timeoutInSeconds"));
+        assert!(invalid_message(r#"{"timeoutInSeconds": 99999999, "parameters": {}}"#).contains("timeoutInSeconds"));
+        assert!(invalid_message(r#"{"timeoutInSeconds": 1, "parameters": {"vlan": 0}}"#).contains("vlan"));
+        assert!(invalid_message(r#"{"timeoutInSeconds": 1, "parameters": {"vlan": 4095}}"#).contains("vlan"));
         assert!(
-            invalid_message(r#"{"timeoutInSeconds": -1, "parameters": {}}"#)
-                .contains("timeoutInSeconds")
+            invalid_message(r#"{"timeoutInSeconds": 1, "parameters": {"interfaces": [0]}}"#).contains("interfaces")
         );
-        assert!(
-            invalid_message(r#"{"timeoutInSeconds": "14", "parameters": {}}"#)
-                .contains("timeoutInSeconds")
-        );
-        assert!(
-            invalid_message(r#"{"timeoutInSeconds": 99999999, "parameters": {}}"#)
-                .contains("timeoutInSeconds")
-        );
-        assert!(
-            invalid_message(r#"{"timeoutInSeconds": 1, "parameters": {"vlan": 0}}"#)
-                .contains("vlan")
-        );
-        assert!(
-            invalid_message(r#"{"timeoutInSeconds": 1, "parameters": {"vlan": 4095}}"#)
-                .contains("vlan")
-        );
-        assert!(
-            invalid_message(r#"{"timeoutInSeconds": 1, "parameters": {"interfaces": [0]}}"#)
-                .contains("interfaces")
-        );
-        assert!(
-            invalid_message(r#"{"timeoutInSeconds": 1, "parameters": {"flag": true}}"#)
-                .contains("flag")
-        );
-        assert!(
-            invalid_message(r#"{"timeoutInSeconds": 1, "parameters": 5}"#).contains("parameters")
-        );
-        assert!(
-            invalid_message(r#"{"timeoutInSeconds": 1, "parameters": {}, "x": 1}"#).contains("`x`")
-        );
+        assert!(invalid_message(r#"{"timeoutInSeconds": 1, "parameters": {"flag": true}}"#).contains("flag"));
+        assert!(invalid_message(r#"{"timeoutInSeconds": 1, "parameters": 5}"#).contains("parameters"));
+        assert!(invalid_message(r#"{"timeoutInSeconds": 1, "parameters": {}, "x": 1}"#).contains("`x`"));
         assert!(invalid_message(r#"[1]"#).contains("object"));
         assert!(
-            invalid_message(r#"{"timeoutInSeconds": 1, "parameters": [{"a": 1, "b": 2}]}"#)
-                .contains("parameters[0]")
+            invalid_message(r#"{"timeoutInSeconds": 1, "parameters": [{"a": 1, "b": 2}]}"#).contains("parameters[0]")
         );
-        assert!(
-            invalid_message(r#"{"timeoutInSeconds": 1, "parameters": [{"a": 1}, {"a": 2}]}"#)
-                .contains("twice")
-        );
+        assert!(invalid_message(r#"{"timeoutInSeconds": 1, "parameters": [{"a": 1}, {"a": 2}]}"#).contains("twice"));
     }
 
     #[test]
     fn debug_output_never_shows_secret_values() {
         let body = r#"{"timeoutInSeconds": 1, "parameters": {"username": "ops", "password": "hunter2", "apiToken": "t0k3n", "vlan": 534}}"#;
         let shown = format!("{:?}", parse(body).unwrap());
-        assert!(
-            shown.contains("password") && shown.contains("<redacted>"),
-            "{shown}"
-        );
-        assert!(
-            !shown.contains("hunter2") && !shown.contains("t0k3n"),
-            "{shown}"
-        );
+        assert!(shown.contains("password") && shown.contains("<redacted>"), "{shown}");
+        assert!(!shown.contains("hunter2") && !shown.contains("t0k3n"), "{shown}");
         assert!(shown.contains("534") && shown.contains("ops"), "{shown}");
     }
 

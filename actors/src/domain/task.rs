@@ -16,10 +16,7 @@ impl TaskId {
 
     /// Parses the canonical hyphenated form only, so a path holds exactly one spelling of an id.
     pub fn parse(raw: &str) -> Option<Self> {
-        (raw.len() == 36)
-            .then(|| Uuid::try_parse(raw).ok())
-            .flatten()
-            .map(Self)
+        (raw.len() == 36).then(|| Uuid::try_parse(raw).ok()).flatten().map(Self)
     }
 
     pub fn as_bytes(&self) -> &[u8; 16] {
@@ -118,6 +115,11 @@ impl TaskRecord {
         true
     }
 
+    /// A worker (re)took a running task: its lease starts again.
+    pub fn renew(&mut self) {
+        self.updated_at = super::now_millis();
+    }
+
     pub fn finish(&mut self, outcome: &Outcome) -> bool {
         if !self.move_to(outcome.status()) {
             return false;
@@ -139,13 +141,8 @@ mod tests {
     use crate::ConfigRequest;
 
     fn record() -> TaskRecord {
-        let request =
-            ConfigRequest::from_json(br#"{"timeoutInSeconds": 1, "parameters": {}}"#).unwrap();
-        TaskRecord::queued(
-            TaskId::new(),
-            EquipmentId::parse("abc123").unwrap(),
-            request,
-        )
+        let request = ConfigRequest::from_json(br#"{"timeoutInSeconds": 1, "parameters": {}}"#).unwrap();
+        TaskRecord::queued(TaskId::new(), EquipmentId::parse("abc123").unwrap(), request)
     }
 
     #[test]

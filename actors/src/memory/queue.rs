@@ -35,11 +35,7 @@ pub struct InProcessQueue {
 impl InProcessQueue {
     /// Messages waiting to be delivered.
     pub fn len(&self) -> usize {
-        self.shared
-            .ready
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .len()
+        self.shared.ready.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -48,11 +44,7 @@ impl InProcessQueue {
 
     /// Bodies of dead-lettered messages, oldest first.
     pub fn dead_letters(&self) -> Vec<Arc<[u8]>> {
-        self.shared
-            .dead
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.shared.dead.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// Puts raw bytes on the queue, as a foreign publisher could.
@@ -91,12 +83,7 @@ impl DeliveryStream for Subscription {
     async fn next(&mut self) -> Option<Delivery> {
         loop {
             let notified = self.shared.wake.notified();
-            let popped = self
-                .shared
-                .ready
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .pop_front();
+            let popped = self.shared.ready.lock().unwrap_or_else(|e| e.into_inner()).pop_front();
             if let Some((body, redelivered)) = popped {
                 let acker = Arc::new(MemoryAcker {
                     shared: self.shared.clone(),
