@@ -177,10 +177,11 @@ impl Config {
             .unwrap_or(self.config_delay * 2 + Duration::from_secs(30))
     }
 
-    /// The longest a worker can legitimately hold a task: every attempt at its deadline plus the
-    /// longest backoff between them, and a minute of slack. Past it, a running task is failed.
+    /// The longest a worker can legitimately hold a task: waiting out an earlier call, then every
+    /// attempt at its deadline with the longest backoff between them, and a minute of slack.
+    /// Past it, a running task is failed.
     pub fn lease(&self) -> Duration {
-        (self.call_timeout() + cpe_actors::retry::RetryPolicy::default().max_delay) * self.max_attempts
+        (self.call_timeout() + cpe_actors::retry::RetryPolicy::default().max_delay) * (self.max_attempts + 1)
             + Duration::from_secs(60)
     }
 

@@ -73,13 +73,28 @@ impl ResultsSink {
 
 #[async_trait]
 impl StatusSink for ResultsSink {
-    async fn begin(&self, task: &TaskMessage) -> Result<Begin, SinkError> {
+    async fn begin(&self, task: &TaskMessage, redelivered: bool) -> Result<Begin, SinkError> {
         self.send(&StatusUpdate::Running {
             task_id: task.task_id,
             equipment_id: task.equipment_id.clone(),
         })
         .await?;
-        Ok(Begin::Run)
+        // Without the registry, a redelivery may follow a call still running at the device.
+        Ok(if redelivered {
+            Begin::Resume {
+                since: cpe_actors::domain::now_millis(),
+            }
+        } else {
+            Begin::Run
+        })
+    }
+
+    async fn renew(&self, task: &TaskMessage) -> Result<(), SinkError> {
+        self.send(&StatusUpdate::Running {
+            task_id: task.task_id,
+            equipment_id: task.equipment_id.clone(),
+        })
+        .await
     }
 
     async fn finish(&self, task: &TaskMessage, outcome: Outcome) -> Result<(), SinkError> {

@@ -63,6 +63,8 @@ impl App {
         let mut children: Vec<Box<dyn ChildSpec>> = Vec::new();
         let mut consumers = Vec::new();
         let mut queue_flags = Vec::new();
+        // Each component's line is logged once the app accepts work, so a reader of the log can act on it.
+        let mut announce: Vec<Box<dyn FnOnce()>> = Vec::new();
         let (mut service_a_addr, mut service_b_addr) = (None, None);
 
         let registry = if config.runs_service_b() {
@@ -97,7 +99,10 @@ impl App {
                 },
             };
             children.push(server_spec("service-a", listener, &acceptor, Arc::new(routes)));
-            tracing::info!(addr = %service_a_addr.unwrap(), delay = %format_duration(config.config_delay), "Service A (cpe_locate_service) listening on https");
+            let (addr, delay) = (listener_addr(service_a_addr), format_duration(config.config_delay));
+            announce.push(Box::new(
+                move || tracing::info!(%addr, %delay, "Service A (cpe_locate_service) listening on https"),
+            ));
         }
 
         let pool = if config.runs_workers() {
@@ -135,7 +140,10 @@ impl App {
                 connected,
             }));
             consumers.push("consumer");
-            tracing::info!(workers = config.workers, queue = %transport.tasks.describe(), service_a = %service_a_url, "workers consuming");
+            let (workers, queue) = (config.workers, transport.tasks.describe());
+            announce.push(Box::new(
+                move || tracing::info!(workers, %queue, service_a = %service_a_url, "workers consuming"),
+            ));
             Some(slot)
         } else {
             None
@@ -169,7 +177,10 @@ impl App {
                 api_token: config.api_token.clone(),
             };
             children.push(server_spec("service-b", listener, &acceptor, Arc::new(routes)));
-            tracing::info!(addr = %service_b_addr.unwrap(), queue = %transport.tasks.describe(), "Service B (config_status_service) listening on https");
+            let (addr, queue) = (listener_addr(service_b_addr), transport.tasks.describe());
+            announce.push(Box::new(
+                move || tracing::info!(%addr, %queue, "Service B (config_status_service) listening on https"),
+            ));
         }
 
         let gave_up = Arc::new(Mutex::new(None));
@@ -188,6 +199,7 @@ impl App {
                 .context("cannot requeue unfinished tasks")?;
         }
         accepting.store(true, Ordering::Release);
+        announce.into_iter().for_each(|line| line());
         Ok(App {
             service_a_addr,
             service_b_addr,
@@ -252,6 +264,10 @@ impl App {
     pub async fn child(&self, name: &str) -> Option<ActorCell> {
         child_cell(&self.supervisor, name).await
     }
+}
+
+fn listener_addr(addr: Option<SocketAddr>) -> SocketAddr {
+    addr.expect("the listener was bound just before")
 }
 
 fn open_store(config: &Config) -> Result<Arc<dyn TaskStore>> {

@@ -4,11 +4,8 @@
 
 mod common;
 
+use common::process::Process;
 use common::*;
-use serde_json::Value;
-use std::io::BufRead;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::Receiver;
 use std::time::Duration;
 
 const LIMIT: Duration = Duration::from_secs(30);
@@ -146,52 +143,6 @@ async fn tasks_survive_a_pool_crash_through_rabbitmq_redelivery() {
     delete_queues(&amqp, &queue).await;
 }
 
-/// A child process whose JSON log lines can be waited for.
-struct Process {
-    child: Child,
-    lines: Receiver<Value>,
-}
-
-impl Process {
-    fn spawn(args: &[String]) -> Process {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_cpe-config"))
-            .args(args)
-            .env("LOG_FORMAT", "json")
-            .env("RUST_LOG", "info")
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let (sender, lines) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
-                let _ = sender.send(serde_json::from_str(&line).unwrap_or(Value::String(line)));
-            }
-        });
-        Process { child, lines }
-    }
-
-    /// The `addr` field of the first log line whose message contains `text`.
-    fn wait_for_addr(&self, text: &str) -> std::net::SocketAddr {
-        loop {
-            let line = self
-                .lines
-                .recv_timeout(LIMIT)
-                .unwrap_or_else(|_| panic!("no log line containing {text:?}"));
-            if line["message"].as_str().is_some_and(|m| m.contains(text)) {
-                return line["addr"].as_str().unwrap().parse().unwrap();
-            }
-        }
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[tokio::test]
 async fn the_three_roles_work_as_separate_processes() {
     let Some(amqp) = rabbitmq().await else { return };
@@ -211,13 +162,13 @@ async fn the_three_roles_work_as_separate_processes() {
         ]);
         args
     };
-    let service_a = Process::spawn(&common("service-a"));
-    let a_addr = service_a.wait_for_addr("Service A");
-    let service_b = Process::spawn(&common("service-b"));
-    let b_addr = service_b.wait_for_addr("Service B");
+    let service_a = Process::spawn(&common("service-a"), "info");
+    let a_addr = service_a.wait_for_addr("Service A", LIMIT);
+    let service_b = Process::spawn(&common("service-b"), "info");
+    let b_addr = service_b.wait_for_addr("Service B", LIMIT);
     let mut worker_args = common("worker");
     worker_args.push(format!("--service-a-url=https://localhost:{}", a_addr.port()));
-    let _worker = Process::spawn(&worker_args);
+    let _worker = Process::spawn(&worker_args, "info");
     let task = create_task(Some(b_addr), "split123").await;
     let done = wait_completed(Some(b_addr), "split123", &task, LIMIT).await;
     assert_eq!(done["message"], "Completed");

@@ -128,6 +128,12 @@ impl ProvisionError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Begin {
     Run,
+    /// The task was running before (its worker or process died, or it was requeued mid-call):
+    /// that call may still be going on at the device, started no later than `since` (ms since the
+    /// epoch). Wait out its deadline first, so one device is never configured twice at once.
+    Resume {
+        since: u64,
+    },
     /// Already completed or failed: acknowledge without calling Service A again.
     AlreadyFinal,
 }
@@ -135,7 +141,10 @@ pub enum Begin {
 /// Where workers record progress: the registry in one process, the results queue across processes.
 #[async_trait]
 pub trait StatusSink: Send + Sync + 'static {
-    async fn begin(&self, task: &TaskMessage) -> Result<Begin, SinkError>;
+    /// `redelivered` is the queue's flag: a sink that cannot see task state must assume the worst.
+    async fn begin(&self, task: &TaskMessage, redelivered: bool) -> Result<Begin, SinkError>;
+    /// A retry is about to call Service A again: the task's lease and resume point move on.
+    async fn renew(&self, task: &TaskMessage) -> Result<(), SinkError>;
     async fn finish(&self, task: &TaskMessage, outcome: Outcome) -> Result<(), SinkError>;
 }
 

@@ -19,6 +19,7 @@ pub enum RegistryMsg {
     Remove(TaskId, Reply<()>),
     /// A worker takes the task: running, unless it is final already.
     Begin(TaskMessage, Reply<Begin>),
+    Renew(TaskId, Reply<()>),
     Finish(TaskMessage, Outcome, Reply<()>),
     /// A status change reported by a worker in another process.
     Apply(StatusUpdate, Reply<()>),
@@ -70,6 +71,7 @@ impl Actor for Registry {
             RegistryMsg::Get(id, reply) => drop(reply.send(store.get(id))),
             RegistryMsg::Remove(id, reply) => drop(reply.send(store.remove(id))),
             RegistryMsg::Begin(task, reply) => drop(reply.send(begin(store.as_ref(), &task))),
+            RegistryMsg::Renew(id, reply) => drop(reply.send(renew(store.as_ref(), id))),
             RegistryMsg::Finish(task, outcome, reply) => drop(reply.send(finish(store.as_ref(), &task, &outcome))),
             RegistryMsg::Apply(update, reply) => drop(reply.send(apply(store.as_ref(), update))),
             RegistryMsg::Unfinished(reply) => drop(reply.send(store.unfinished())),
@@ -110,11 +112,26 @@ fn begin(store: &dyn TaskStore, task: &TaskMessage) -> Result<Begin, StoreError>
     if record.status.is_final() {
         return Ok(Begin::AlreadyFinal);
     }
-    if !record.move_to(TaskStatus::Running) {
+    let begin = if record.status == TaskStatus::Running {
+        let since = record.updated_at;
         record.renew();
-    }
+        Begin::Resume { since }
+    } else {
+        record.move_to(TaskStatus::Running);
+        Begin::Run
+    };
     store.put(&record)?;
-    Ok(Begin::Run)
+    Ok(begin)
+}
+
+fn renew(store: &dyn TaskStore, id: TaskId) -> Result<(), StoreError> {
+    match store.get(id)? {
+        Some(mut record) if record.status == TaskStatus::Running => {
+            record.renew();
+            store.put(&record)
+        }
+        _ => Ok(()),
+    }
 }
 
 /// A running task nobody finished within its lease (its worker process died and no redelivery
@@ -126,7 +143,10 @@ fn expire_leases(store: &dyn TaskStore, cutoff: u64) -> Result<usize, StoreError
             continue;
         }
         let reason = "lease expired: no worker reported an outcome in time".to_owned();
-        if record.finish(&Outcome::Failed { attempts: record.attempts, reason }) {
+        if record.finish(&Outcome::Failed {
+            attempts: record.attempts,
+            reason,
+        }) {
             tracing::warn!(task_id = %record.id, equipment_id = %record.equipment_id, "task lease expired; failed");
             store.put(&record)?;
             expired += 1;
@@ -241,9 +261,16 @@ impl RegistryHandle {
 
 #[async_trait]
 impl StatusSink for RegistryHandle {
-    async fn begin(&self, task: &TaskMessage) -> Result<Begin, SinkError> {
+    async fn begin(&self, task: &TaskMessage, _redelivered: bool) -> Result<Begin, SinkError> {
         let task = task.clone();
         self.ask(|reply| RegistryMsg::Begin(task, reply))
+            .await
+            .map_err(|e| SinkError(e.to_string()))
+    }
+
+    async fn renew(&self, task: &TaskMessage) -> Result<(), SinkError> {
+        let id = task.task_id;
+        self.ask(|reply| RegistryMsg::Renew(id, reply))
             .await
             .map_err(|e| SinkError(e.to_string()))
     }
@@ -293,7 +320,7 @@ mod tests {
             registry.get(task.task_id).await.unwrap().unwrap().status,
             TaskStatus::Queued
         );
-        assert_eq!(registry.begin(&task).await.unwrap(), Begin::Run);
+        assert_eq!(registry.begin(&task, false).await.unwrap(), Begin::Run);
         assert_eq!(
             registry.get(task.task_id).await.unwrap().unwrap().status,
             TaskStatus::Running
@@ -321,7 +348,7 @@ mod tests {
             )
             .await
             .unwrap();
-        assert_eq!(registry.begin(&task).await.unwrap(), Begin::AlreadyFinal);
+        assert_eq!(registry.begin(&task, false).await.unwrap(), Begin::AlreadyFinal);
         registry
             .finish(&task, Outcome::Completed { attempts: 6 })
             .await
@@ -337,7 +364,7 @@ mod tests {
     async fn a_task_from_another_publisher_is_adopted() {
         let (registry, _, _) = registry().await;
         let task = message("abc123");
-        assert_eq!(registry.begin(&task).await.unwrap(), Begin::Run);
+        assert_eq!(registry.begin(&task, false).await.unwrap(), Begin::Run);
         assert_eq!(
             registry.get(task.task_id).await.unwrap().unwrap().status,
             TaskStatus::Running
@@ -423,16 +450,25 @@ mod tests {
         let (stale, queued) = (message("abc123"), message("abc124"));
         registry.create(record(&stale)).await.unwrap();
         registry.create(record(&queued)).await.unwrap();
-        registry.begin(&stale).await.unwrap();
+        registry.begin(&stale, false).await.unwrap();
         let cutoff = crate::domain::now_millis() + 1;
         assert_eq!(registry.expire_leases(cutoff).await.unwrap(), 1);
         let failed = registry.get(stale.task_id).await.unwrap().unwrap();
         assert_eq!(failed.status, TaskStatus::Failed);
         assert!(failed.last_error.unwrap().contains("lease"));
-        assert_eq!(registry.get(queued.task_id).await.unwrap().unwrap().status, TaskStatus::Queued);
+        assert_eq!(
+            registry.get(queued.task_id).await.unwrap().unwrap().status,
+            TaskStatus::Queued
+        );
         let renewed = message("abc125");
-        registry.begin(&renewed).await.unwrap();
-        assert_eq!(registry.expire_leases(crate::domain::now_millis() - 60_000).await.unwrap(), 0);
+        registry.begin(&renewed, false).await.unwrap();
+        assert_eq!(
+            registry
+                .expire_leases(crate::domain::now_millis() - 60_000)
+                .await
+                .unwrap(),
+            0
+        );
     }
 
     #[tokio::test]

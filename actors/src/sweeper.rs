@@ -36,7 +36,11 @@ impl Actor for Sweeper {
 
     async fn handle(&self, _: ActorRef<Self::Msg>, _: Sweep, args: &mut Self::State) -> Result<(), ActorProcessingErr> {
         let now = crate::domain::now_millis();
-        match args.registry.expire_leases(now.saturating_sub(args.lease.as_millis() as u64)).await {
+        match args
+            .registry
+            .expire_leases(now.saturating_sub(args.lease.as_millis() as u64))
+            .await
+        {
             Ok(0) => {}
             Ok(expired) => tracing::warn!(expired, "failed running tasks whose lease ran out"),
             Err(error) => tracing::warn!(%error, "lease check failed"),

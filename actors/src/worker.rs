@@ -73,8 +73,9 @@ pub async fn process(deps: &WorkerDeps, delivery: Delivery) -> Settlement {
             return Settlement::DeadLettered(reason.to_string());
         }
     };
-    match deps.sink.begin(&task).await {
+    match deps.sink.begin(&task, delivery.redelivered).await {
         Ok(Begin::Run) => {}
+        Ok(Begin::Resume { since }) => wait_out_earlier_call(deps, &task, since).await,
         Ok(Begin::AlreadyFinal) => {
             tracing::info!(task_id = %task.task_id, "task is final already; acknowledged without calling Service A");
             settle(&delivery, Acking::Ack).await;
@@ -133,7 +134,26 @@ async fn configure_with_retries(deps: &WorkerDeps, task: &TaskMessage) -> Outcom
         let wait = deps.retry.delay_after(attempt);
         tracing::info!(task_id = %task.task_id, attempt, %error, ?wait, "transient failure; retrying");
         tokio::time::sleep(wait).await;
+        if let Err(error) = deps.sink.renew(task).await {
+            tracing::warn!(task_id = %task.task_id, %error, "could not renew the task's lease");
+        }
         attempt += 1;
+    }
+}
+
+/// An earlier call for this task may still be running at the device (its worker died, or its
+/// process was killed): no call outlives its deadline, so waiting that long from its start keeps
+/// one device from being configured twice at once.
+async fn wait_out_earlier_call(deps: &WorkerDeps, task: &TaskMessage, since: u64) {
+    let free_at = since.saturating_add(deps.call_timeout.as_millis() as u64);
+    let wait = Duration::from_millis(free_at.saturating_sub(crate::domain::now_millis()));
+    if !wait.is_zero() {
+        tracing::info!(task_id = %task.task_id, equipment_id = %task.equipment_id, ?wait, "task was running when its worker stopped; waiting out the earlier call's deadline");
+        tokio::time::sleep(wait).await;
+        // The next call starts now: a crash during it must be waited out from here.
+        if let Err(error) = deps.sink.renew(task).await {
+            tracing::warn!(task_id = %task.task_id, %error, "could not renew the task's lease");
+        }
     }
 }
 

@@ -54,6 +54,7 @@ impl ServiceA {
             tracing::info!(%equipment, "simulated device failure");
             return error(StatusCode::INTERNAL_SERVER_ERROR, PROVISIONING_FAILED);
         }
+        tracing::debug!(%equipment, "device configured");
         reply(StatusCode::OK, json!({"code": 200, "message": "success"}))
     }
 }

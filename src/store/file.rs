@@ -5,12 +5,14 @@
 //! - `unfinished`: created_at (big-endian) ++ task id → (), for queued and running tasks, so a restart
 //!   reads only the open work, already in creation order, however many final tasks are kept;
 //! - `final_by_update`: updated_at (big-endian) ++ task id → (), for completed and failed tasks, so a
-//!   sweep reads only the entries it deletes.
+//!   sweep reads only the entries it deletes;
+//! - `idempotency_keys`: `Idempotency-Key` → task id, request fingerprint and created_at (32 bytes), and
+//!   `idempotency_keys_by_time`: created_at (big-endian) ++ key → (), so keys expire without a scan.
 //!
 //! Readers double-check an index entry against its record and skip one that no longer matches, so an
 //! index entry left behind by a record that could not be decoded can never resurrect or delete a task.
 
-use cpe_actors::ports::{StoreError, TaskStore};
+use cpe_actors::ports::{IdempotencyEntry, StoreError, TaskStore};
 use cpe_actors::{ConfigRequest, EquipmentId, TaskId, TaskRecord, TaskStatus};
 use redb::{
     Database, DatabaseError, ReadableDatabase, ReadableTable, ReadableTableMetadata, Table, TableDefinition,
@@ -27,6 +29,8 @@ type IndexKey = [u8; 24];
 const RECORDS: TableDefinition<[u8; 16], &[u8]> = TableDefinition::new("records");
 const UNFINISHED: TableDefinition<IndexKey, ()> = TableDefinition::new("unfinished");
 const FINAL_BY_UPDATE: TableDefinition<IndexKey, ()> = TableDefinition::new("final_by_update");
+const KEYS: TableDefinition<&str, [u8; 32]> = TableDefinition::new("idempotency_keys");
+const KEYS_BY_TIME: TableDefinition<&[u8], ()> = TableDefinition::new("idempotency_keys_by_time");
 
 /// Records removed per sweep transaction: a sweep of millions commits in steps instead of building one
 /// giant transaction, and the registry's other writes get the file between steps.
@@ -91,6 +95,8 @@ impl FileStore {
         txn.open_table(RECORDS).map_err(db)?;
         txn.open_table(UNFINISHED).map_err(db)?;
         txn.open_table(FINAL_BY_UPDATE).map_err(db)?;
+        txn.open_table(KEYS).map_err(db)?;
+        txn.open_table(KEYS_BY_TIME).map_err(db)?;
         txn.commit().map_err(db)
     }
 
@@ -183,6 +189,41 @@ impl FileStore {
     }
 }
 
+impl FileStore {
+    /// One step of key expiry: at most [`SWEEP_BATCH`] keys created before the cutoff; returns how many.
+    fn sweep_keys_step(&self, cutoff_millis: u64) -> Result<usize, StoreError> {
+        let upper = cutoff_millis.to_be_bytes();
+        let txn = self.db.begin_write().map_err(db)?;
+        let seen = {
+            let mut by_time = txn.open_table(KEYS_BY_TIME).map_err(db)?;
+            let mut keys = txn.open_table(KEYS).map_err(db)?;
+            // Every entry below the bare 8-byte prefix of the cutoff has an earlier time.
+            let due = by_time
+                .range(..upper.as_slice())
+                .map_err(db)?
+                .take(SWEEP_BATCH)
+                .map(|entry| entry.map(|(k, _)| k.value().to_vec()).map_err(db))
+                .collect::<Result<Vec<Vec<u8>>, _>>()?;
+            for entry in &due {
+                by_time.remove(entry.as_slice()).map_err(db)?;
+                let (time, key) = entry.split_at(8);
+                let Ok(key) = std::str::from_utf8(key) else { continue };
+                let current = keys.get(key).map_err(db)?.map(|v| decode_key_entry(v.value()));
+                if current.is_some_and(|c| c.created_at.to_be_bytes() == time) {
+                    keys.remove(key).map_err(db)?;
+                }
+            }
+            due.len()
+        };
+        if seen == 0 {
+            txn.abort().map_err(db)?;
+        } else {
+            txn.commit().map_err(db)?;
+        }
+        Ok(seen)
+    }
+}
+
 impl TaskStore for FileStore {
     fn put(&self, record: &TaskRecord) -> Result<(), StoreError> {
         self.put_inner(record)
@@ -212,9 +253,52 @@ impl TaskStore for FileStore {
                 .map_err(|e| self.wrap(format_args!("cannot sweep final tasks ({total} removed so far)"), e))?;
             total += removed;
             if seen < SWEEP_BATCH {
-                return Ok(total);
+                break;
             }
         }
+        while self.sweep_keys_step(cutoff_millis).map_err(|e| {
+            self.wrap(
+                format_args!("cannot expire idempotency keys ({total} records removed)"),
+                e,
+            )
+        })? == SWEEP_BATCH
+        {}
+        Ok(total)
+    }
+
+    fn idempotency(&self, key: &str) -> Result<Option<IdempotencyEntry>, StoreError> {
+        let read = || -> Result<Option<IdempotencyEntry>, StoreError> {
+            let txn = self.db.begin_read().map_err(db)?;
+            let keys = txn.open_table(KEYS).map_err(db)?;
+            let found = keys.get(key).map_err(db)?;
+            Ok(found.map(|value| decode_key_entry(value.value())))
+        };
+        read().map_err(|e| self.wrap(format_args!("cannot read an idempotency key"), e))
+    }
+
+    fn put_with_key(&self, record: &TaskRecord, key: &str, entry: &IdempotencyEntry) -> Result<(), StoreError> {
+        let write = || -> Result<(), StoreError> {
+            let txn = self.db.begin_write().map_err(db)?;
+            write_record(&txn, record)?;
+            {
+                let mut keys = txn.open_table(KEYS).map_err(db)?;
+                let mut by_time = txn.open_table(KEYS_BY_TIME).map_err(db)?;
+                let old = keys.insert(key, encode_key_entry(entry)).map_err(db)?;
+                if let Some(old) = old.map(|value| decode_key_entry(value.value())) {
+                    by_time.remove(key_time(old.created_at, key).as_slice()).map_err(db)?;
+                }
+                by_time
+                    .insert(key_time(entry.created_at, key).as_slice(), ())
+                    .map_err(db)?;
+            }
+            txn.commit().map_err(db)
+        };
+        write().map_err(|e| {
+            self.wrap(
+                format_args!("cannot store task {} with its idempotency key", record.id),
+                e,
+            )
+        })
     }
 }
 
@@ -433,6 +517,32 @@ fn decode(id: TaskId, value: &[u8]) -> Result<TaskRecord, StoreError> {
         created_at: header.created_at,
         updated_at: header.updated_at,
     })
+}
+
+/// Task id, fingerprint (big-endian), created_at (big-endian): fixed size, so it always decodes.
+fn encode_key_entry(entry: &IdempotencyEntry) -> [u8; 32] {
+    let mut out = [0; 32];
+    out[..16].copy_from_slice(entry.task_id.as_bytes());
+    out[16..24].copy_from_slice(&entry.fingerprint.to_be_bytes());
+    out[24..].copy_from_slice(&entry.created_at.to_be_bytes());
+    out
+}
+
+fn decode_key_entry(raw: [u8; 32]) -> IdempotencyEntry {
+    // The lengths are exact, so the conversions cannot fail; the defaults only satisfy the types.
+    let (id, rest) = raw.split_at(16);
+    let (fingerprint, created_at) = rest.split_at(8);
+    let word = |bytes: &[u8]| u64::from_be_bytes(bytes.try_into().unwrap_or_default());
+    IdempotencyEntry {
+        task_id: TaskId::from_bytes(id.try_into().unwrap_or_default()),
+        fingerprint: word(fingerprint),
+        created_at: word(created_at),
+    }
+}
+
+/// created_at (big-endian) ++ key: the expiry index's key.
+fn key_time(created_at: u64, key: &str) -> Vec<u8> {
+    [&created_at.to_be_bytes()[..], key.as_bytes()].concat()
 }
 
 /// A cursor over a value's bytes that returns `None` instead of reading past the end.

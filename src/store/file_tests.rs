@@ -254,111 +254,90 @@ fn stale_index_entries_are_skipped() {
     assert_eq!(store.remove_final_before(u64::MAX).unwrap(), 0);
 }
 
+fn key_entry(task_id: TaskId, fingerprint: u64, created_at: u64) -> IdempotencyEntry {
+    IdempotencyEntry {
+        task_id,
+        fingerprint,
+        created_at,
+    }
+}
+
 #[test]
-#[ignore]
-fn zz_measure_throwaway() {
-    use std::time::Instant;
-    let dir = TempDir::new("measure");
-    let store = FileStore::open(&dir.0).unwrap();
-    let example = request(
-        r#"{"timeoutInSeconds": 14, "parameters": {"username": "admin", "password": "admin", "vlan": 534, "interfaces": [1, 2, 3, 4]}}"#,
-    );
-    let make = |n: u64, status| TaskRecord {
-        equipment_id: EquipmentId::parse("abc123def").unwrap(),
-        request: example.clone(),
-        attempts: 1,
-        ..record(status, 1_700_000_000_000 + n, 1_700_000_000_000 + n)
-    };
-    println!(
-        "encoded value bytes: {}",
-        encode(&make(0, TaskStatus::Completed)).unwrap().len()
-    );
-    println!(
-        "json-only request bytes: {}",
-        serde_json::to_vec(&example).unwrap().len()
-    );
-    for round in 0..3 {
-        let recs: Vec<_> = (0..1000).map(|n| make(n, TaskStatus::Queued)).collect();
-        let t = Instant::now();
-        for r in &recs {
-            store.put(r).unwrap();
-        }
-        let e = t.elapsed();
-        println!(
-            "round {round}: 1000 puts (1 fsync'd txn each): {:?} -> {:.0} puts/s, {:.2} ms/put",
-            e,
-            1000.0 / e.as_secs_f64(),
-            e.as_secs_f64()
-        );
-        let t = Instant::now();
-        for r in &recs {
-            let mut d = r.clone();
-            d.status = TaskStatus::Completed;
-            store.put(&d).unwrap();
-        }
-        let e = t.elapsed();
-        println!(
-            "round {round}: 1000 queued->completed updates: {:.0} /s",
-            1000.0 / e.as_secs_f64()
-        );
-        let t = Instant::now();
-        for r in &recs {
-            store.get(r.id).unwrap().unwrap();
-        }
-        println!("round {round}: 1000 gets: {:.0} /s", 1000.0 / t.elapsed().as_secs_f64());
+fn idempotency_keys_are_stored_with_their_record_and_survive_reopen() {
+    let dir = TempDir::new("keys");
+    let task = record(TaskStatus::Queued, 100, 100);
+    let entry = key_entry(task.id, u64::MAX - 1, 100);
+    {
+        let store = FileStore::open(&dir.0).unwrap();
+        assert_eq!(store.idempotency("order-1").unwrap(), None);
+        store.put_with_key(&task, "order-1", &entry).unwrap();
     }
-    drop(store);
-    let _ = std::fs::remove_dir_all(&dir.0);
     let store = FileStore::open(&dir.0).unwrap();
-    let total = 100_000u64;
-    let t = Instant::now();
-    for chunk in 0..total / 1000 {
-        let txn = store.db.begin_write().unwrap();
-        for n in chunk * 1000..(chunk + 1) * 1000 {
-            let status = if n % 1000 == 0 {
-                TaskStatus::Queued
-            } else {
-                TaskStatus::Completed
-            };
-            write_record(&txn, &make(n, status)).unwrap();
+    assert_eq!(store.idempotency("order-1").unwrap(), Some(entry));
+    assert_eq!(store.idempotency("order-2").unwrap(), None);
+    assert_eq!(store.get(task.id).unwrap(), Some(task.clone()));
+    assert_eq!(store.unfinished().unwrap(), vec![task]);
+}
+
+#[test]
+fn a_sweep_expires_keys_created_before_the_cutoff_whatever_their_task() {
+    let dir = TempDir::new("key-sweep");
+    let store = FileStore::open(&dir.0).unwrap();
+    let open = record(TaskStatus::Queued, 10, 10);
+    let done = record(TaskStatus::Completed, 20, 2000);
+    let young = record(TaskStatus::Completed, 1000, 1000);
+    store
+        .put_with_key(&open, "old-open", &key_entry(open.id, 1, 10))
+        .unwrap();
+    store
+        .put_with_key(&done, "old-done", &key_entry(done.id, 2, 20))
+        .unwrap();
+    store
+        .put_with_key(&young, "at-cutoff", &key_entry(young.id, 3, 1000))
+        .unwrap();
+    // Re-using a key with a later time moves its expiry.
+    store
+        .put_with_key(&open, "old-done", &key_entry(done.id, 2, 5000))
+        .unwrap();
+
+    assert_eq!(store.remove_final_before(1000).unwrap(), 0);
+    assert_eq!(store.idempotency("old-open").unwrap(), None);
+    assert_eq!(
+        store.idempotency("old-done").unwrap(),
+        Some(key_entry(done.id, 2, 5000))
+    );
+    assert_eq!(
+        store.idempotency("at-cutoff").unwrap(),
+        Some(key_entry(young.id, 3, 1000))
+    );
+    assert_eq!(store.get(open.id).unwrap(), Some(open));
+
+    assert_eq!(store.remove_final_before(u64::MAX).unwrap(), 2);
+    assert_eq!(store.idempotency("old-done").unwrap(), None);
+    assert_eq!(store.idempotency("at-cutoff").unwrap(), None);
+}
+
+#[test]
+fn a_key_sweep_larger_than_one_batch_expires_every_due_key() {
+    let dir = TempDir::new("key-batches");
+    let store = FileStore::open(&dir.0).unwrap();
+    let due = SWEEP_BATCH + 3;
+    let task = record(TaskStatus::Queued, 1, 1);
+    let txn = store.db.begin_write().unwrap();
+    {
+        let mut keys = txn.open_table(KEYS).unwrap();
+        let mut by_time = txn.open_table(KEYS_BY_TIME).unwrap();
+        for n in 0..due as u64 {
+            let key = format!("key-{n}");
+            keys.insert(key.as_str(), encode_key_entry(&key_entry(task.id, n, n)))
+                .unwrap();
+            by_time.insert(key_time(n, &key).as_slice(), ()).unwrap();
         }
-        txn.commit().unwrap();
     }
-    println!("100k records in 100 txns of 1000: {:?}", t.elapsed());
-    let size = std::fs::metadata(store.path()).unwrap().len();
-    println!(
-        "records: {}, file: {} bytes, {:.0} bytes/record",
-        store.len().unwrap(),
-        size,
-        size as f64 / total as f64
-    );
-    let t = Instant::now();
-    let open = store.unfinished().unwrap();
-    println!("unfinished() with {} open among 100k: {:?}", open.len(), t.elapsed());
-    let t = Instant::now();
-    let gone = store.remove_final_before(u64::MAX).unwrap();
-    println!("sweep of {gone}: {:?}", t.elapsed());
-    drop(store);
-    let store = FileStore::open(&dir.0).unwrap();
-    println!(
-        "after sweep+reopen: records {}, file {} bytes",
-        store.len().unwrap(),
-        std::fs::metadata(store.path()).unwrap().len()
-    );
-    // Realistic one-by-one: 10k fsync'd puts to see file growth per record with single-record txns.
-    drop(store);
-    let _ = std::fs::remove_dir_all(&dir.0);
-    let store = FileStore::open(&dir.0).unwrap();
-    let t = Instant::now();
-    for n in 0..5000 {
-        store.put(&make(n, TaskStatus::Completed)).unwrap();
-    }
-    let e = t.elapsed();
-    let size = std::fs::metadata(store.path()).unwrap().len();
-    println!(
-        "5000 single puts: {:.0} puts/s; file {} bytes, {:.0} bytes/record",
-        5000.0 / e.as_secs_f64(),
-        size,
-        size as f64 / 5000.0
-    );
+    txn.commit().unwrap();
+    assert_eq!(store.idempotency("key-7").unwrap(), Some(key_entry(task.id, 7, 7)));
+    assert_eq!(store.remove_final_before(u64::MAX).unwrap(), 0);
+    let txn = store.db.begin_read().unwrap();
+    assert_eq!(txn.open_table(KEYS).unwrap().len().unwrap(), 0);
+    assert_eq!(txn.open_table(KEYS_BY_TIME).unwrap().len().unwrap(), 0);
 }

@@ -35,6 +35,7 @@ pub async fn start(extra: &[&str]) -> App {
         format!("--certs-dir={}", certs.display()),
         "--config-delay=200ms".into(),
         "--retry-base=50ms".into(),
+        "--call-timeout=1s".into(),
         "--store=memory".into(),
     ];
     args.extend(extra.iter().map(|s| s.to_string()));
@@ -140,3 +141,6 @@ pub async fn rabbitmq() -> Option<String> {
 pub fn unique_queue(prefix: &str) -> String {
     format!("test-{prefix}-{}", uuid::Uuid::new_v4().simple())
 }
+
+pub mod chaos;
+pub mod process;

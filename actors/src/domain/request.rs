@@ -367,3 +367,7 @@ mod tests {
         assert!(!is_secret_key("username") && !is_secret_key("vlan"));
     }
 }
+
+#[cfg(test)]
+#[path = "request_props.rs"]
+mod props;

@@ -1,0 +1,238 @@
+//! P1, create throughput: POSTs to Service B over HTTPS (file store, RabbitMQ with confirms) against
+//! the raw rate of publish-with-confirm of the same message to the same broker.
+
+use crate::harness::{unique_queue, Bench};
+use crate::load::{closed_loop, create_task, device, http1_clients, Run, Until};
+use crate::report::{size, Report, Row, Target};
+use anyhow::Result;
+use cpe_actors::ports::TaskStore;
+use cpe_actors::{ConfigRequest, EquipmentId, TaskId, TaskMessage, TaskRecord};
+use cpe_config::queue::amqp::{AmqpConfig, AmqpLink, AmqpPublisher, QueueSpec};
+use cpe_config::store::file::FileStore;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const TARGET: f64 = 0.5;
+
+/// Create rates measured here, for P4's baseline: the timed run, and one per size.
+#[derive(Default)]
+pub struct Rates {
+    pub timed: Option<f64>,
+    pub sized: BTreeMap<u64, f64>,
+}
+
+pub async fn run(bench: &Bench, report: &mut Report) -> Rates {
+    let mut rates = Rates::default();
+    let Ok(url) = bench.broker.clone() else {
+        let why = bench.broker.clone().err().unwrap_or_default();
+        report.add(Row::skipped("P1 create throughput", why));
+        return rates;
+    };
+    let s = &bench.settings;
+    let timed = Until::Elapsed(s.duration);
+    if let Err(error) = timed_runs(bench, &url, timed, report, &mut rates).await {
+        report.add(Row::skipped("P1 create throughput", format!("{error:#}")));
+    }
+    for &n in &s.sizes {
+        let until = Until::Count {
+            total: n,
+            limit: s.limit,
+        };
+        let figure = format!("P1 create, N={}", size(n));
+        match sized_run(bench, &url, until, &figure, report).await {
+            Ok(rate) => drop(rates.sized.insert(n, rate)),
+            Err(error) => report.add(Row::skipped(figure, format!("{error:#}"))),
+        }
+    }
+    rates
+}
+
+async fn timed_runs(bench: &Bench, url: &str, until: Until, report: &mut Report, rates: &mut Rates) -> Result<()> {
+    let raw = raw_publish(bench, url, until).await?;
+    report.note(format!(
+        "P1 raw publish-with-confirm, {} publishers on one confirm channel: {}; CPU {}",
+        bench.settings.connections,
+        raw.summary(),
+        raw.cpu
+    ));
+    let app = creates(bench, "file", until).await?;
+    report.note(format!(
+        "P1 POST create (file store, RabbitMQ): {}; CPU {}",
+        app.summary(),
+        app.cpu
+    ));
+    rates.timed = Some(app.rate());
+    report.add(
+        Row::ratio(
+            format!(
+                "P1 create throughput ({} conns, {:?})",
+                bench.settings.connections, bench.settings.duration
+            ),
+            format!(
+                "{:.0} req/s (p50 {:.1} ms, p99 {:.1} ms)",
+                app.rate(),
+                app.percentile_ms(0.5),
+                app.percentile_ms(0.99)
+            ),
+            format!("{:.0} msg/s raw publish+confirm", raw.rate()),
+            app.rate() / raw.rate().max(1e-9),
+        )
+        .target(Target::AtLeast(TARGET)),
+    );
+    // Diagnostics: the same POSTs with the memory store, and what the file store alone sustains.
+    let memory = creates(bench, "memory", until).await?;
+    report.note(format!(
+        "P1 POST create (memory store, RabbitMQ): {}; CPU {}",
+        memory.summary(),
+        memory.cpu
+    ));
+    report.add(Row::ratio(
+        "P1 diagnostic: create with the memory store",
+        format!(
+            "{:.0} req/s (p50 {:.1} ms, p99 {:.1} ms)",
+            memory.rate(),
+            memory.percentile_ms(0.5),
+            memory.percentile_ms(0.99)
+        ),
+        format!("{:.0} msg/s raw publish+confirm", raw.rate()),
+        memory.rate() / raw.rate().max(1e-9),
+    ));
+    let (puts, per_put) = file_put_rate(bench, Duration::from_secs(2)).await?;
+    report.add(Row::ratio(
+        "P1 diagnostic: FileStore::put alone, one caller",
+        format!("{puts:.0} puts/s ({per_put:.2} ms each)"),
+        format!("{:.0} req/s P1 create", app.rate()),
+        puts / app.rate().max(1e-9),
+    ));
+    Ok(())
+}
+
+async fn sized_run(bench: &Bench, url: &str, until: Until, figure: &str, report: &mut Report) -> Result<f64> {
+    let raw = raw_publish(bench, url, until).await?;
+    let app = creates(bench, "file", until).await?;
+    report.note(format!(
+        "{figure}: raw publish {}; POST create {}; CPU during create {}",
+        raw.summary(),
+        app.summary(),
+        app.cpu
+    ));
+    let cut = if app.cut_short {
+        format!(", cut at {:?}", bench.settings.limit)
+    } else {
+        String::new()
+    };
+    report.add(
+        Row::ratio(
+            figure,
+            format!("{:.0} req/s ({} tasks{cut})", app.rate(), app.ok.len()),
+            format!("{:.0} msg/s raw", raw.rate()),
+            app.rate() / raw.rate().max(1e-9),
+        )
+        .target(Target::AtLeast(TARGET)),
+    );
+    Ok(app.rate())
+}
+
+/// The message Service B publishes for one task, byte for byte the same shape.
+pub fn sample_message() -> TaskMessage {
+    TaskMessage {
+        task_id: TaskId::new(),
+        equipment_id: EquipmentId::parse(&device(0)).expect("a valid id"),
+        request: ConfigRequest::from_json(crate::load::EXAMPLE.as_bytes()).expect("the example is valid"),
+    }
+}
+
+/// The limit: `connections` loops publishing the same message through one shared confirm channel, as the
+/// app's `AmqpPublisher` does, to a queue declared the same way (durable, dead-lettering).
+async fn raw_publish(bench: &Bench, url: &str, until: Until) -> Result<Run<()>> {
+    let queue = unique_queue("raw");
+    let config = AmqpConfig {
+        url: url.to_owned(),
+        queue: queue.clone(),
+        prefetch: 1,
+        connect_timeout: Duration::from_secs(5),
+    };
+    let link = AmqpLink::new(&config).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let publisher = AmqpPublisher::new(link.clone(), QueueSpec::tasks(queue.clone()));
+    let body: Arc<[u8]> = sample_message().to_json().into();
+    // Connect and declare first (on the load runtime, like the loops), outside the measurement.
+    let (first, warm) = (publisher.clone(), body.clone());
+    bench
+        .load
+        .spawn(async move { first.publish_json(&warm).await })
+        .await??;
+    let connections = vec![publisher; bench.settings.connections];
+    let run = closed_loop(&bench.load, connections, until, move |publisher, _| {
+        let body = body.clone();
+        async move { publisher.publish_json(&body).await.map_err(|e| e.to_string()) }
+    })
+    .await;
+    link.close().await;
+    bench.delete_queues(&queue).await;
+    Ok(run)
+}
+
+/// POST creates against Service B alone (`--role service-b`: no workers, so the queue only fills).
+async fn creates(bench: &Bench, store: &str, until: Until) -> Result<Run<()>> {
+    let queue = unique_queue("p1");
+    let args = vec!["--role=service-b".to_string(), format!("--store={store}")];
+    let running = bench.start(&bench.fresh_dir("p1"), Some(&queue), &args).await?;
+    let base = running.service_b();
+    let clients = http1_clients(bench.settings.connections, &bench.trust)?;
+    let result = async {
+        warm_up(bench, &clients, &base).await?;
+        Ok::<_, anyhow::Error>(
+            closed_loop(&bench.load, clients, until, move |client, seq| {
+                let base = base.clone();
+                async move { create_task(&client, &base, &device(seq)).await.map(drop) }
+            })
+            .await,
+        )
+    }
+    .await;
+    bench.stop(running, true).await;
+    result
+}
+
+/// One create per client before measuring: opens every connection, the broker link and the queue.
+pub async fn warm_up(bench: &Bench, clients: &[reqwest::Client], base: &str) -> Result<()> {
+    let warm: Vec<_> = clients
+        .iter()
+        .map(|client| {
+            let (client, base) = (client.clone(), base.to_owned());
+            bench
+                .load
+                .spawn(async move { create_task(&client, &base, "warmup1").await })
+        })
+        .collect();
+    for handle in warm {
+        handle
+            .await?
+            .map_err(|e| anyhow::anyhow!("warm-up create failed: {e}"))?;
+    }
+    Ok(())
+}
+
+/// Serial `FileStore::put` of new queued tasks for `span`: one write transaction, one fsync, each.
+async fn file_put_rate(bench: &Bench, span: Duration) -> Result<(f64, f64)> {
+    let dir = bench.fresh_dir("puts");
+    let store = FileStore::open(&dir)?;
+    let message = sample_message();
+    let (count, elapsed) = tokio::task::spawn_blocking(move || {
+        let started = Instant::now();
+        let mut count = 0u64;
+        while started.elapsed() < span {
+            let record = TaskRecord::queued(TaskId::new(), message.equipment_id.clone(), message.request.clone());
+            if store.put(&record).is_err() {
+                break;
+            }
+            count += 1;
+        }
+        (count, started.elapsed())
+    })
+    .await?;
+    let _ = std::fs::remove_dir_all(&dir);
+    let rate = count as f64 / elapsed.as_secs_f64();
+    Ok((rate, 1000.0 / rate.max(1e-9)))
+}

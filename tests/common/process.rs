@@ -1,0 +1,74 @@
+//! The real binary as a child process, with its JSON log lines collected for the test to read.
+
+use serde_json::Value;
+use std::io::BufRead;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::Receiver;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub struct Process {
+    child: Child,
+    lines: Receiver<Value>,
+    /// Every line seen so far, for assertions over the whole log.
+    pub seen: Arc<Mutex<Vec<Value>>>,
+}
+
+impl Process {
+    pub fn spawn(args: &[String], rust_log: &str) -> Process {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_cpe-config"))
+            .args(args)
+            .env("LOG_FORMAT", "json")
+            .env("RUST_LOG", rust_log)
+            .env_remove("AMQP_URL")
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (sender, lines) = std::sync::mpsc::channel();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let keep = seen.clone();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+                let value = serde_json::from_str(&line).unwrap_or(Value::String(line));
+                keep.lock().unwrap().push(value.clone());
+                let _ = sender.send(value);
+            }
+        });
+        Process { child, lines, seen }
+    }
+
+    /// The `addr` field of the first log line whose message contains `text`.
+    pub fn wait_for_addr(&self, text: &str, limit: Duration) -> std::net::SocketAddr {
+        let deadline = Instant::now() + limit;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = self
+                .lines
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("no log line containing {text:?}"));
+            if line["message"].as_str().is_some_and(|m| m.contains(text)) {
+                return line["addr"].as_str().unwrap().parse().unwrap();
+            }
+        }
+    }
+
+    /// SIGKILL: no clean stop, no flush, nothing acknowledged.
+    pub fn kill_hard(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, then the exit code.
+    pub fn terminate(&mut self) -> Option<i32> {
+        // SAFETY: sending a signal to our own child process.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        self.child.wait().ok().and_then(|s| s.code())
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        self.kill_hard();
+    }
+}
