@@ -4,6 +4,7 @@
 
 mod common;
 
+use common::broker::{delete_queues, message_count, publish_raw};
 use common::process::Process;
 use common::*;
 use std::time::Duration;
@@ -23,56 +24,6 @@ async fn start_with_broker(amqp: &str, queue: &str, extra: &[&str]) -> cpe_confi
     args.extend(extra.iter().map(|s| s.to_string()));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     start(&args).await
-}
-
-async fn delete_queues(amqp: &str, queue: &str) {
-    let Ok(connection) = lapin::Connection::connect(amqp, lapin::ConnectionProperties::default()).await else {
-        return;
-    };
-    if let Ok(channel) = connection.create_channel().await {
-        for name in [queue.to_string(), format!("{queue}.dlq"), format!("{queue}-results")] {
-            let _ = channel.queue_delete(name.as_str().into(), Default::default()).await;
-        }
-        let _ = channel
-            .exchange_delete(format!("{queue}.dlx").as_str().into(), Default::default())
-            .await;
-    }
-    let _ = connection.close(200, "done".into()).await;
-}
-
-/// Publishes raw bytes on a queue, as another system would.
-async fn publish_raw(amqp: &str, queue: &str, body: &[u8]) {
-    let connection = lapin::Connection::connect(amqp, lapin::ConnectionProperties::default())
-        .await
-        .unwrap();
-    let channel = connection.create_channel().await.unwrap();
-    channel.confirm_select(Default::default()).await.unwrap();
-    let properties = lapin::BasicProperties::default().with_delivery_mode(2);
-    channel
-        .basic_publish("".into(), queue.into(), Default::default(), body, properties)
-        .await
-        .unwrap()
-        .await
-        .unwrap();
-    let _ = connection.close(200, "done".into()).await;
-}
-
-async fn message_count(amqp: &str, queue: &str) -> u32 {
-    let connection = lapin::Connection::connect(amqp, lapin::ConnectionProperties::default())
-        .await
-        .unwrap();
-    let channel = connection.create_channel().await.unwrap();
-    let options = lapin::options::QueueDeclareOptions {
-        passive: true,
-        ..Default::default()
-    };
-    let count = channel
-        .queue_declare(queue.into(), options, Default::default())
-        .await
-        .map(|q| q.message_count())
-        .unwrap_or(0);
-    let _ = connection.close(200, "done".into()).await;
-    count
 }
 
 #[tokio::test]

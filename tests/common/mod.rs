@@ -142,5 +142,6 @@ pub fn unique_queue(prefix: &str) -> String {
     format!("test-{prefix}-{}", uuid::Uuid::new_v4().simple())
 }
 
+pub mod broker;
 pub mod chaos;
 pub mod process;
