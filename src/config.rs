@@ -123,7 +123,7 @@ pub struct Config {
     pub call_timeout: Option<Duration>,
 
     /// Where task state is kept.
-    #[arg(long, env = "STORE", value_enum, default_value = "memory")]
+    #[arg(long, env = "STORE", value_enum, default_value = "file")]
     pub store: StoreKind,
 
     /// Directory of the file store.

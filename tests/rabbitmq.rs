@@ -128,3 +128,50 @@ async fn the_three_roles_work_as_separate_processes() {
     drop(service_a);
     delete_queues(&amqp, &queue).await;
 }
+
+#[tokio::test]
+async fn a_task_that_runs_out_of_attempts_fails_and_is_dead_lettered() {
+    let Some(amqp) = rabbitmq().await else { return };
+    let queue = unique_queue("dlq");
+    let app = start_with_broker(
+        &amqp,
+        &queue,
+        &[
+            "--fail-rate=1.0",
+            "--config-delay=0s",
+            "--max-attempts=3",
+            "--retry-base=10ms",
+        ],
+    )
+    .await;
+    let task = create_task(app.service_b_addr, "doomed1").await;
+    let done = wait_completed(app.service_b_addr, "doomed1", &task, LIMIT).await;
+    assert_eq!(
+        (done["code"].clone(), done["attempts"].clone()),
+        (serde_json::json!(500), serde_json::json!(3))
+    );
+    eventually(LIMIT, "the failed task to reach the dead-letter queue", || async {
+        (message_count(&amqp, &format!("{queue}.dlq")).await == 1).then_some(())
+    })
+    .await;
+    app.shutdown().await.unwrap();
+    delete_queues(&amqp, &queue).await;
+}
+
+#[tokio::test]
+async fn without_a_broker_tasks_are_refused_with_503_and_readiness_says_why() {
+    // Nothing listens on port 1: publishing cannot be confirmed, so nothing may be accepted.
+    let app = start(&["--amqp-url=amqp://guest:guest@127.0.0.1:1/%2f", "--queue=never-there"]).await;
+    let (status, body) = send(
+        client()
+            .post(url(app.service_b_addr, "/api/v1/equipment/cpe/abc123"))
+            .body(EXAMPLE),
+    )
+    .await;
+    assert_eq!((status, body["code"].clone()), (503, serde_json::json!(503)), "{body}");
+    assert!(body["message"].as_str().unwrap().contains("not accepted"), "{body}");
+    let (status, body) = send(client().get(url(app.service_b_addr, "/readyz"))).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body["message"].as_str().unwrap().contains("queue"), "{body}");
+    app.shutdown().await.unwrap();
+}

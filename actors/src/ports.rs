@@ -17,13 +17,9 @@ pub trait TaskStore: Send + Sync + 'static {
     /// before it; returns how many records went.
     fn remove_final_before(&self, cutoff_millis: u64) -> Result<usize, StoreError>;
     /// The task an idempotency key was first used for.
-    fn idempotency(&self, _key: &str) -> Result<Option<IdempotencyEntry>, StoreError> {
-        Err(StoreError("this store keeps no idempotency keys".into()))
-    }
+    fn idempotency(&self, key: &str) -> Result<Option<IdempotencyEntry>, StoreError>;
     /// Stores a new record together with its idempotency key, in one durable write.
-    fn put_with_key(&self, _record: &TaskRecord, _key: &str, _entry: &IdempotencyEntry) -> Result<(), StoreError> {
-        Err(StoreError("this store keeps no idempotency keys".into()))
-    }
+    fn put_with_key(&self, record: &TaskRecord, key: &str, entry: &IdempotencyEntry) -> Result<(), StoreError>;
 }
 
 /// What an `Idempotency-Key` points to: the task, and a fingerprint of the request that created it.

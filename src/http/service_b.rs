@@ -67,7 +67,7 @@ impl ServiceB {
         };
         let key = match idempotency_key(request) {
             Ok(key) => key,
-            Err(rejection) => return rejection,
+            Err(rejection) => return *rejection,
         };
         let task = TaskMessage {
             task_id: TaskId::new(),
@@ -166,7 +166,7 @@ fn accepted(task_id: TaskId) -> Response {
 }
 
 /// The optional `Idempotency-Key` header: 1 to 255 visible ASCII characters.
-fn idempotency_key(request: &HttpRequest) -> Result<Option<String>, Response> {
+fn idempotency_key(request: &HttpRequest) -> Result<Option<String>, Box<Response>> {
     let Some(value) = request.headers.get("idempotency-key") else {
         return Ok(None);
     };
@@ -174,10 +174,10 @@ fn idempotency_key(request: &HttpRequest) -> Result<Option<String>, Response> {
         Ok(key) if (1..=255).contains(&key.len()) && key.bytes().all(|b| b.is_ascii_graphic()) => {
             Ok(Some(key.to_owned()))
         }
-        _ => Err(error(
+        _ => Err(Box::new(error(
             StatusCode::BAD_REQUEST,
             "Idempotency-Key must be 1 to 255 visible ASCII characters",
-        )),
+        ))),
     }
 }
 
