@@ -31,8 +31,7 @@ impl TaskMessage {
 
     /// Validates a message body as strictly as an HTTP request; the error says what is wrong.
     pub fn from_json(body: &[u8]) -> Result<Self, RequestError> {
-        let value: Value = serde_json::from_slice(body)
-            .map_err(|e| RequestError::Malformed(format!("message is not valid JSON: {e}")))?;
+        let value: Value = super::request::parse_json(body, "message")?;
         let field = |name: &str| {
             value
                 .get(name)

@@ -3,6 +3,7 @@
 mod equipment_id;
 mod message;
 mod request;
+mod strict_json;
 mod task;
 
 pub use equipment_id::{EquipmentId, InvalidEquipmentId};

@@ -50,9 +50,7 @@ pub struct Parameters(BTreeMap<String, ParamValue>);
 impl ConfigRequest {
     /// Parses a request body: 400 for bytes that are not JSON, 422 for JSON that breaks the schema.
     pub fn from_json(body: &[u8]) -> Result<Self, RequestError> {
-        let value: Value = serde_json::from_slice(body)
-            .map_err(|e| RequestError::Malformed(format!("request body is not valid JSON: {e}")))?;
-        Self::from_value(&value)
+        Self::from_value(&parse_json(body, "request body")?)
     }
 
     /// Validates an already parsed JSON value (a request body, or a queue message's `task_payload`).
@@ -268,6 +266,17 @@ fn kind(value: &Value) -> &'static str {
     }
 }
 
+/// Strict JSON: bytes that are not JSON are malformed (400); a key given twice is invalid (422).
+pub fn parse_json(body: &[u8], what: &str) -> Result<Value, RequestError> {
+    super::strict_json::parse(body).map_err(|e| {
+        if e.is_data() {
+            RequestError::Invalid(format!("{what} is ambiguous: {e}"))
+        } else {
+            RequestError::Malformed(format!("{what} is not valid JSON: {e}"))
+        }
+    })
+}
+
 fn invalid(message: impl Into<String>) -> RequestError {
     RequestError::Invalid(message.into())
 }
@@ -350,6 +359,7 @@ mod tests {
             invalid_message(r#"{"timeoutInSeconds": 1, "parameters": [{"a": 1, "b": 2}]}"#).contains("parameters[0]")
         );
         assert!(invalid_message(r#"{"timeoutInSeconds": 1, "parameters": [{"a": 1}, {"a": 2}]}"#).contains("twice"));
+        assert!(invalid_message(r#"{"timeoutInSeconds": 1, "parameters": {"vlan": 1, "vlan": 2}}"#).contains("twice"));
     }
 
     #[test]
