@@ -6,14 +6,15 @@ use async_trait::async_trait;
 use cpe_actors::supervisor::ChildSpec;
 use cpe_actors::task_guard::AbortOnDrop;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
+use hyper::server::conn::{http1, http2};
 use hyper_util::service::TowerToHyperService;
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_rustls::TlsAcceptor;
 
-/// A client must finish its TLS handshake, and send each request head, within this time.
+/// A client must finish its TLS handshake, and send each request head (the first one included,
+/// so an idle keep-alive connection is closed too), within this time.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -76,19 +77,26 @@ async fn accept_loop(listener: tokio::net::TcpListener, tls: TlsAcceptor, routes
                 Ok(Err(error)) => return tracing::debug!(%peer, %error, "TLS handshake failed"),
                 Err(_) => return tracing::debug!(%peer, "TLS handshake timed out"),
             };
-            let mut builder = auto::Builder::new(TokioExecutor::new());
-            builder
-                .http1()
-                .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_TIMEOUT);
-            builder
-                .http2()
-                .timer(TokioTimer::new())
-                .keep_alive_interval(Some(Duration::from_secs(30)));
-            if let Err(error) = builder
-                .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service))
-                .await
-            {
+            // ALPN already chose the protocol: serving it directly (rather than sniffing the first
+            // bytes) lets the header timeout cover a client that connects and then sends nothing.
+            let http2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+            let io = TokioIo::new(stream);
+            let service = TowerToHyperService::new(service);
+            let served = if http2 {
+                http2::Builder::new(TokioExecutor::new())
+                    .timer(TokioTimer::new())
+                    .keep_alive_interval(Some(Duration::from_secs(30)))
+                    .keep_alive_timeout(Duration::from_secs(20))
+                    .serve_connection(io, service)
+                    .await
+            } else {
+                http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(HEADER_TIMEOUT)
+                    .serve_connection(io, service)
+                    .await
+            };
+            if let Err(error) = served {
                 tracing::debug!(%peer, %error, "connection ended with an error");
             }
         });
