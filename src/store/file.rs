@@ -1,7 +1,7 @@
 //! The embedded file store: task records in one redb file, `<data dir>/tasks.redb`, durable on every write.
 //!
 //! Five tables, changed together in one write transaction so that a crash never leaves them disagreeing:
-//! - `records`: task id (16 bytes) → the encoded record (see [`encode`]);
+//! - `records`: task id (16 bytes) → the encoded record (see [`encode`], in `file/codec.rs`);
 //! - `unfinished`: created_at (big-endian) ++ task id → (), for queued and running tasks, so a restart
 //!   reads only the open work, already in creation order, however many final tasks are kept;
 //! - `final_by_update`: updated_at (big-endian) ++ task id → (), for completed and failed tasks, so a
@@ -12,8 +12,14 @@
 //! Readers double-check an index entry against its record and skip one that no longer matches, so an
 //! index entry left behind by a record that could not be decoded can never resurrect or delete a task.
 
+mod codec;
+
+use codec::{decode, decode_key_entry, encode, encode_key_entry, Header};
 use cpe_actors::ports::{IdempotencyEntry, StoreError, TaskStore};
-use cpe_actors::{ConfigRequest, EquipmentId, TaskId, TaskRecord, TaskStatus};
+use cpe_actors::{TaskId, TaskRecord};
+// The tests (file_tests.rs) name these through `use super::*`; since the codec moved out, the store does not.
+#[cfg(test)]
+use cpe_actors::{ConfigRequest, EquipmentId, TaskStatus};
 use redb::{
     Database, DatabaseError, ReadableDatabase, ReadableTable, ReadableTableMetadata, Table, TableDefinition,
     WriteTransaction,
@@ -39,13 +45,6 @@ const SWEEP_BATCH: usize = 10_000;
 /// Page cache limit. redb's default is 1 GiB, too much to promise on the small machines this runs on; the
 /// working set (open tasks and recent records) is far smaller.
 const CACHE_BYTES: usize = 64 * 1024 * 1024;
-
-/// First byte of every value, so the encoding can change without misreading old files.
-const FORMAT_V1: u8 = 1;
-/// Bytes before the variable-length fields: version, status, created_at, updated_at, attempts.
-const HEADER_LEN: usize = 22;
-/// Length prefix of an absent `last_error`.
-const NO_ERROR: u32 = u32::MAX;
 
 /// A [`TaskStore`] that survives restarts: every `put`, `remove` and sweep step is committed with fsync
 /// before it returns.
@@ -394,33 +393,8 @@ fn split_key(key: &IndexKey) -> (u64, TaskId) {
     (u64::from_be_bytes(millis), TaskId::from_bytes(id))
 }
 
-/// The fixed-size start of a value: all that index upkeep needs, readable even if the rest is damaged.
-#[derive(Clone, Copy)]
-struct Header {
-    status: TaskStatus,
-    created_at: u64,
-    updated_at: u64,
-}
-
+/// Where a record's index entry goes, from its header: creation order while open, update order once final.
 impl Header {
-    fn of(record: &TaskRecord) -> Self {
-        Self {
-            status: record.status,
-            created_at: record.created_at,
-            updated_at: record.updated_at,
-        }
-    }
-
-    fn decode(value: &[u8]) -> Option<Self> {
-        let mut r = Reader(value);
-        (r.u8()? == FORMAT_V1).then_some(())?;
-        Some(Self {
-            status: status_from(r.u8()?)?,
-            created_at: r.u64()?,
-            updated_at: r.u64()?,
-        })
-    }
-
     fn index_entry(self, id: TaskId) -> IndexEntry {
         if self.status.is_final() {
             IndexEntry::Final(index_key(self.updated_at, &id))
@@ -430,152 +404,9 @@ impl Header {
     }
 }
 
-fn status_byte(status: TaskStatus) -> u8 {
-    match status {
-        TaskStatus::Queued => 0,
-        TaskStatus::Running => 1,
-        TaskStatus::Completed => 2,
-        TaskStatus::Failed => 3,
-    }
-}
-
-fn status_from(byte: u8) -> Option<TaskStatus> {
-    Some(match byte {
-        0 => TaskStatus::Queued,
-        1 => TaskStatus::Running,
-        2 => TaskStatus::Completed,
-        3 => TaskStatus::Failed,
-        _ => return None,
-    })
-}
-
-/// Format 1: version u8, status u8, created_at u64, updated_at u64, attempts u32 (all big-endian);
-/// equipment id (u16 length + bytes); last error (u32 length, `u32::MAX` for none, + bytes); then the
-/// request as JSON to the end: 37 bytes plus the JSON for a typical record (147 bytes in all for the
-/// documented example request), with no field names and no textual ids.
-fn encode(record: &TaskRecord) -> Result<Vec<u8>, StoreError> {
-    let too_long = |what: &str| StoreError(format!("task {}: {what} is too long to store", record.id));
-    let request = serde_json::to_vec(&record.request)
-        .map_err(|e| StoreError(format!("task {}: request cannot be encoded: {e}", record.id)))?;
-    let equipment = record.equipment_id.as_str().as_bytes();
-    let error = record.last_error.as_deref().map(str::as_bytes);
-    let mut out = Vec::with_capacity(HEADER_LEN + 6 + equipment.len() + error.map_or(0, <[u8]>::len) + request.len());
-    out.push(FORMAT_V1);
-    out.push(status_byte(record.status));
-    out.extend_from_slice(&record.created_at.to_be_bytes());
-    out.extend_from_slice(&record.updated_at.to_be_bytes());
-    out.extend_from_slice(&record.attempts.to_be_bytes());
-    let equipment_len = u16::try_from(equipment.len()).map_err(|_| too_long("equipment id"))?;
-    out.extend_from_slice(&equipment_len.to_be_bytes());
-    out.extend_from_slice(equipment);
-    match error {
-        None => out.extend_from_slice(&NO_ERROR.to_be_bytes()),
-        Some(error) => {
-            let len = u32::try_from(error.len())
-                .ok()
-                .filter(|n| *n != NO_ERROR)
-                .ok_or_else(|| too_long("last error"))?;
-            out.extend_from_slice(&len.to_be_bytes());
-            out.extend_from_slice(error);
-        }
-    }
-    out.extend_from_slice(&request);
-    Ok(out)
-}
-
-/// Reads a value back; any damage is an error naming the task, never a panic.
-fn decode(id: TaskId, value: &[u8]) -> Result<TaskRecord, StoreError> {
-    let bad = |why: &str| StoreError(format!("task {id} cannot be decoded: {why}"));
-    let header = Header::decode(value).ok_or_else(|| bad("unknown format or damaged header"))?;
-    let mut r = Reader(value.get(HEADER_LEN - 4..).ok_or_else(|| bad("truncated header"))?);
-    let attempts = r.u32().ok_or_else(|| bad("truncated header"))?;
-    let equipment_len = r.u16().ok_or_else(|| bad("truncated equipment id"))?;
-    let equipment = r
-        .take(usize::from(equipment_len))
-        .ok_or_else(|| bad("truncated equipment id"))?;
-    let equipment_id = std::str::from_utf8(equipment)
-        .ok()
-        .and_then(|raw| EquipmentId::parse(raw).ok())
-        .ok_or_else(|| bad("invalid equipment id"))?;
-    let last_error = match r.u32().ok_or_else(|| bad("truncated last error"))? {
-        NO_ERROR => None,
-        len => {
-            let raw = usize::try_from(len)
-                .ok()
-                .and_then(|n| r.take(n))
-                .ok_or_else(|| bad("truncated last error"))?;
-            Some(String::from_utf8(raw.to_vec()).map_err(|_| bad("last error is not UTF-8"))?)
-        }
-    };
-    let json: serde_json::Value = serde_json::from_slice(r.0).map_err(|e| bad(&format!("request is not JSON: {e}")))?;
-    let request = ConfigRequest::from_value(&json).map_err(|e| bad(&format!("invalid request: {e}")))?;
-    Ok(TaskRecord {
-        id,
-        equipment_id,
-        request,
-        status: header.status,
-        attempts,
-        last_error,
-        created_at: header.created_at,
-        updated_at: header.updated_at,
-    })
-}
-
-/// Task id, fingerprint (big-endian), created_at (big-endian): fixed size, so it always decodes.
-fn encode_key_entry(entry: &IdempotencyEntry) -> [u8; 32] {
-    let mut out = [0; 32];
-    out[..16].copy_from_slice(entry.task_id.as_bytes());
-    out[16..24].copy_from_slice(&entry.fingerprint.to_be_bytes());
-    out[24..].copy_from_slice(&entry.created_at.to_be_bytes());
-    out
-}
-
-fn decode_key_entry(raw: [u8; 32]) -> IdempotencyEntry {
-    // The lengths are exact, so the conversions cannot fail; the defaults only satisfy the types.
-    let (id, rest) = raw.split_at(16);
-    let (fingerprint, created_at) = rest.split_at(8);
-    let word = |bytes: &[u8]| u64::from_be_bytes(bytes.try_into().unwrap_or_default());
-    IdempotencyEntry {
-        task_id: TaskId::from_bytes(id.try_into().unwrap_or_default()),
-        fingerprint: word(fingerprint),
-        created_at: word(created_at),
-    }
-}
-
 /// created_at (big-endian) ++ key: the expiry index's key.
 fn key_time(created_at: u64, key: &str) -> Vec<u8> {
     [&created_at.to_be_bytes()[..], key.as_bytes()].concat()
-}
-
-/// A cursor over a value's bytes that returns `None` instead of reading past the end.
-struct Reader<'a>(&'a [u8]);
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
-        let (head, rest) = self.0.split_at_checked(n)?;
-        self.0 = rest;
-        Some(head)
-    }
-
-    fn array<const N: usize>(&mut self) -> Option<[u8; N]> {
-        self.take(N)?.try_into().ok()
-    }
-
-    fn u8(&mut self) -> Option<u8> {
-        self.array::<1>().map(|[b]| b)
-    }
-
-    fn u16(&mut self) -> Option<u16> {
-        self.array().map(u16::from_be_bytes)
-    }
-
-    fn u32(&mut self) -> Option<u32> {
-        self.array().map(u32::from_be_bytes)
-    }
-
-    fn u64(&mut self) -> Option<u64> {
-        self.array().map(u64::from_be_bytes)
-    }
 }
 
 #[cfg(test)]
