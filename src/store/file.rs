@@ -17,9 +17,6 @@ mod codec;
 use codec::{decode, decode_key_entry, encode, encode_key_entry, Header};
 use cpe_actors::ports::{IdempotencyEntry, StoreError, TaskStore};
 use cpe_actors::{TaskId, TaskRecord};
-// The tests (file_tests.rs) name these through `use super::*`; since the codec moved out, the store does not.
-#[cfg(test)]
-use cpe_actors::{ConfigRequest, EquipmentId, TaskStatus};
 use redb::{
     Database, DatabaseError, ReadableDatabase, ReadableTable, ReadableTableMetadata, Table, TableDefinition,
     WriteTransaction,

@@ -1,6 +1,7 @@
 //! Tests of the file store: encoding, durability across reopen, index upkeep, sweeps, locking, damage.
 
 use super::*;
+use cpe_actors::{ConfigRequest, EquipmentId, TaskStatus};
 use std::sync::atomic::{AtomicU32, Ordering};
 
 /// A directory of its own under the system temp dir, removed when the test ends (even by a panic).
