@@ -5,7 +5,7 @@
 mod common;
 
 use common::broker::delete_queues;
-use common::chaos::{create_many, device_calls, settle, Tally};
+use common::chaos::{create_many, device_calls, orchestrator_args, service_a, settle, Tally};
 use common::process::Process;
 use common::*;
 use std::time::Duration;
@@ -41,31 +41,14 @@ async fn no_accepted_task_is_lost_when_the_broker_and_the_process_go_down() {
     }
     let queue = unique_queue("chaos");
     let data = std::env::temp_dir().join(format!("cpe-chaos-broker-{}", uuid::Uuid::new_v4()));
-    let certs = format!("--certs-dir={}", certs_dir().display());
-    let service_a = Process::spawn(
-        &[
-            "--role=service-a".into(),
-            "--service-a-addr=127.0.0.1:0".into(),
-            "--config-delay=300ms".into(),
-            certs.clone(),
-        ],
-        "info,cpe_config::http::service_a=debug",
-    );
-    let a = service_a.wait_for_addr("Service A", LIMIT);
+    let (service_a, a) = service_a(LIMIT);
     let orchestrator = || {
-        let args = vec![
+        let mut args = orchestrator_args(a, &data);
+        args.extend([
             format!("--amqp-url={amqp}"),
             format!("--queue={queue}"),
             format!("--results-queue={queue}-results"),
-            "--service-a-addr=127.0.0.1:0".into(),
-            "--service-b-addr=127.0.0.1:0".into(),
-            format!("--service-a-url=https://localhost:{}", a.port()),
-            "--store=file".into(),
-            format!("--data-dir={}", data.display()),
-            "--workers=16".into(),
-            "--call-timeout=2s".into(),
-            certs.clone(),
-        ];
+        ]);
         Process::spawn(&args, "info")
     };
     let mut tally = Tally::default();

@@ -4,9 +4,8 @@
 
 mod common;
 
-use common::chaos::{create_many, device_calls, settle, Tally};
+use common::chaos::{create_many, device_calls, orchestrator_args, service_a, settle, Tally};
 use common::process::Process;
-use common::*;
 use std::time::Duration;
 
 const LIMIT: Duration = Duration::from_secs(60);
@@ -14,38 +13,16 @@ const LIMIT: Duration = Duration::from_secs(60);
 #[tokio::test]
 async fn every_accepted_task_ends_after_a_kill_9_and_a_restart() {
     let data = std::env::temp_dir().join(format!("cpe-chaos-crash-{}", uuid::Uuid::new_v4()));
-    let certs = format!("--certs-dir={}", certs_dir().display());
-    let service_a = Process::spawn(
-        &[
-            "--role=service-a".into(),
-            "--service-a-addr=127.0.0.1:0".into(),
-            "--config-delay=300ms".into(),
-            certs.clone(),
-        ],
-        "info,cpe_config::http::service_a=debug",
-    );
-    let a = service_a.wait_for_addr("Service A", LIMIT);
-    let orchestrator = |data: &std::path::Path| {
-        let args = vec![
-            "--service-a-addr=127.0.0.1:0".to_string(),
-            "--service-b-addr=127.0.0.1:0".into(),
-            format!("--service-a-url=https://localhost:{}", a.port()),
-            "--store=file".into(),
-            format!("--data-dir={}", data.display()),
-            "--workers=16".into(),
-            "--call-timeout=2s".into(),
-            certs.clone(),
-        ];
-        Process::spawn(&args, "info")
-    };
-    let mut first = orchestrator(&data);
+    let (service_a, a) = service_a(LIMIT);
+    let orchestrator = || Process::spawn(&orchestrator_args(a, &data), "info");
+    let mut first = orchestrator();
     let b = first.wait_for_addr("Service B", LIMIT);
     let mut tally = Tally::default();
     // 100 devices, 3 tasks each: per-device order and exclusivity are under test too.
     let tasks = create_many(b, 100, 3, &mut tally).await;
     first.kill_hard();
 
-    let second = orchestrator(&data);
+    let second = orchestrator();
     let b = second.wait_for_addr("Service B", LIMIT);
     settle(b, &tasks, LIMIT, &mut tally).await;
     let (calls, overlaps) = device_calls(&service_a.seen.lock().unwrap());

@@ -2,7 +2,7 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 fn binary() -> Command {
@@ -87,43 +87,24 @@ fn certs_generates_a_pair_and_refuses_to_overwrite_it() {
 #[test]
 fn sigterm_stops_the_process_cleanly_with_exit_code_zero() {
     let certs = temp_dir("sigterm");
-    let mut child = binary()
-        .args([
-            "--service-a-addr",
-            "127.0.0.1:0",
-            "--service-b-addr",
-            "127.0.0.1:0",
-            "--store",
-            "memory",
-        ])
-        .arg("--certs-dir")
-        .arg(&certs)
-        .env_remove("AMQP_URL")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (sender, lines) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        use std::io::BufRead;
-        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = sender.send(line);
-        }
-    });
-    let mut log = Vec::new();
-    // Service B is the last component to start: once it logs, the process is up.
-    while !log.iter().any(|l: &String| l.contains("Service B")) {
-        let line = lines
-            .recv_timeout(Duration::from_secs(30))
-            .expect("the binary logs that Service B listens");
-        log.push(line);
-    }
-    // SAFETY: sending a signal to our own child process.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let status = child.wait().unwrap();
-    log.extend(lines.iter());
-    let log = log.join("\n");
-    assert_eq!(status.code(), Some(0), "{log}");
-    assert!(log.contains("Service A") && log.contains("stopped"), "{log}");
+    let args = [
+        "--service-a-addr=127.0.0.1:0".to_string(),
+        "--service-b-addr=127.0.0.1:0".into(),
+        "--store=memory".into(),
+        format!("--certs-dir={}", certs.display()),
+    ];
+    let mut process = common::process::Process::spawn(&args, "info");
+    // Service B is announced once the app accepts work: then the process is up.
+    process.wait_for_addr("Service B", Duration::from_secs(30));
+    assert_eq!(process.terminate(), Some(0), "SIGTERM is a clean stop");
+    let log = process
+        .seen
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|line| line["message"].to_string())
+        .collect::<Vec<_>>();
+    assert!(log.iter().any(|m| m.contains("Service A")), "{log:?}");
+    assert!(log.iter().any(|m| m.contains("stopped")), "{log:?}");
     std::fs::remove_dir_all(certs).unwrap();
 }

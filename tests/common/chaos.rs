@@ -1,11 +1,40 @@
 //! Chaos bookkeeping: create tasks, wait for every accepted one to end, and read Service A's log
 //! for duplicate and overlapping configurations.
 
-use super::{client, send, url, EXAMPLE};
+use super::process::Process;
+use super::{certs_dir, client, send, url, EXAMPLE};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
+
+/// Service A as its own process, logging each call's start and end for [`device_calls`].
+pub fn service_a(limit: Duration) -> (Process, SocketAddr) {
+    let args = [
+        "--role=service-a".to_string(),
+        "--service-a-addr=127.0.0.1:0".into(),
+        "--config-delay=300ms".into(),
+        format!("--certs-dir={}", certs_dir().display()),
+    ];
+    let process = Process::spawn(&args, "info,cpe_config::http::service_a=debug");
+    let addr = process.wait_for_addr("Service A", limit);
+    (process, addr)
+}
+
+/// Options of an orchestrator that calls that Service A and keeps its state in `data`.
+pub fn orchestrator_args(service_a: SocketAddr, data: &std::path::Path) -> Vec<String> {
+    vec![
+        "--service-a-addr=127.0.0.1:0".into(),
+        "--service-b-addr=127.0.0.1:0".into(),
+        format!("--service-a-url=https://localhost:{}", service_a.port()),
+        "--store=file".into(),
+        format!("--data-dir={}", data.display()),
+        "--workers=16".into(),
+        // Short, so a task resumed after a crash waits out its earlier call quickly.
+        "--call-timeout=2s".into(),
+        format!("--certs-dir={}", certs_dir().display()),
+    ]
+}
 
 #[derive(Debug, Default)]
 pub struct Tally {
