@@ -4,6 +4,7 @@
 
 pub mod consumer;
 pub mod domain;
+pub mod group_commit;
 pub mod memory;
 pub mod pool;
 pub mod ports;

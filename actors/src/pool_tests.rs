@@ -67,7 +67,8 @@ async fn rig(workers: usize, device: Recorder) -> Rig {
         provisioner: device.clone(),
         sink: Arc::new(registry.clone()),
         retry: RetryPolicy::default(),
-        call_timeout: Duration::from_secs(5),
+        // Short: a task taken again after its worker died waits out this deadline first.
+        call_timeout: Duration::from_millis(300),
     });
     let (pool, _) = Actor::spawn(
         None,

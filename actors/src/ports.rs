@@ -5,21 +5,41 @@ use crate::{ConfigRequest, EquipmentId, Outcome, TaskId, TaskMessage, TaskRecord
 use async_trait::async_trait;
 use std::sync::Arc;
 
-/// Durable (or not) home of task records. Calls are short and synchronous: the registry owns the only handle.
+/// Durable (or not) home of task records. Reads are short and synchronous; writes go through
+/// [`TaskStore::write_batch`], so many changes can share one durable commit (one fsync).
 pub trait TaskStore: Send + Sync + 'static {
-    /// Stores a new record, or replaces one with the same id.
-    fn put(&self, record: &TaskRecord) -> Result<(), StoreError>;
+    /// Applies every change in one transaction: durable when it returns, all or nothing.
+    fn write_batch(&self, ops: &[WriteOp]) -> Result<(), StoreError>;
     fn get(&self, id: TaskId) -> Result<Option<TaskRecord>, StoreError>;
-    fn remove(&self, id: TaskId) -> Result<(), StoreError>;
-    /// Records that are neither completed nor failed: the work to resume after a restart.
+    /// Records that are neither completed nor failed, oldest first: the work to resume after a restart.
     fn unfinished(&self) -> Result<Vec<TaskRecord>, StoreError>;
     /// Removes final records last updated before `cutoff_millis`, and idempotency keys created
     /// before it; returns how many records went.
     fn remove_final_before(&self, cutoff_millis: u64) -> Result<usize, StoreError>;
     /// The task an idempotency key was first used for.
     fn idempotency(&self, key: &str) -> Result<Option<IdempotencyEntry>, StoreError>;
+
+    /// Stores a new record, or replaces one with the same id.
+    fn put(&self, record: &TaskRecord) -> Result<(), StoreError> {
+        self.write_batch(&[WriteOp::Put(record.clone())])
+    }
+
+    fn remove(&self, id: TaskId) -> Result<(), StoreError> {
+        self.write_batch(&[WriteOp::Remove(id)])
+    }
+
     /// Stores a new record together with its idempotency key, in one durable write.
-    fn put_with_key(&self, record: &TaskRecord, key: &str, entry: &IdempotencyEntry) -> Result<(), StoreError>;
+    fn put_with_key(&self, record: &TaskRecord, key: &str, entry: &IdempotencyEntry) -> Result<(), StoreError> {
+        self.write_batch(&[WriteOp::PutWithKey(record.clone(), key.to_owned(), *entry)])
+    }
+}
+
+/// One change to the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriteOp {
+    Put(TaskRecord),
+    PutWithKey(TaskRecord, String, IdempotencyEntry),
+    Remove(TaskId),
 }
 
 /// What an `Idempotency-Key` points to: the task, and a fingerprint of the request that created it.

@@ -359,7 +359,7 @@ mod tests {
         assert_eq!(rig.queue.dead_letters().len(), 1);
     }
 
-    #[tokio::test(start_paused = true)]
+    #[tokio::test]
     async fn a_call_past_its_deadline_counts_as_a_transient_failure() {
         struct Hangs;
         #[async_trait]
@@ -370,6 +370,7 @@ mod tests {
         }
         let mut rig = rig(vec![]).await;
         rig.deps.provisioner = Arc::new(Hangs);
+        rig.deps.call_timeout = Duration::from_millis(20);
         let task = task();
         assert!(
             matches!(run_one(&rig, &task).await, Settlement::DeadLettered(reason) if reason.contains("did not answer"))

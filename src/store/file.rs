@@ -15,7 +15,7 @@
 mod codec;
 
 use codec::{decode, decode_key_entry, encode, encode_key_entry, Header};
-use cpe_actors::ports::{IdempotencyEntry, StoreError, TaskStore};
+use cpe_actors::ports::{IdempotencyEntry, StoreError, TaskStore, WriteOp};
 use cpe_actors::{TaskId, TaskRecord};
 use redb::{
     Database, DatabaseError, ReadableDatabase, ReadableTable, ReadableTableMetadata, Table, TableDefinition,
@@ -100,25 +100,17 @@ impl FileStore {
         StoreError(format!("{doing} in {}: {}", self.path.display(), cause.0))
     }
 
-    fn put_inner(&self, record: &TaskRecord) -> Result<(), StoreError> {
+    fn write_batch_inner(&self, ops: &[WriteOp]) -> Result<(), StoreError> {
         let txn = self.db.begin_write().map_err(db)?;
-        write_record(&txn, record)?;
-        txn.commit().map_err(db)
-    }
-
-    fn remove_inner(&self, id: TaskId) -> Result<(), StoreError> {
-        let txn = self.db.begin_write().map_err(db)?;
-        let old = {
-            let mut records = txn.open_table(RECORDS).map_err(db)?;
-            let removed = records.remove(id.as_bytes()).map_err(db)?;
-            removed.map(|old| Header::decode(old.value()))
-        };
-        match old {
-            // Nothing was there: nothing to make durable.
-            None => return txn.abort().map_err(db),
-            Some(Some(header)) => Indexes::open(&txn)?.remove(header.index_entry(id))?,
-            // An undecodable record's index entry stays behind; readers skip it.
-            Some(None) => {}
+        for op in ops {
+            match op {
+                WriteOp::Put(record) => write_record(&txn, record)?,
+                WriteOp::PutWithKey(record, key, entry) => {
+                    write_record(&txn, record)?;
+                    write_key(&txn, key, entry)?;
+                }
+                WriteOp::Remove(id) => remove_record(&txn, *id)?,
+            }
         }
         txn.commit().map_err(db)
     }
@@ -219,19 +211,19 @@ impl FileStore {
 }
 
 impl TaskStore for FileStore {
-    fn put(&self, record: &TaskRecord) -> Result<(), StoreError> {
-        self.put_inner(record)
-            .map_err(|e| self.wrap(format_args!("cannot store task {}", record.id), e))
+    fn write_batch(&self, ops: &[WriteOp]) -> Result<(), StoreError> {
+        self.write_batch_inner(ops).map_err(|e| match ops {
+            [WriteOp::Put(record) | WriteOp::PutWithKey(record, ..)] => {
+                self.wrap(format_args!("cannot store task {}", record.id), e)
+            }
+            [WriteOp::Remove(id)] => self.wrap(format_args!("cannot remove task {id}"), e),
+            _ => self.wrap(format_args!("cannot store a batch of {} changes", ops.len()), e),
+        })
     }
 
     fn get(&self, id: TaskId) -> Result<Option<TaskRecord>, StoreError> {
         self.get_inner(id)
             .map_err(|e| self.wrap(format_args!("cannot read task {id}"), e))
-    }
-
-    fn remove(&self, id: TaskId) -> Result<(), StoreError> {
-        self.remove_inner(id)
-            .map_err(|e| self.wrap(format_args!("cannot remove task {id}"), e))
     }
 
     fn unfinished(&self) -> Result<Vec<TaskRecord>, StoreError> {
@@ -272,31 +264,6 @@ impl TaskStore for FileStore {
         };
         read().map_err(|e| self.wrap(format_args!("cannot read an idempotency key"), e))
     }
-
-    fn put_with_key(&self, record: &TaskRecord, key: &str, entry: &IdempotencyEntry) -> Result<(), StoreError> {
-        let write = || -> Result<(), StoreError> {
-            let txn = self.db.begin_write().map_err(db)?;
-            write_record(&txn, record)?;
-            {
-                let mut keys = txn.open_table(KEYS).map_err(db)?;
-                let mut by_time = txn.open_table(KEYS_BY_TIME).map_err(db)?;
-                let old = keys.insert(key, encode_key_entry(entry)).map_err(db)?;
-                if let Some(old) = old.map(|value| decode_key_entry(value.value())) {
-                    by_time.remove(key_time(old.created_at, key).as_slice()).map_err(db)?;
-                }
-                by_time
-                    .insert(key_time(entry.created_at, key).as_slice(), ())
-                    .map_err(db)?;
-            }
-            txn.commit().map_err(db)
-        };
-        write().map_err(|e| {
-            self.wrap(
-                format_args!("cannot store task {} with its idempotency key", record.id),
-                e,
-            )
-        })
-    }
 }
 
 /// Writes one record and moves its index entry, inside the caller's transaction.
@@ -315,6 +282,34 @@ fn write_record(txn: &WriteTransaction, record: &TaskRecord) -> Result<(), Store
             indexes.remove(old)?;
         }
         indexes.insert(new)?;
+    }
+    Ok(())
+}
+
+/// Points an idempotency key at its task and files it by creation time, inside the caller's transaction.
+fn write_key(txn: &WriteTransaction, key: &str, entry: &IdempotencyEntry) -> Result<(), StoreError> {
+    let mut keys = txn.open_table(KEYS).map_err(db)?;
+    let mut by_time = txn.open_table(KEYS_BY_TIME).map_err(db)?;
+    let old = keys.insert(key, encode_key_entry(entry)).map_err(db)?;
+    if let Some(old) = old.map(|value| decode_key_entry(value.value())) {
+        by_time.remove(key_time(old.created_at, key).as_slice()).map_err(db)?;
+    }
+    by_time
+        .insert(key_time(entry.created_at, key).as_slice(), ())
+        .map_err(db)?;
+    Ok(())
+}
+
+/// Removes one record and its index entry, inside the caller's transaction; a missing one is no error.
+fn remove_record(txn: &WriteTransaction, id: TaskId) -> Result<(), StoreError> {
+    let old = {
+        let mut records = txn.open_table(RECORDS).map_err(db)?;
+        let removed = records.remove(id.as_bytes()).map_err(db)?;
+        removed.map(|old| Header::decode(old.value()))
+    };
+    // An undecodable record's index entry stays behind; readers skip it.
+    if let Some(Some(header)) = old {
+        Indexes::open(txn)?.remove(header.index_entry(id))?;
     }
     Ok(())
 }

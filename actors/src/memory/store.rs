@@ -1,6 +1,6 @@
 //! A task store in a map: fast, and gone with the process (like the original system).
 
-use crate::ports::{IdempotencyEntry, StoreError, TaskStore};
+use crate::ports::{IdempotencyEntry, StoreError, TaskStore, WriteOp};
 use crate::{TaskId, TaskRecord};
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -23,18 +23,23 @@ impl MemoryStore {
 }
 
 impl TaskStore for MemoryStore {
-    fn put(&self, record: &TaskRecord) -> Result<(), StoreError> {
-        self.records().insert(record.id, record.clone());
+    fn write_batch(&self, ops: &[WriteOp]) -> Result<(), StoreError> {
+        let (mut records, mut keys) = (self.records(), self.keys());
+        for op in ops {
+            match op {
+                WriteOp::Put(record) => drop(records.insert(record.id, record.clone())),
+                WriteOp::PutWithKey(record, key, entry) => {
+                    records.insert(record.id, record.clone());
+                    keys.insert(key.clone(), *entry);
+                }
+                WriteOp::Remove(id) => drop(records.remove(id)),
+            }
+        }
         Ok(())
     }
 
     fn get(&self, id: TaskId) -> Result<Option<TaskRecord>, StoreError> {
         Ok(self.records().get(&id).cloned())
-    }
-
-    fn remove(&self, id: TaskId) -> Result<(), StoreError> {
-        self.records().remove(&id);
-        Ok(())
     }
 
     fn unfinished(&self) -> Result<Vec<TaskRecord>, StoreError> {
@@ -58,11 +63,5 @@ impl TaskStore for MemoryStore {
 
     fn idempotency(&self, key: &str) -> Result<Option<IdempotencyEntry>, StoreError> {
         Ok(self.keys().get(key).copied())
-    }
-
-    fn put_with_key(&self, record: &TaskRecord, key: &str, entry: &IdempotencyEntry) -> Result<(), StoreError> {
-        self.records().insert(record.id, record.clone());
-        self.keys().insert(key.to_owned(), *entry);
-        Ok(())
     }
 }

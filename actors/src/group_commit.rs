@@ -1,0 +1,113 @@
+//! Group commit: one writer thread takes every change waiting for the store and commits them in
+//! one transaction, so a thousand concurrent changes cost one fsync instead of a thousand.
+//! Each submitter still learns only after its own change is durable.
+
+use crate::ports::{StoreError, TaskStore, WriteOp};
+use std::sync::mpsc;
+use std::sync::Arc;
+use tokio::sync::oneshot;
+
+/// Most changes in one transaction: bounds the latency a large batch adds to its first member.
+const MAX_BATCH: usize = 1024;
+
+type Done = oneshot::Sender<Result<(), StoreError>>;
+
+/// The sending side; the writer thread ends once every handle is dropped and the queue is empty.
+pub struct GroupCommit {
+    queue: mpsc::Sender<(WriteOp, Done)>,
+}
+
+impl GroupCommit {
+    pub fn start(store: Arc<dyn TaskStore>) -> Self {
+        let (queue, waiting) = mpsc::channel::<(WriteOp, Done)>();
+        std::thread::Builder::new()
+            .name("store-writer".into())
+            .spawn(move || write_loop(store.as_ref(), waiting))
+            .expect("the store writer thread can be started");
+        Self { queue }
+    }
+
+    /// Queues a change; the receiver answers once it is durable (or failed, with the batch).
+    pub fn submit(&self, op: WriteOp) -> oneshot::Receiver<Result<(), StoreError>> {
+        let (done, answer) = oneshot::channel();
+        if let Err(mpsc::SendError((_, done))) = self.queue.send((op, done)) {
+            let _ = done.send(Err(StoreError("the store writer has stopped".into())));
+        }
+        answer
+    }
+}
+
+fn write_loop(store: &dyn TaskStore, waiting: mpsc::Receiver<(WriteOp, Done)>) {
+    while let Ok(first) = waiting.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match waiting.try_recv() {
+                Ok(next) => batch.push(next),
+                Err(_) => break,
+            }
+        }
+        let (ops, answers): (Vec<WriteOp>, Vec<Done>) = batch.into_iter().unzip();
+        let result = store.write_batch(&ops);
+        if let Err(error) = &result {
+            tracing::error!(%error, changes = ops.len(), "a batch of task changes could not be stored");
+        }
+        for answer in answers {
+            // A submitter that stopped waiting needs no answer.
+            let _ = answer.send(result.clone());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::memory::MemoryStore;
+    use crate::{ConfigRequest, EquipmentId, TaskId, TaskRecord};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// Counts transactions, so batching is visible.
+    #[derive(Default)]
+    struct Counting {
+        inner: MemoryStore,
+        batches: AtomicUsize,
+    }
+
+    impl TaskStore for Counting {
+        fn write_batch(&self, ops: &[WriteOp]) -> Result<(), StoreError> {
+            self.batches.fetch_add(1, Ordering::SeqCst);
+            std::thread::sleep(std::time::Duration::from_millis(5));
+            self.inner.write_batch(ops)
+        }
+        fn get(&self, id: TaskId) -> Result<Option<TaskRecord>, StoreError> {
+            self.inner.get(id)
+        }
+        fn unfinished(&self) -> Result<Vec<TaskRecord>, StoreError> {
+            self.inner.unfinished()
+        }
+        fn remove_final_before(&self, cutoff: u64) -> Result<usize, StoreError> {
+            self.inner.remove_final_before(cutoff)
+        }
+        fn idempotency(&self, key: &str) -> Result<Option<crate::ports::IdempotencyEntry>, StoreError> {
+            self.inner.idempotency(key)
+        }
+    }
+
+    #[tokio::test]
+    async fn concurrent_changes_share_commits_and_each_learns_when_it_is_durable() {
+        let store = Arc::new(Counting::default());
+        let writer = GroupCommit::start(store.clone());
+        let request = ConfigRequest::from_json(br#"{"timeoutInSeconds": 1, "parameters": {}}"#).unwrap();
+        let records: Vec<_> = (0..200)
+            .map(|_| TaskRecord::queued(TaskId::new(), EquipmentId::parse("abc123").unwrap(), request.clone()))
+            .collect();
+        let answers: Vec<_> = records.iter().map(|r| writer.submit(WriteOp::Put(r.clone()))).collect();
+        for answer in answers {
+            answer.await.unwrap().unwrap();
+        }
+        for record in &records {
+            assert!(store.get(record.id).unwrap().is_some());
+        }
+        let batches = store.batches.load(Ordering::SeqCst);
+        assert!(batches < 200, "200 changes took {batches} commits");
+    }
+}

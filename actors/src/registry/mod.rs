@@ -1,0 +1,318 @@
+//! The registry actor: the single owner of task state. Service B and the workers ask it; it asks
+//! the store. Changes to different tasks are in flight together and share durable commits (see
+//! [`GroupCommit`]); requests for a task whose last change is not yet durable wait their turn, so
+//! every decision reads the task's latest state.
+
+mod transitions;
+
+use crate::group_commit::GroupCommit;
+use crate::ports::{Begin, SinkError, StatusSink, StoreError, TaskStore, WriteOp};
+use crate::slot::Slot;
+use crate::{Outcome, StatusUpdate, TaskId, TaskMessage, TaskRecord};
+use async_trait::async_trait;
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use std::collections::{HashSet, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+use transitions::Plan;
+
+type Reply<T> = RpcReplyPort<Result<T, StoreError>>;
+
+pub enum RegistryMsg {
+    Create(TaskRecord, Reply<()>),
+    /// Create under an `Idempotency-Key`: the key's first task wins for the retention period.
+    CreateWithKey(TaskRecord, String, Reply<Created>),
+    Get(TaskId, Reply<Option<TaskRecord>>),
+    /// Forget a task that could not be queued (its creator answered 503).
+    Remove(TaskId, Reply<()>),
+    /// A worker takes the task: running, unless it is final already.
+    Begin(TaskMessage, Reply<Begin>),
+    Renew(TaskId, Reply<()>),
+    Finish(TaskMessage, Outcome, Reply<()>),
+    /// A status change reported by a worker in another process.
+    Apply(StatusUpdate, Reply<()>),
+    Unfinished(Reply<Vec<TaskRecord>>),
+    /// Fails running tasks whose lease ran out: last renewed before the cutoff (milliseconds).
+    ExpireLeases(u64, Reply<usize>),
+    /// Drops final tasks last updated before the cutoff (milliseconds since the epoch).
+    Sweep(u64, Reply<usize>),
+    /// A change reached the store (or failed): the task, and its key, take requests again.
+    Settled(TaskId, Option<String>),
+}
+
+impl RegistryMsg {
+    /// The task (and idempotency key) a change request is about; None for reads and sweeps.
+    fn target(&self) -> Option<(TaskId, Option<&str>)> {
+        match self {
+            Self::Create(record, _) => Some((record.id, None)),
+            Self::CreateWithKey(record, key, _) => Some((record.id, Some(key))),
+            Self::Remove(id, _) | Self::Renew(id, _) => Some((*id, None)),
+            Self::Begin(task, _) | Self::Finish(task, _, _) => Some((task.task_id, None)),
+            Self::Apply(update, _) => Some((update_task(update), None)),
+            _ => None,
+        }
+    }
+}
+
+fn update_task(update: &StatusUpdate) -> TaskId {
+    match update {
+        StatusUpdate::Running { task_id, .. } | StatusUpdate::Finished { task_id, .. } => *task_id,
+    }
+}
+
+/// What a create under an idempotency key did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Created {
+    New,
+    /// The key was used before with the same request: this is that task.
+    Existing(TaskId),
+    /// The key was used before with another request.
+    Conflict,
+}
+
+/// The registry holds no task state of its own beyond the store, so a restart loses nothing.
+pub struct Registry;
+
+pub struct RegistryState {
+    store: Arc<dyn TaskStore>,
+    writer: GroupCommit,
+    /// Tasks and keys with a change on its way to the store.
+    busy: HashSet<TaskId>,
+    busy_keys: HashSet<String>,
+    /// Requests for busy tasks, in arrival order.
+    waiting: VecDeque<RegistryMsg>,
+}
+
+impl Actor for Registry {
+    type Msg = RegistryMsg;
+    type State = RegistryState;
+    type Arguments = Arc<dyn TaskStore>;
+
+    async fn pre_start(
+        &self,
+        _: ActorRef<Self::Msg>,
+        store: Self::Arguments,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        Ok(RegistryState {
+            writer: GroupCommit::start(store.clone()),
+            store,
+            busy: HashSet::new(),
+            busy_keys: HashSet::new(),
+            waiting: VecDeque::new(),
+        })
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        msg: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        if let RegistryMsg::Settled(id, key) = msg {
+            state.busy.remove(&id);
+            if let Some(key) = key {
+                state.busy_keys.remove(&key);
+            }
+            for waiting in std::mem::take(&mut state.waiting) {
+                state.dispatch(&myself, waiting);
+            }
+        } else {
+            state.dispatch(&myself, msg);
+        }
+        Ok(())
+    }
+}
+
+impl RegistryState {
+    fn is_busy(&self, id: TaskId, key: Option<&str>) -> bool {
+        self.busy.contains(&id) || key.is_some_and(|k| self.busy_keys.contains(k))
+    }
+
+    // A closed reply port means the caller gave up waiting; there is nobody left to tell.
+    fn dispatch(&mut self, myself: &ActorRef<RegistryMsg>, msg: RegistryMsg) {
+        if let Some((id, key)) = msg.target() {
+            if self.is_busy(id, key) {
+                self.waiting.push_back(msg);
+                return;
+            }
+        }
+        let store = self.store.clone();
+        let store = store.as_ref();
+        match msg {
+            RegistryMsg::Create(record, reply) => {
+                let id = record.id;
+                self.commit(myself, id, None, Ok((Some(WriteOp::Put(record)), ())), reply)
+            }
+            RegistryMsg::CreateWithKey(record, key, reply) => {
+                let id = record.id;
+                let plan = transitions::create_with_key(store, record, key.clone());
+                self.commit(myself, id, Some(key), plan, reply)
+            }
+            RegistryMsg::Remove(id, reply) => self.commit(myself, id, None, Ok((Some(WriteOp::Remove(id)), ())), reply),
+            RegistryMsg::Begin(task, reply) => {
+                self.commit(myself, task.task_id, None, transitions::begin(store, &task), reply)
+            }
+            RegistryMsg::Renew(id, reply) => self.commit(myself, id, None, transitions::renew(store, id), reply),
+            RegistryMsg::Finish(task, outcome, reply) => {
+                let plan = transitions::finish(store, &task, &outcome);
+                self.commit(myself, task.task_id, None, plan, reply)
+            }
+            RegistryMsg::Apply(update, reply) => {
+                let id = update_task(&update);
+                self.commit(myself, id, None, transitions::apply(store, update), reply)
+            }
+            RegistryMsg::Get(id, reply) => drop(reply.send(store.get(id))),
+            RegistryMsg::Unfinished(reply) => drop(reply.send(store.unfinished())),
+            RegistryMsg::Sweep(cutoff, reply) => drop(reply.send(store.remove_final_before(cutoff))),
+            RegistryMsg::ExpireLeases(cutoff, reply) => self.expire_leases(myself, cutoff, reply),
+            RegistryMsg::Settled(..) => {}
+        }
+    }
+
+    /// Answers at once when nothing changes; otherwise queues the change for the next commit and
+    /// answers once it is durable, keeping the task busy until then.
+    fn commit<T: Send + 'static>(
+        &mut self,
+        myself: &ActorRef<RegistryMsg>,
+        id: TaskId,
+        key: Option<String>,
+        plan: Plan<T>,
+        reply: Reply<T>,
+    ) {
+        let (op, answer) = match plan {
+            Err(error) => return drop(reply.send(Err(error))),
+            Ok((None, answer)) => return drop(reply.send(Ok(answer))),
+            Ok((Some(op), answer)) => (op, answer),
+        };
+        self.busy.insert(id);
+        if let Some(key) = &key {
+            self.busy_keys.insert(key.clone());
+        }
+        let durable = self.writer.submit(op);
+        let myself = myself.clone();
+        tokio::spawn(async move {
+            let result = durable
+                .await
+                .unwrap_or_else(|_| Err(StoreError("the store writer has stopped".into())));
+            let _ = reply.send(result.map(|()| answer));
+            let _ = myself.cast(RegistryMsg::Settled(id, key));
+        });
+    }
+
+    fn expire_leases(&mut self, myself: &ActorRef<RegistryMsg>, cutoff: u64, reply: Reply<usize>) {
+        let expired = match transitions::expire_leases(self.store.as_ref(), cutoff, |id| self.busy.contains(&id)) {
+            Ok(expired) => expired,
+            Err(error) => return drop(reply.send(Err(error))),
+        };
+        let mut durable = Vec::with_capacity(expired.len());
+        for record in expired {
+            tracing::warn!(task_id = %record.id, equipment_id = %record.equipment_id, "task lease expired; failed");
+            self.busy.insert(record.id);
+            durable.push((record.id, self.writer.submit(WriteOp::Put(record))));
+        }
+        let myself = myself.clone();
+        tokio::spawn(async move {
+            let mut result = Ok(durable.len());
+            for (id, done) in durable {
+                if let Err(error) = done
+                    .await
+                    .unwrap_or_else(|_| Err(StoreError("the store writer has stopped".into())))
+                {
+                    result = Err(error);
+                }
+                let _ = myself.cast(RegistryMsg::Settled(id, None));
+            }
+            let _ = reply.send(result);
+        });
+    }
+}
+
+/// How everyone else talks to the registry: finds the current actor and bounds every call.
+#[derive(Clone)]
+pub struct RegistryHandle {
+    slot: Slot<RegistryMsg>,
+    timeout: Duration,
+}
+
+impl RegistryHandle {
+    pub fn new(slot: Slot<RegistryMsg>) -> Self {
+        Self {
+            slot,
+            timeout: Duration::from_secs(10),
+        }
+    }
+
+    async fn ask<T: Send + 'static>(&self, build: impl FnOnce(Reply<T>) -> RegistryMsg) -> Result<T, StoreError> {
+        let actor = self
+            .slot
+            .get()
+            .ok_or_else(|| StoreError("the registry is not running".into()))?;
+        match actor.call(build, Some(self.timeout)).await {
+            Ok(ractor::rpc::CallResult::Success(result)) => result,
+            Ok(ractor::rpc::CallResult::Timeout) => Err(StoreError(format!(
+                "the registry did not answer within {:?}",
+                self.timeout
+            ))),
+            Ok(ractor::rpc::CallResult::SenderError) | Err(_) => Err(StoreError("the registry is restarting".into())),
+        }
+    }
+
+    pub async fn create(&self, record: TaskRecord) -> Result<(), StoreError> {
+        self.ask(|reply| RegistryMsg::Create(record, reply)).await
+    }
+
+    pub async fn create_with_key(&self, record: TaskRecord, key: String) -> Result<Created, StoreError> {
+        self.ask(|reply| RegistryMsg::CreateWithKey(record, key, reply)).await
+    }
+
+    pub async fn get(&self, id: TaskId) -> Result<Option<TaskRecord>, StoreError> {
+        self.ask(|reply| RegistryMsg::Get(id, reply)).await
+    }
+
+    pub async fn remove(&self, id: TaskId) -> Result<(), StoreError> {
+        self.ask(|reply| RegistryMsg::Remove(id, reply)).await
+    }
+
+    pub async fn apply(&self, update: StatusUpdate) -> Result<(), StoreError> {
+        self.ask(|reply| RegistryMsg::Apply(update, reply)).await
+    }
+
+    pub async fn unfinished(&self) -> Result<Vec<TaskRecord>, StoreError> {
+        self.ask(RegistryMsg::Unfinished).await
+    }
+
+    pub async fn expire_leases(&self, cutoff_millis: u64) -> Result<usize, StoreError> {
+        self.ask(|reply| RegistryMsg::ExpireLeases(cutoff_millis, reply)).await
+    }
+
+    pub async fn sweep(&self, cutoff_millis: u64) -> Result<usize, StoreError> {
+        self.ask(|reply| RegistryMsg::Sweep(cutoff_millis, reply)).await
+    }
+}
+
+#[async_trait]
+impl StatusSink for RegistryHandle {
+    async fn begin(&self, task: &TaskMessage, _redelivered: bool) -> Result<Begin, SinkError> {
+        let task = task.clone();
+        self.ask(|reply| RegistryMsg::Begin(task, reply))
+            .await
+            .map_err(|e| SinkError(e.to_string()))
+    }
+
+    async fn renew(&self, task: &TaskMessage) -> Result<(), SinkError> {
+        let id = task.task_id;
+        self.ask(|reply| RegistryMsg::Renew(id, reply))
+            .await
+            .map_err(|e| SinkError(e.to_string()))
+    }
+
+    async fn finish(&self, task: &TaskMessage, outcome: Outcome) -> Result<(), SinkError> {
+        let task = task.clone();
+        self.ask(|reply| RegistryMsg::Finish(task, outcome, reply))
+            .await
+            .map_err(|e| SinkError(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,121 @@
+//! What each registry request changes: pure decisions over the stored record, returned as the
+//! write to make (if any) and the answer to give once that write is durable.
+
+use super::Created;
+use crate::ports::{Begin, IdempotencyEntry, StoreError, TaskStore, WriteOp};
+use crate::{Outcome, StatusUpdate, TaskId, TaskMessage, TaskRecord, TaskStatus};
+
+/// A decision: the change to make durable (None: nothing changes) and the answer after it.
+pub type Plan<T> = Result<(Option<WriteOp>, T), StoreError>;
+
+pub fn create_with_key(store: &dyn TaskStore, record: TaskRecord, key: String) -> Plan<Created> {
+    let fingerprint = record.request.fingerprint(&record.equipment_id);
+    if let Some(entry) = store.idempotency(&key)? {
+        let answer = if entry.fingerprint == fingerprint {
+            Created::Existing(entry.task_id)
+        } else {
+            Created::Conflict
+        };
+        return Ok((None, answer));
+    }
+    let entry = IdempotencyEntry {
+        task_id: record.id,
+        fingerprint,
+        created_at: record.created_at,
+    };
+    Ok((Some(WriteOp::PutWithKey(record, key, entry)), Created::New))
+}
+
+/// A task the registry has never seen (published by another system) is adopted from its message.
+fn load_or_adopt(store: &dyn TaskStore, task: &TaskMessage) -> Result<TaskRecord, StoreError> {
+    Ok(store
+        .get(task.task_id)?
+        .unwrap_or_else(|| TaskRecord::queued(task.task_id, task.equipment_id.clone(), task.request.clone())))
+}
+
+pub fn begin(store: &dyn TaskStore, task: &TaskMessage) -> Plan<Begin> {
+    let mut record = load_or_adopt(store, task)?;
+    if record.status.is_final() {
+        return Ok((None, Begin::AlreadyFinal));
+    }
+    let begin = if record.status == TaskStatus::Running {
+        let since = record.updated_at;
+        record.renew();
+        Begin::Resume { since }
+    } else {
+        record.move_to(TaskStatus::Running);
+        Begin::Run
+    };
+    Ok((Some(WriteOp::Put(record)), begin))
+}
+
+pub fn renew(store: &dyn TaskStore, id: TaskId) -> Plan<()> {
+    match store.get(id)? {
+        Some(mut record) if record.status == TaskStatus::Running => {
+            record.renew();
+            Ok((Some(WriteOp::Put(record)), ()))
+        }
+        _ => Ok((None, ())),
+    }
+}
+
+pub fn finish(store: &dyn TaskStore, task: &TaskMessage, outcome: &Outcome) -> Plan<()> {
+    let mut record = load_or_adopt(store, task)?;
+    if record.finish(outcome) {
+        return Ok((Some(WriteOp::Put(record)), ()));
+    }
+    tracing::warn!(task_id = %task.task_id, status = ?record.status, "ignored a second outcome for a final task");
+    Ok((None, ()))
+}
+
+pub fn apply(store: &dyn TaskStore, update: StatusUpdate) -> Plan<()> {
+    let (task_id, equipment_id, outcome) = match update {
+        StatusUpdate::Running { task_id, equipment_id } => (task_id, equipment_id, None),
+        StatusUpdate::Finished {
+            task_id,
+            equipment_id,
+            outcome,
+        } => (task_id, equipment_id, Some(outcome)),
+    };
+    let Some(mut record) = store.get(task_id)? else {
+        tracing::warn!(%task_id, "status update for a task this registry does not hold");
+        return Ok((None, ()));
+    };
+    if record.equipment_id != equipment_id {
+        tracing::warn!(%task_id, "status update names another equipment; ignored");
+        return Ok((None, ()));
+    }
+    let changed = match &outcome {
+        Some(outcome) => record.finish(outcome),
+        None if record.status == TaskStatus::Running => {
+            record.renew();
+            true
+        }
+        None => record.move_to(TaskStatus::Running),
+    };
+    Ok((changed.then_some(WriteOp::Put(record)), ()))
+}
+
+/// Running tasks nobody finished within their lease (their worker process died and no redelivery
+/// came) fail with that reason, so none reads "running" forever. Tasks with a change on its way
+/// to the store are left alone: that change is news from a worker.
+pub fn expire_leases(
+    store: &dyn TaskStore,
+    cutoff: u64,
+    busy: impl Fn(TaskId) -> bool,
+) -> Result<Vec<TaskRecord>, StoreError> {
+    let reason = "lease expired: no worker reported an outcome in time";
+    let expired = store
+        .unfinished()?
+        .into_iter()
+        .filter(|r| r.status == TaskStatus::Running && r.updated_at < cutoff && !busy(r.id))
+        .filter_map(|mut record| {
+            let failed = Outcome::Failed {
+                attempts: record.attempts,
+                reason: reason.to_owned(),
+            };
+            record.finish(&failed).then_some(record)
+        })
+        .collect();
+    Ok(expired)
+}
