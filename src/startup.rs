@@ -224,7 +224,7 @@ impl App {
         }
     }
 
-    /// Clean stop (DESIGN.md §4.9): refuse new tasks, stop consuming, let running configurations
+    /// Clean stop: refuse new tasks, stop consuming, let running configurations
     /// finish within the grace period, requeue the rest, stop every actor.
     pub async fn shutdown(self) -> Result<()> {
         self.accepting.store(false, Ordering::Release);

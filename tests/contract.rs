@@ -1,4 +1,4 @@
-//! The HTTP contract of DESIGN.md §2, row by row, over real HTTPS, plus hostile input.
+//! The HTTP contract of docs/api.md, row by row, over real HTTPS, plus hostile input.
 
 mod common;
 

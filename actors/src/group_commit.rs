@@ -47,13 +47,21 @@ fn write_loop(store: &dyn TaskStore, waiting: mpsc::Receiver<(WriteOp, Done)>) {
             }
         }
         let (ops, answers): (Vec<WriteOp>, Vec<Done>) = batch.into_iter().unzip();
-        let result = store.write_batch(&ops);
-        if let Err(error) = &result {
-            tracing::error!(%error, changes = ops.len(), "a batch of task changes could not be stored");
-        }
-        for answer in answers {
+        let results = match store.write_batch(&ops) {
+            Ok(()) => vec![Ok(()); ops.len()],
+            // One bad change must not fail its neighbours: write each alone to learn whose it is.
+            Err(_) if ops.len() > 1 => ops
+                .iter()
+                .map(|op| store.write_batch(std::slice::from_ref(op)))
+                .collect(),
+            Err(error) => vec![Err(error)],
+        };
+        for (result, answer) in results.into_iter().zip(answers) {
+            if let Err(error) = &result {
+                tracing::error!(%error, "a task change could not be stored");
+            }
             // A submitter that stopped waiting needs no answer.
-            let _ = answer.send(result.clone());
+            let _ = answer.send(result);
         }
     }
 }

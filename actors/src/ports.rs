@@ -40,6 +40,8 @@ pub enum WriteOp {
     Put(TaskRecord),
     PutWithKey(TaskRecord, String, IdempotencyEntry),
     Remove(TaskId),
+    /// Removes a task and the idempotency key that named it.
+    RemoveWithKey(TaskId, String),
 }
 
 /// What an `Idempotency-Key` points to: the task, and a fingerprint of the request that created it.

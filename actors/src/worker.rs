@@ -63,7 +63,8 @@ impl Actor for Worker {
     }
 }
 
-/// Runs one delivery to its end. The acknowledgement is always the last step (DESIGN.md §4.2).
+/// Runs one delivery to its end. The acknowledgement is always the last step, after the outcome
+/// is durable, so a crash at any point leaves the message to be delivered again.
 pub async fn process(deps: &WorkerDeps, delivery: Delivery) -> Settlement {
     let task = match TaskMessage::from_json(&delivery.body) {
         Ok(task) => task,
@@ -374,6 +375,57 @@ mod tests {
         let task = task();
         assert!(
             matches!(run_one(&rig, &task).await, Settlement::DeadLettered(reason) if reason.contains("did not answer"))
+        );
+    }
+
+    /// A sink that says the task was running elsewhere just now, and a device that notes when it is called.
+    struct ResumedJustNow;
+
+    #[async_trait]
+    impl StatusSink for ResumedJustNow {
+        async fn begin(&self, _: &TaskMessage, _: bool) -> Result<Begin, crate::ports::SinkError> {
+            Ok(Begin::Resume {
+                since: crate::domain::now_millis(),
+            })
+        }
+        async fn renew(&self, _: &TaskMessage) -> Result<(), crate::ports::SinkError> {
+            Ok(())
+        }
+        async fn finish(&self, _: &TaskMessage, _: Outcome) -> Result<(), crate::ports::SinkError> {
+            Ok(())
+        }
+    }
+
+    #[derive(Default)]
+    struct NotesTime(Mutex<Option<tokio::time::Instant>>);
+
+    #[async_trait]
+    impl Provisioner for NotesTime {
+        async fn configure(&self, _: &EquipmentId, _: &ConfigRequest) -> Result<(), ProvisionError> {
+            *self.0.lock().unwrap() = Some(tokio::time::Instant::now());
+            Ok(())
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_resumed_task_waits_out_the_earlier_calls_deadline_before_calling() {
+        let device = Arc::new(NotesTime::default());
+        let deps = WorkerDeps {
+            provisioner: device.clone(),
+            sink: Arc::new(ResumedJustNow),
+            retry: RetryPolicy::default(),
+            call_timeout: Duration::from_secs(60),
+        };
+        let queue = InProcessQueue::default();
+        queue.publish(&task()).await.unwrap();
+        let delivery = queue.subscribe().await.unwrap().next().await.unwrap();
+        let started = tokio::time::Instant::now();
+        process(&deps, delivery).await;
+        let called = device.0.lock().unwrap().expect("Service A was called");
+        assert!(
+            called - started >= Duration::from_secs(59),
+            "called after {:?}",
+            called - started
         );
     }
 }

@@ -74,7 +74,7 @@ struct Options {
     #[arg(long, value_parser = parse_duration)]
     delay: Option<Duration>,
 
-    /// Longest time one sized run (P1, P4) may take before it is cut short. [default: 180s; quick: 60s]
+    /// Longest time one sized run (P1, P4) may take before it is cut short. [default: 120s; quick: 60s]
     #[arg(long, value_parser = parse_duration)]
     limit: Option<Duration>,
 
@@ -150,7 +150,7 @@ impl Options {
             delay: pick(self.delay, 2_000, 200),
             sizes,
             memory_sizes,
-            limit: pick(self.limit, 180_000, 60_000),
+            limit: pick(self.limit, 120_000, 60_000),
             fill_limit: pick(self.fill_limit, 60_000, 20_000),
         }
     }
@@ -201,7 +201,12 @@ async fn run(options: Options, load: tokio::runtime::Handle) -> anyhow::Result<(
     let started = Instant::now();
     let broker = harness::check_broker(&settings.amqp_url).await;
     let command = reproduce();
-    println!("cpe-bench {} on {}", report::today(), report::machine());
+    let load_before = report::load_average();
+    println!(
+        "cpe-bench {} on {}; load average {load_before}",
+        report::today(),
+        report::machine()
+    );
     println!("reproduce with: {command}");
     println!(
         "settings ({}): {} connections, {} per throughput phase, N={}, d={}, sizes {:?}, memory sizes {:?}, per-run limit {}",
@@ -218,6 +223,8 @@ async fn run(options: Options, load: tokio::runtime::Handle) -> anyhow::Result<(
         println!("RabbitMQ: {why}; P1 and P4 will be skipped");
     }
     let bench = Bench::new(settings, load, broker)?;
+    // Connects the sentinel that tells when someone else restarts the broker mid-measurement.
+    bench.broker_dropped().await;
     let mut report = Report::default();
     let mut rates = p1::Rates::default();
     if options.runs(1) {
@@ -251,6 +258,11 @@ async fn run(options: Options, load: tokio::runtime::Handle) -> anyhow::Result<(
     println!();
     println!("Command: `{command}`");
     println!();
+    println!(
+        "Load average (1, 5, 15 min) before: {load_before}; after: {}",
+        report::load_average()
+    );
+    println!();
     print!("{}", report.render());
     println!(
         "\nThe app and the load generator share this process and the machine's cores: \"load generator\" is the CPU of \
@@ -272,4 +284,19 @@ fn reproduce() -> String {
         command.push_str(&args.join(" "));
     }
     command
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_and_phases_parse() {
+        assert_eq!(parse_size("10k"), Ok(10_000));
+        assert_eq!(parse_size("1M"), Ok(1_000_000));
+        assert_eq!(parse_size("250"), Ok(250));
+        assert!(parse_size("0").is_err() && parse_size("ten").is_err());
+        assert_eq!(parse_phase("p3"), Ok(3));
+        assert!(parse_phase("P6").is_err());
+    }
 }

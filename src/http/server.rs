@@ -9,6 +9,7 @@ use hyper::server::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_rustls::TlsAcceptor;
@@ -83,12 +84,23 @@ async fn accept_loop(listener: tokio::net::TcpListener, tls: TlsAcceptor, routes
             let io = TokioIo::new(stream);
             let service = TowerToHyperService::new(service);
             let served = if http2 {
-                http2::Builder::new(TokioExecutor::new())
+                // HTTP/2 pings start only after the client's preface: a client that says nothing
+                // at all is dropped once the header deadline passes without a request.
+                let asked = Arc::new(AtomicBool::new(false));
+                let flag = asked.clone();
+                let service = hyper::service::service_fn(move |request| {
+                    flag.store(true, Ordering::Relaxed);
+                    hyper::service::Service::call(&service, request)
+                });
+                let connection = http2::Builder::new(TokioExecutor::new())
                     .timer(TokioTimer::new())
                     .keep_alive_interval(Some(Duration::from_secs(30)))
                     .keep_alive_timeout(Duration::from_secs(20))
-                    .serve_connection(io, service)
-                    .await
+                    .serve_connection(io, service);
+                tokio::select! {
+                    served = connection => served,
+                    _ = silent_for(HEADER_TIMEOUT, &asked) => return tracing::debug!(%peer, "HTTP/2 client sent no request"),
+                }
             } else {
                 http1::Builder::new()
                     .timer(TokioTimer::new())
@@ -100,6 +112,14 @@ async fn accept_loop(listener: tokio::net::TcpListener, tls: TlsAcceptor, routes
                 tracing::debug!(%peer, %error, "connection ended with an error");
             }
         });
+    }
+}
+
+/// Completes after `deadline` if no request came by then; never completes otherwise.
+async fn silent_for(deadline: Duration, asked: &AtomicBool) {
+    tokio::time::sleep(deadline).await;
+    if asked.load(Ordering::Relaxed) {
+        std::future::pending::<()>().await;
     }
 }
 

@@ -75,7 +75,7 @@ impl ServiceB {
             request: config,
         };
         let record = TaskRecord::queued(task.task_id, task.equipment_id.clone(), task.request.clone());
-        let stored = match key {
+        let stored = match key.clone() {
             None => self.registry.create(record).await.map(|()| Created::New),
             Some(key) => self.registry.create_with_key(record, key).await,
         };
@@ -98,7 +98,7 @@ impl ServiceB {
         }
         if let Err(queue_error) = self.publisher.publish(&task).await {
             tracing::error!(task_id = %task.task_id, %queue_error, "could not queue a new task; not accepted");
-            if let Err(store_error) = self.registry.remove(task.task_id).await {
+            if let Err(store_error) = self.registry.remove(task.task_id, key).await {
                 tracing::warn!(task_id = %task.task_id, %store_error, "could not forget the unqueued task");
             }
             return error(

@@ -110,6 +110,10 @@ impl FileStore {
                     write_key(&txn, key, entry)?;
                 }
                 WriteOp::Remove(id) => remove_record(&txn, *id)?,
+                WriteOp::RemoveWithKey(id, key) => {
+                    remove_record(&txn, *id)?;
+                    remove_key(&txn, key)?;
+                }
             }
         }
         txn.commit().map_err(db)
@@ -216,7 +220,9 @@ impl TaskStore for FileStore {
             [WriteOp::Put(record) | WriteOp::PutWithKey(record, ..)] => {
                 self.wrap(format_args!("cannot store task {}", record.id), e)
             }
-            [WriteOp::Remove(id)] => self.wrap(format_args!("cannot remove task {id}"), e),
+            [WriteOp::Remove(id) | WriteOp::RemoveWithKey(id, _)] => {
+                self.wrap(format_args!("cannot remove task {id}"), e)
+            }
             _ => self.wrap(format_args!("cannot store a batch of {} changes", ops.len()), e),
         })
     }
@@ -297,6 +303,20 @@ fn write_key(txn: &WriteTransaction, key: &str, entry: &IdempotencyEntry) -> Res
     by_time
         .insert(key_time(entry.created_at, key).as_slice(), ())
         .map_err(db)?;
+    Ok(())
+}
+
+/// Removes an idempotency key and its time index entry, inside the caller's transaction.
+fn remove_key(txn: &WriteTransaction, key: &str) -> Result<(), StoreError> {
+    let mut keys = txn.open_table(KEYS).map_err(db)?;
+    let old = keys
+        .remove(key)
+        .map_err(db)?
+        .map(|value| decode_key_entry(value.value()));
+    if let Some(old) = old {
+        let mut by_time = txn.open_table(KEYS_BY_TIME).map_err(db)?;
+        by_time.remove(key_time(old.created_at, key).as_slice()).map_err(db)?;
+    }
     Ok(())
 }
 

@@ -33,6 +33,10 @@ impl TaskStore for MemoryStore {
                     keys.insert(key.clone(), *entry);
                 }
                 WriteOp::Remove(id) => drop(records.remove(id)),
+                WriteOp::RemoveWithKey(id, key) => {
+                    records.remove(id);
+                    keys.remove(key);
+                }
             }
         }
         Ok(())

@@ -23,10 +23,11 @@ pub enum RegistryMsg {
     /// Create under an `Idempotency-Key`: the key's first task wins for the retention period.
     CreateWithKey(TaskRecord, String, Reply<Created>),
     Get(TaskId, Reply<Option<TaskRecord>>),
-    /// Forget a task that could not be queued (its creator answered 503).
-    Remove(TaskId, Reply<()>),
-    /// A worker takes the task: running, unless it is final already.
-    Begin(TaskMessage, Reply<Begin>),
+    /// Forget a task that could not be queued (its creator answered 503), and its idempotency key.
+    Remove(TaskId, Option<String>, Reply<()>),
+    /// A worker takes the task: running, unless it is final already. The flag is the queue's
+    /// `redelivered`, which matters for a task this store does not hold.
+    Begin(TaskMessage, bool, Reply<Begin>),
     Renew(TaskId, Reply<()>),
     Finish(TaskMessage, Outcome, Reply<()>),
     /// A status change reported by a worker in another process.
@@ -46,8 +47,9 @@ impl RegistryMsg {
         match self {
             Self::Create(record, _) => Some((record.id, None)),
             Self::CreateWithKey(record, key, _) => Some((record.id, Some(key))),
-            Self::Remove(id, _) | Self::Renew(id, _) => Some((*id, None)),
-            Self::Begin(task, _) | Self::Finish(task, _, _) => Some((task.task_id, None)),
+            Self::Remove(id, key, _) => Some((*id, key.as_deref())),
+            Self::Renew(id, _) => Some((*id, None)),
+            Self::Begin(task, _, _) | Self::Finish(task, _, _) => Some((task.task_id, None)),
             Self::Apply(update, _) => Some((update_task(update), None)),
             _ => None,
         }
@@ -148,10 +150,20 @@ impl RegistryState {
                 let plan = transitions::create_with_key(store, record, key.clone());
                 self.commit(myself, id, Some(key), plan, reply)
             }
-            RegistryMsg::Remove(id, reply) => self.commit(myself, id, None, Ok((Some(WriteOp::Remove(id)), ())), reply),
-            RegistryMsg::Begin(task, reply) => {
-                self.commit(myself, task.task_id, None, transitions::begin(store, &task), reply)
+            RegistryMsg::Remove(id, key, reply) => {
+                let op = match key.clone() {
+                    Some(key) => WriteOp::RemoveWithKey(id, key),
+                    None => WriteOp::Remove(id),
+                };
+                self.commit(myself, id, key, Ok((Some(op), ())), reply)
             }
+            RegistryMsg::Begin(task, redelivered, reply) => self.commit(
+                myself,
+                task.task_id,
+                None,
+                transitions::begin(store, &task, redelivered),
+                reply,
+            ),
             RegistryMsg::Renew(id, reply) => self.commit(myself, id, None, transitions::renew(store, id), reply),
             RegistryMsg::Finish(task, outcome, reply) => {
                 let plan = transitions::finish(store, &task, &outcome);
@@ -269,8 +281,10 @@ impl RegistryHandle {
         self.ask(|reply| RegistryMsg::Get(id, reply)).await
     }
 
-    pub async fn remove(&self, id: TaskId) -> Result<(), StoreError> {
-        self.ask(|reply| RegistryMsg::Remove(id, reply)).await
+    /// Forgets a task that was never queued, and the idempotency key that named it, so a retry
+    /// with the same key creates the task anew.
+    pub async fn remove(&self, id: TaskId, key: Option<String>) -> Result<(), StoreError> {
+        self.ask(|reply| RegistryMsg::Remove(id, key, reply)).await
     }
 
     pub async fn apply(&self, update: StatusUpdate) -> Result<(), StoreError> {
@@ -292,9 +306,9 @@ impl RegistryHandle {
 
 #[async_trait]
 impl StatusSink for RegistryHandle {
-    async fn begin(&self, task: &TaskMessage, _redelivered: bool) -> Result<Begin, SinkError> {
+    async fn begin(&self, task: &TaskMessage, redelivered: bool) -> Result<Begin, SinkError> {
         let task = task.clone();
-        self.ask(|reply| RegistryMsg::Begin(task, reply))
+        self.ask(|reply| RegistryMsg::Begin(task, redelivered, reply))
             .await
             .map_err(|e| SinkError(e.to_string()))
     }

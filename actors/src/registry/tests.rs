@@ -76,7 +76,7 @@ async fn a_final_task_is_not_run_again_and_keeps_its_outcome() {
 }
 
 #[tokio::test]
-async fn a_task_from_another_publisher_is_adopted() {
+async fn a_task_from_another_publisher_is_adopted_and_a_redelivery_of_it_waits() {
     let (registry, _, _) = registry().await;
     let task = message("abc123");
     assert_eq!(registry.begin(&task, false).await.unwrap(), Begin::Run);
@@ -84,6 +84,9 @@ async fn a_task_from_another_publisher_is_adopted() {
         registry.get(task.task_id).await.unwrap().unwrap().status,
         TaskStatus::Running
     );
+    let forgotten = message("abc124");
+    let resumed = registry.begin(&forgotten, true).await.unwrap();
+    assert!(matches!(resumed, Begin::Resume { .. }), "{resumed:?}");
 }
 
 #[tokio::test]
@@ -148,6 +151,16 @@ async fn an_idempotency_key_returns_its_first_task_and_refuses_another_request()
     assert!(
         registry.get(again.task_id).await.unwrap().is_none(),
         "no second task is stored"
+    );
+    registry.remove(first.task_id, Some("key-1".into())).await.unwrap();
+    let retry = TaskMessage {
+        task_id: TaskId::new(),
+        ..first.clone()
+    };
+    assert_eq!(
+        registry.create_with_key(record(&retry), "key-1".into()).await.unwrap(),
+        Created::New,
+        "a task removed because it was never queued frees its key"
     );
     let other_device = message("abc124");
     assert_eq!(

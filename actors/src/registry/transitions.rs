@@ -33,12 +33,22 @@ fn load_or_adopt(store: &dyn TaskStore, task: &TaskMessage) -> Result<TaskRecord
         .unwrap_or_else(|| TaskRecord::queued(task.task_id, task.equipment_id.clone(), task.request.clone())))
 }
 
-pub fn begin(store: &dyn TaskStore, task: &TaskMessage) -> Plan<Begin> {
-    let mut record = load_or_adopt(store, task)?;
+/// `redelivered` matters only for a task this store does not hold (another publisher's, or one a
+/// memory store forgot in a restart): a redelivery of it may follow a call still running.
+pub fn begin(store: &dyn TaskStore, task: &TaskMessage, redelivered: bool) -> Plan<Begin> {
+    let known = store.get(task.task_id)?;
+    let unknown_redelivery = known.is_none() && redelivered;
+    let mut record =
+        known.unwrap_or_else(|| TaskRecord::queued(task.task_id, task.equipment_id.clone(), task.request.clone()));
     if record.status.is_final() {
         return Ok((None, Begin::AlreadyFinal));
     }
-    let begin = if record.status == TaskStatus::Running {
+    let begin = if unknown_redelivery {
+        record.move_to(TaskStatus::Running);
+        Begin::Resume {
+            since: record.updated_at,
+        }
+    } else if record.status == TaskStatus::Running {
         let since = record.updated_at;
         record.renew();
         Begin::Resume { since }

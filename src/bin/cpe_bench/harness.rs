@@ -1,6 +1,7 @@
 //! What every phase shares: the settings, a certificate pair, the broker check, and apps started
 //! in-process on port 0 with their own queues and data directory, stopped and cleaned up after.
 
+use crate::report::{Report, Row};
 use anyhow::{anyhow, Context, Result};
 use clap::Parser;
 use cpe_config::config::Cli;
@@ -34,6 +35,9 @@ pub struct Bench {
     pub load: Handle,
     /// The broker URL, or why it cannot be used.
     pub broker: Result<String, String>,
+    /// A connection held for the whole run: when the broker drops it, someone restarted the broker
+    /// (other work on this machine does), and the measurement that spans it is not valid.
+    sentinel: tokio::sync::Mutex<Option<lapin::Connection>>,
 }
 
 /// An app of one phase, with what must be cleaned up after it.
@@ -67,6 +71,7 @@ impl Bench {
         cpe_config::tls::generate_pair(&certs, false).context("cannot generate a certificate pair")?;
         let trust = cpe_config::tls::client_trust(&certs)?;
         Ok(Self {
+            sentinel: Default::default(),
             settings,
             root,
             certs,
@@ -133,9 +138,17 @@ impl Bench {
     /// channel (a failed delete closes its channel), within a few seconds each.
     pub async fn delete_queues(&self, queue: &str) {
         let Ok(url) = &self.broker else { return };
-        let connect = lapin::Connection::connect(url, lapin::ConnectionProperties::default());
-        let Ok(Ok(connection)) = tokio::time::timeout(Duration::from_secs(5), connect).await else {
-            println!("  !! could not connect to delete queue {queue}");
+        // The broker may be restarting: try for about half a minute before leaving the queues behind.
+        let mut connection = None;
+        for _ in 0..5 {
+            if let Ok(connected) = connect(url).await {
+                connection = Some(connected);
+                break;
+            }
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+        let Some(connection) = connection else {
+            println!("  !! could not connect to delete queue {queue}; delete it by hand");
             return;
         };
         let within = Duration::from_secs(5);
@@ -151,6 +164,32 @@ impl Bench {
                 tokio::time::timeout(within, channel.exchange_delete(dlx.as_str().into(), Default::default())).await;
         }
         let _ = tokio::time::timeout(within, connection.close(200, "bench done".into())).await;
+    }
+
+    /// True when the broker dropped the sentinel connection since the last call; connects it again.
+    pub async fn broker_dropped(&self) -> bool {
+        let Ok(url) = &self.broker else {
+            return false;
+        };
+        let mut sentinel = self.sentinel.lock().await;
+        let dropped = sentinel.as_ref().is_some_and(|c| !c.status().connected());
+        if dropped || sentinel.is_none() {
+            *sentinel = connect(url).await.ok();
+        }
+        dropped
+    }
+
+    /// Marks `row` invalid, with a note, when the broker was restarted while it was measured.
+    pub async fn check_broker_during(&self, mut row: Row, report: &mut Report) -> Row {
+        if self.broker_dropped().await {
+            report.note(format!(
+                "{}: RabbitMQ dropped its connections during this measurement (restarted by other work on the \
+                 machine); the figure is not valid",
+                row.figure
+            ));
+            row = row.invalid("RabbitMQ restarted during the run");
+        }
+        row
     }
 
     /// Polls `<base>/readyz` until it answers 200; returns when it did, or an error after `limit`.
@@ -171,6 +210,14 @@ impl Bench {
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
+    }
+}
+
+async fn connect(url: &str) -> Result<lapin::Connection, ()> {
+    let connect = lapin::Connection::connect(url, lapin::ConnectionProperties::default());
+    match tokio::time::timeout(Duration::from_secs(5), connect).await {
+        Ok(Ok(connection)) => Ok(connection),
+        _ => Err(()),
     }
 }
 

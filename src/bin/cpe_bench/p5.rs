@@ -10,7 +10,7 @@ use cpe_actors::memory::MemoryStore;
 use cpe_actors::ports::TaskStore;
 use cpe_actors::registry::{Registry, RegistryHandle};
 use cpe_actors::slot::Slot;
-use cpe_actors::{EquipmentId, TaskId, TaskRecord, TaskStatus};
+use cpe_actors::{ConfigRequest, EquipmentId, TaskId, TaskMessage, TaskRecord, TaskStatus};
 use cpe_config::store::file::FileStore;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -24,7 +24,17 @@ const FILLERS: u64 = 64;
 pub async fn run(bench: &Bench, report: &mut Report) {
     for &n in &bench.settings.memory_sizes {
         let figure = format!("P5 RSS per retained task, memory store, N={}", size(n));
-        if let Err(error) = memory_per_task(n, &figure, report).await {
+        if let Err(error) = memory_per_task(n, sample_message(), &figure, report).await {
+            report.add(Row::skipped(figure, format!("{error:#}")));
+        }
+    }
+    // The same records without parameters: how much of a task's memory its parameter map takes.
+    if let Some(&n) = bench.settings.memory_sizes.iter().filter(|&&n| n <= TARGET_FROM).max() {
+        let figure = format!("P5 diagnostic: same, with empty parameters, N={}", size(n));
+        let mut bare = sample_message();
+        bare.request =
+            ConfigRequest::from_json(br#"{"timeoutInSeconds": 14, "parameters": {}}"#).expect("a valid request");
+        if let Err(error) = memory_per_task(n, bare, &figure, report).await {
             report.add(Row::skipped(figure, format!("{error:#}")));
         }
     }
@@ -54,7 +64,7 @@ fn completed(seq: u64, template: &cpe_actors::TaskMessage) -> TaskRecord {
 
 /// Fills a registry actor (memory store) with N completed tasks through `RegistryHandle::create`, the
 /// path Service B uses, and divides the growth of this process's RSS by N.
-async fn memory_per_task(n: u64, figure: &str, report: &mut Report) -> Result<()> {
+async fn memory_per_task(n: u64, template: TaskMessage, figure: &str, report: &mut Report) -> Result<()> {
     let store = Arc::new(MemoryStore::default());
     let (actor, done) = ractor::Actor::spawn(None, Registry, store.clone() as Arc<dyn TaskStore>)
         .await
@@ -65,7 +75,7 @@ async fn memory_per_task(n: u64, figure: &str, report: &mut Report) -> Result<()
     sys::trim_heap();
     let before = sys::rss();
     let started = Instant::now();
-    let template = Arc::new(sample_message());
+    let template = Arc::new(template);
     let fillers: Vec<_> = (0..FILLERS)
         .map(|k| {
             let (registry, template) = (registry.clone(), template.clone());
@@ -94,7 +104,7 @@ async fn memory_per_task(n: u64, figure: &str, report: &mut Report) -> Result<()
             sys::mib(after.saturating_sub(before))
         ),
     );
-    if n >= TARGET_FROM {
+    if n >= TARGET_FROM && !figure.contains("diagnostic") {
         row = row.target(Target::AtMost(TARGET_BYTES)).check_value(per_task, "B/task");
     }
     report.add(row);
@@ -164,6 +174,7 @@ async fn start_to_ready(
     figure: &str,
     report: &mut Report,
 ) -> Result<()> {
+    bench.broker_dropped().await;
     let queue = bench.broker.is_ok().then(|| unique_queue("p5"));
     let (dir, args) = match file {
         Some((dir, _)) => (dir.to_owned(), vec!["--store=file".to_string()]),
@@ -180,13 +191,15 @@ async fn start_to_ready(
     } else {
         "in-process queue"
     };
-    report.add(Row::plain(
+    let row = Row::plain(
         figure,
         format!(
             "{:.0} ms ({transport}; App::build {:.0} ms)",
             ready.as_secs_f64() * 1000.0,
             built.as_secs_f64() * 1000.0
         ),
-    ));
+    );
+    let row = bench.check_broker_during(row, report).await;
+    report.add(row);
     Ok(())
 }

@@ -22,6 +22,8 @@ pub struct Row {
     /// The number compared with the target; the ratio unless the row says otherwise.
     pub checked: Option<f64>,
     pub skipped: Option<String>,
+    /// Measured, but something outside the app spoiled the measurement.
+    pub invalid: Option<String>,
 }
 
 impl Row {
@@ -36,6 +38,7 @@ impl Row {
             unit: "",
             checked: Some(ratio),
             skipped: None,
+            invalid: None,
         }
     }
 
@@ -50,6 +53,7 @@ impl Row {
             unit: "",
             checked: None,
             skipped: None,
+            invalid: None,
         }
     }
 
@@ -57,6 +61,11 @@ impl Row {
         let mut row = Self::plain(figure, "—".into());
         row.skipped = Some(reason.into());
         row
+    }
+
+    pub fn invalid(mut self, why: impl Into<String>) -> Self {
+        self.invalid = Some(why.into());
+        self
     }
 
     pub fn target(mut self, target: Target) -> Self {
@@ -87,6 +96,9 @@ impl Row {
     fn met(&self) -> String {
         if let Some(reason) = &self.skipped {
             return format!("skipped: {reason}");
+        }
+        if let Some(why) = &self.invalid {
+            return format!("invalid: {why}");
         }
         match (self.target, self.checked) {
             (Target::AtLeast(t), Some(x)) => yes_no(x >= t),
@@ -206,6 +218,14 @@ pub fn machine() -> String {
         })
         .map_or(String::new(), |kib| format!(", {:.0} GiB RAM", kib as f64 / 1048576.0));
     format!("{cores} cores ({model}){memory}, Linux {}", kernel.trim())
+}
+
+/// The 1, 5 and 15 minute load averages: other work on a shared machine shows here.
+pub fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|| "unknown".into())
 }
 
 #[cfg(test)]

@@ -127,6 +127,41 @@ fn sample() -> CpuSeconds {
     seconds
 }
 
+/// The block device that holds the temporary directory (data dirs live there; so does RabbitMQ's, on
+/// this machine), as (major, minor).
+fn temp_device() -> Option<(u32, u32)> {
+    use std::os::unix::fs::MetadataExt;
+    static DEVICE: std::sync::OnceLock<Option<(u32, u32)>> = std::sync::OnceLock::new();
+    *DEVICE.get_or_init(|| {
+        let dev = std::fs::metadata(std::env::temp_dir()).ok()?.dev();
+        Some((libc::major(dev), libc::minor(dev)))
+    })
+}
+
+/// Writes completed, flushes completed and milliseconds busy of the temp directory's device (/proc/diskstats).
+fn disk_sample() -> Option<[u64; 3]> {
+    let (major, minor) = temp_device()?;
+    let stats = std::fs::read_to_string("/proc/diskstats").ok()?;
+    stats.lines().find_map(|line| {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if f.first()?.parse::<u32>().ok()? != major || f.get(1)?.parse::<u32>().ok()? != minor {
+            return None;
+        }
+        // After major, minor and name: writes completed is field 5, time doing I/O 10, flushes 16.
+        let field = |i: usize| f.get(2 + i)?.parse::<u64>().ok();
+        Some([field(5)?, field(16).unwrap_or(0), field(10)?])
+    })
+}
+
+/// What the disk did over a measured interval.
+#[derive(Clone, Copy, Default)]
+pub struct DiskUse {
+    pub writes_per_s: f64,
+    pub flushes_per_s: f64,
+    /// Share of the interval with I/O in flight (1.0 = always).
+    pub busy: f64,
+}
+
 /// Cores used by each group over a measured interval (1.0 = one core busy the whole time).
 #[derive(Clone, Copy, Default)]
 pub struct CpuUse {
@@ -134,6 +169,7 @@ pub struct CpuUse {
     pub app: f64,
     pub lapin: f64,
     pub broker: Option<f64>,
+    pub disk: Option<DiskUse>,
 }
 
 impl std::fmt::Display for CpuUse {
@@ -144,9 +180,19 @@ impl std::fmt::Display for CpuUse {
             self.load, self.app, self.lapin
         )?;
         match self.broker {
-            Some(broker) => write!(f, ", RabbitMQ {broker:.2} cores"),
-            None => write!(f, " cores"),
+            Some(broker) => write!(f, ", RabbitMQ {broker:.2} cores")?,
+            None => write!(f, " cores")?,
         }
+        if let Some(disk) = self.disk {
+            write!(
+                f,
+                "; disk {:.0} writes/s, {:.0} flushes/s, busy {:.0}%",
+                disk.writes_per_s,
+                disk.flushes_per_s,
+                disk.busy * 100.0
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -154,6 +200,7 @@ impl std::fmt::Display for CpuUse {
 pub struct CpuMeter {
     at: Instant,
     start: CpuSeconds,
+    disk: Option<[u64; 3]>,
 }
 
 impl CpuMeter {
@@ -161,11 +208,13 @@ impl CpuMeter {
         Self {
             at: Instant::now(),
             start: sample(),
+            disk: disk_sample(),
         }
     }
 
     pub fn stop(&self) -> CpuUse {
         let end = sample();
+        let disk_end = disk_sample();
         let wall = self.at.elapsed().as_secs_f64().max(1e-9);
         // Threads that ended during the interval take their time with them: clamp at zero.
         let cores = |a: f64, b: f64| ((b - a) / wall).max(0.0);
@@ -177,8 +226,35 @@ impl CpuMeter {
                 (Some(a), Some(b)) => Some(cores(a, b)),
                 _ => None,
             },
+            disk: match (self.disk, disk_end) {
+                (Some([w0, f0, b0]), Some([w1, f1, b1])) => Some(DiskUse {
+                    writes_per_s: w1.saturating_sub(w0) as f64 / wall,
+                    flushes_per_s: f1.saturating_sub(f0) as f64 / wall,
+                    busy: (b1.saturating_sub(b0) as f64 / 1000.0 / wall).min(1.0),
+                }),
+                _ => None,
+            },
         }
     }
+}
+
+/// Established TCP connections whose local port is `port` (the server side of connections to it).
+pub fn connections_to(port: u16) -> usize {
+    let wanted = format!(":{port:04X}");
+    ["/proc/self/net/tcp", "/proc/self/net/tcp6"]
+        .iter()
+        .filter_map(|path| std::fs::read_to_string(path).ok())
+        .map(|table| {
+            table
+                .lines()
+                .skip(1)
+                .filter(|line| {
+                    let f: Vec<&str> = line.split_whitespace().collect();
+                    f.get(1).is_some_and(|local| local.ends_with(&wanted)) && f.get(3) == Some(&"01")
+                })
+                .count()
+        })
+        .sum()
 }
 
 #[cfg(test)]
