@@ -89,7 +89,8 @@ impl App {
 
         if config.runs_service_a() {
             let listener = bind(config.service_a_addr, "--service-a-addr")?;
-            service_a_addr = Some(listener.local_addr()?);
+            let addr = listener.local_addr()?;
+            service_a_addr = Some(addr);
             let routes = ServiceA {
                 delay: config.config_delay,
                 fail_rate: config.fail_rate,
@@ -99,16 +100,17 @@ impl App {
                 },
             };
             children.push(server_spec("service-a", listener, &acceptor, Arc::new(routes)));
-            let (addr, delay) = (listener_addr(service_a_addr), format_duration(config.config_delay));
+            let delay = format_duration(config.config_delay);
             announce.push(Box::new(
                 move || tracing::info!(%addr, %delay, "Service A (cpe_locate_service) listening on https"),
             ));
         }
 
         let pool = if config.runs_workers() {
-            let sink: Arc<dyn StatusSink> = match (&registry, config.role) {
-                (Some(registry), _) => Arc::new(registry.clone()),
-                (None, _) => transport
+            // In one process workers report to the registry; on their own, through the results queue.
+            let sink: Arc<dyn StatusSink> = match &registry {
+                Some(registry) => Arc::new(registry.clone()),
+                None => transport
                     .results_sink()
                     .ok_or_else(|| anyhow!("workers in their own process need --amqp-url"))?,
             };
@@ -165,7 +167,8 @@ impl App {
                 consumers.push("results-consumer");
             }
             let listener = bind(config.service_b_addr, "--service-b-addr")?;
-            service_b_addr = Some(listener.local_addr()?);
+            let addr = listener.local_addr()?;
+            service_b_addr = Some(addr);
             let readiness = Readiness {
                 accepting: accepting.clone(),
                 queues: queue_flags.clone(),
@@ -177,7 +180,7 @@ impl App {
                 api_token: config.api_token.clone(),
             };
             children.push(server_spec("service-b", listener, &acceptor, Arc::new(routes)));
-            let (addr, queue) = (listener_addr(service_b_addr), transport.tasks.describe());
+            let queue = transport.tasks.describe();
             announce.push(Box::new(
                 move || tracing::info!(%addr, %queue, "Service B (config_status_service) listening on https"),
             ));
@@ -264,10 +267,6 @@ impl App {
     pub async fn child(&self, name: &str) -> Option<ActorCell> {
         child_cell(&self.supervisor, name).await
     }
-}
-
-fn listener_addr(addr: Option<SocketAddr>) -> SocketAddr {
-    addr.expect("the listener was bound just before")
 }
 
 fn open_store(config: &Config) -> Result<Arc<dyn TaskStore>> {
