@@ -5,6 +5,8 @@
 mod harness;
 #[path = "cpe_bench/load.rs"]
 mod load;
+#[path = "cpe_bench/memory.rs"]
+mod memory;
 #[path = "cpe_bench/p1.rs"]
 mod p1;
 #[path = "cpe_bench/p2.rs"]
@@ -85,6 +87,14 @@ struct Options {
     /// Phases to run, like P1,P3. [default: all]
     #[arg(long, value_delimiter = ',', value_parser = parse_phase)]
     only: Option<Vec<u8>>,
+
+    /// Internal: be P5's measuring child, filling a registry with this many tasks.
+    #[arg(long, hide = true, value_parser = parse_size)]
+    memory_child: Option<u64>,
+
+    /// Internal: the measuring child uses requests without parameters.
+    #[arg(long, hide = true)]
+    bare_parameters: bool,
 
     /// Worker threads of the app's runtime, and of the load generator's.
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64))]
@@ -183,7 +193,10 @@ fn main() -> ExitCode {
         }
     };
     let load = load_runtime.handle().clone();
-    let result = app_runtime.block_on(run(options, load));
+    let result = match options.memory_child {
+        Some(n) => app_runtime.block_on(memory::child(n, options.bare_parameters)),
+        None => app_runtime.block_on(run(options, load)),
+    };
     // Connections still open on the load runtime are dropped with it, without waiting on them.
     load_runtime.shutdown_timeout(Duration::from_secs(5));
     app_runtime.shutdown_timeout(Duration::from_secs(5));
@@ -202,6 +215,7 @@ async fn run(options: Options, load: tokio::runtime::Handle) -> anyhow::Result<(
     let broker = harness::check_broker(&settings.amqp_url).await;
     let command = reproduce();
     let load_before = report::load_average();
+    let tree = report::source_tree();
     println!(
         "cpe-bench {} on {}; load average {load_before}",
         report::today(),
@@ -256,7 +270,7 @@ async fn run(options: Options, load: tokio::runtime::Handle) -> anyhow::Result<(
         started.elapsed().as_secs_f64()
     );
     println!();
-    println!("Command: `{command}`");
+    println!("Command: `{command}`; source: {tree}");
     println!();
     println!(
         "Load average (1, 5, 15 min) before: {load_before}; after: {}",

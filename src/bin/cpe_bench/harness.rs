@@ -6,6 +6,7 @@ use anyhow::{anyhow, Context, Result};
 use clap::Parser;
 use cpe_config::config::Cli;
 use cpe_config::startup::App;
+use cpe_config::store::file::FileStore;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use tokio::runtime::Handle;
@@ -247,5 +248,20 @@ pub async fn check_broker(url: &str) -> Result<String, String> {
             "RabbitMQ at {host}:{} did not answer within 5 s",
             uri.authority.port
         )),
+    }
+}
+
+/// Opens the file store a stopped app used. The app may hold the file a little after `shutdown` returns,
+/// so the open is retried for up to 10 s; returns the store and how long it waited.
+pub fn open_when_released(dir: &Path) -> Result<(FileStore, Duration)> {
+    let started = Instant::now();
+    loop {
+        match FileStore::open(dir) {
+            Ok(store) => return Ok((store, started.elapsed())),
+            Err(error) if started.elapsed() >= Duration::from_secs(10) => {
+                return Err(error).context("the stopped app still holds its file store after 10 s")
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(50)),
+        }
     }
 }

@@ -73,6 +73,41 @@ pub struct Run<T> {
 }
 
 impl<T> Run<T> {
+    /// One run out of several slices: counts and latencies add up, CPU is weighted by each slice's length.
+    pub fn merge(runs: Vec<Run<T>>) -> Run<T> {
+        let total = runs.iter().map(|r| r.elapsed.as_secs_f64()).sum::<f64>().max(1e-9);
+        let weigh =
+            |f: &dyn Fn(&CpuUse) -> f64| runs.iter().map(|r| f(&r.cpu) * r.elapsed.as_secs_f64()).sum::<f64>() / total;
+        let cpu = CpuUse {
+            load: weigh(&|c| c.load),
+            app: weigh(&|c| c.app),
+            lapin: weigh(&|c| c.lapin),
+            broker: runs
+                .iter()
+                .all(|r| r.cpu.broker.is_some())
+                .then(|| weigh(&|c| c.broker.unwrap_or(0.0))),
+            disk: None,
+        };
+        let mut merged = Run {
+            ok: Vec::new(),
+            errors: 0,
+            first_error: None,
+            latencies: Vec::new(),
+            elapsed: Duration::ZERO,
+            cpu,
+            cut_short: false,
+        };
+        for run in runs {
+            merged.ok.extend(run.ok);
+            merged.latencies.extend(run.latencies);
+            merged.errors += run.errors;
+            merged.first_error = merged.first_error.or(run.first_error);
+            merged.elapsed += run.elapsed;
+            merged.cut_short |= run.cut_short;
+        }
+        merged
+    }
+
     pub fn rate(&self) -> f64 {
         self.ok.len() as f64 / self.elapsed.as_secs_f64().max(1e-9)
     }

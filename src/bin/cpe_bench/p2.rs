@@ -2,17 +2,22 @@
 //! TLS and HTTP stack of the same Service B.
 
 use crate::harness::{Bench, Running};
-use crate::load::{closed_loop, create_task, device, expect_ok, http1_clients, task_code, Until};
+use crate::load::{closed_loop, create_task, device, expect_ok, http1_clients, task_code, Run, Until};
 use crate::report::{Report, Row, Target};
 use anyhow::{anyhow, Result};
+use cpe_actors::ports::TaskStore;
+use cpe_actors::TaskId;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// What a completed task's status holds (serde_json writes compact JSON).
 const COMPLETED: &[u8] = br#""code":200"#;
-
 /// Tasks created before measuring; GETs cycle through them.
 const SEEDED: u64 = 1_000;
+/// The two routes are measured in alternating slices, so a change in the machine's other load (it is
+/// shared) falls on both alike instead of on whichever ran second.
+const SLICES: u32 = 5;
 
 pub async fn run(bench: &Bench, report: &mut Report) {
     for store in ["file", "memory"] {
@@ -29,74 +34,78 @@ pub async fn run(bench: &Bench, report: &mut Report) {
 /// on the GET path, so P2 runs without it.
 async fn measure(bench: &Bench, store: &str, report: &mut Report) -> Result<()> {
     let args = vec![format!("--store={store}"), "--config-delay=0ms".into()];
-    let running = bench.start(&bench.fresh_dir("p2"), None, &args).await?;
+    let data_dir = bench.fresh_dir("p2");
+    let running = bench.start(&data_dir, None, &args).await?;
     let result = measure_on(bench, &running, store, report).await;
-    bench.stop(running, true).await;
-    result
+    bench.stop(running, false).await;
+    if let (Ok(tasks), "file") = (&result, store) {
+        // What the registry's reads cost by themselves, on the same records, once the app let go of them.
+        match get_rate(&data_dir, tasks, Duration::from_secs(2)).await {
+            Ok(rate) => report.add(Row::plain(
+                "P2 diagnostic: FileStore::get alone, one caller",
+                format!("{rate:.0} gets/s ({:.1} µs each)", 1e6 / rate.max(1e-9)),
+            )),
+            Err(error) => report.note(format!("FileStore::get alone could not be measured: {error:#}")),
+        }
+    }
+    let _ = std::fs::remove_dir_all(&data_dir);
+    result.map(drop)
 }
 
-async fn measure_on(bench: &Bench, running: &Running, store: &str, report: &mut Report) -> Result<()> {
+async fn measure_on(
+    bench: &Bench,
+    running: &Running,
+    store: &str,
+    report: &mut Report,
+) -> Result<Arc<Vec<(String, String)>>> {
     let base = running.service_b();
     let s = &bench.settings;
     let clients = http1_clients(s.connections, &bench.trust)?;
-    let seed_base = base.clone();
-    let seeded = closed_loop(
-        &bench.load,
-        clients.clone(),
-        Until::Count {
-            total: SEEDED,
-            limit: s.limit,
-        },
-        move |client, seq| {
-            let (base, device) = (seed_base.clone(), device(seq));
-            async move { create_task(&client, &base, &device).await.map(|task| (device, task)) }
-        },
-    )
-    .await;
-    if seeded.ok.len() as u64 != SEEDED {
-        return Err(anyhow!(
-            "seeding created {} of {SEEDED} tasks: {:?}",
-            seeded.ok.len(),
-            seeded.first_error
-        ));
+    let tasks = seed(bench, &clients, &base).await?;
+    let slice = s.duration / SLICES;
+    let (mut healthz, mut status) = (Vec::new(), Vec::new());
+    for _ in 0..SLICES {
+        let url = format!("{base}/healthz");
+        healthz.push(
+            closed_loop(&bench.load, clients.clone(), Until::Elapsed(slice), move |client, _| {
+                let url = url.clone();
+                async move { expect_ok(client.get(url)).await.map(drop) }
+            })
+            .await,
+        );
+        let (base, tasks) = (base.clone(), tasks.clone());
+        status.push(
+            closed_loop(
+                &bench.load,
+                clients.clone(),
+                Until::Elapsed(slice),
+                move |client, seq| {
+                    let (device, task) = &tasks[(seq % tasks.len() as u64) as usize];
+                    let url = format!("{base}/api/v1/equipment/cpe/{device}/task/{task}");
+                    async move {
+                        // A byte search, not a JSON parse: the load generator should spend on a status read
+                        // what it spends on /healthz, so the ratio compares the server's two routes.
+                        let body = expect_ok(client.get(&url)).await?;
+                        if body.windows(COMPLETED.len()).any(|w| w == COMPLETED) {
+                            Ok(())
+                        } else {
+                            Err(format!("{url} is not completed: {}", String::from_utf8_lossy(&body)))
+                        }
+                    }
+                },
+            )
+            .await,
+        );
     }
-    let tasks = Arc::new(seeded.ok);
-    wait_final(bench, &clients[0], &base, &tasks, Duration::from_secs(60)).await?;
-
-    let health_base = base.clone();
-    let healthz = closed_loop(
-        &bench.load,
-        clients.clone(),
-        Until::Elapsed(s.duration),
-        move |client, _| {
-            let url = format!("{health_base}/healthz");
-            async move { expect_ok(client.get(url)).await.map(drop) }
-        },
-    )
-    .await;
-    let (status_base, status_tasks) = (base.clone(), tasks.clone());
-    let status = closed_loop(&bench.load, clients, Until::Elapsed(s.duration), move |client, seq| {
-        let (device, task) = &status_tasks[(seq % status_tasks.len() as u64) as usize];
-        let url = format!("{status_base}/api/v1/equipment/cpe/{device}/task/{task}");
-        async move {
-            // A byte search, not a JSON parse: the load generator should spend on a status read what it
-            // spends on /healthz, so the ratio compares the server's two routes.
-            let body = expect_ok(client.get(&url)).await?;
-            if body.windows(COMPLETED.len()).any(|w| w == COMPLETED) {
-                Ok(())
-            } else {
-                Err(format!("{url} is not completed: {}", String::from_utf8_lossy(&body)))
-            }
-        }
-    })
-    .await;
+    let (healthz, status) = (Run::merge(healthz), Run::merge(status));
+    let how = format!("{store} store, {SLICES} alternating slices");
     report.note(format!(
-        "P2 ({store} store) GET /healthz: {}; CPU {}",
+        "P2 ({how}) GET /healthz: {}; CPU {}",
         healthz.summary(),
         healthz.cpu
     ));
     report.note(format!(
-        "P2 ({store} store) GET status: {}; CPU {}",
+        "P2 ({how}) GET status: {}; CPU {}",
         status.summary(),
         status.cpu
     ));
@@ -120,31 +129,66 @@ async fn measure_on(bench: &Bench, running: &Running, store: &str, report: &mut 
         row = row.target(Target::AtLeast(0.7));
     }
     report.add(row);
-    Ok(())
+    Ok(tasks)
 }
 
-/// Waits until every seeded task reports a final status, so all GETs read the same kind of record.
-async fn wait_final(
-    bench: &Bench,
-    client: &reqwest::Client,
-    base: &str,
-    tasks: &Arc<Vec<(String, String)>>,
-    limit: Duration,
-) -> Result<()> {
-    let (client, base, tasks) = (client.clone(), base.to_owned(), tasks.clone());
-    let deadline = Instant::now() + limit;
+/// Creates the tasks the GETs read, and waits until each is final, so all GETs read the same kind of record.
+async fn seed(bench: &Bench, clients: &[reqwest::Client], base: &str) -> Result<Arc<Vec<(String, String)>>> {
+    let seed_base = base.to_owned();
+    let until = Until::Count {
+        total: SEEDED,
+        limit: bench.settings.limit,
+    };
+    let seeded = closed_loop(&bench.load, clients.to_vec(), until, move |client, seq| {
+        let (base, device) = (seed_base.clone(), device(seq));
+        async move { create_task(&client, &base, &device).await.map(|task| (device, task)) }
+    })
+    .await;
+    if seeded.ok.len() as u64 != SEEDED {
+        return Err(anyhow!(
+            "seeding created {} of {SEEDED} tasks: {:?}",
+            seeded.ok.len(),
+            seeded.first_error
+        ));
+    }
+    let tasks = Arc::new(seeded.ok);
+    let (client, base, all) = (clients[0].clone(), base.to_owned(), tasks.clone());
+    let deadline = Instant::now() + Duration::from_secs(60);
     bench
         .load
         .spawn(async move {
-            for (device, task) in tasks.iter() {
+            for (device, task) in all.iter() {
                 while task_code(&client, &base, device, task).await.map_err(|e| anyhow!(e))? == 204 {
                     if Instant::now() > deadline {
-                        return Err(anyhow!("seeded tasks did not complete within {limit:?}"));
+                        return Err(anyhow!("seeded tasks did not complete within 60 s"));
                     }
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
             }
             Ok(())
         })
-        .await?
+        .await??;
+    Ok(tasks)
+}
+
+/// Serial `FileStore::get` of the seeded tasks for `span`, in a blocking thread as the registry would.
+async fn get_rate(dir: &Path, tasks: &Arc<Vec<(String, String)>>, span: Duration) -> Result<f64> {
+    let ids: Vec<TaskId> = tasks.iter().filter_map(|(_, task)| TaskId::parse(task)).collect();
+    let dir = dir.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let (store, waited) = crate::harness::open_when_released(&dir)?;
+        if waited > Duration::from_millis(500) {
+            println!("  !! the stopped app released its file store only after {waited:?}");
+        }
+        let started = Instant::now();
+        let mut count = 0usize;
+        while started.elapsed() < span {
+            store
+                .get(ids[count % ids.len()])?
+                .ok_or_else(|| anyhow!("a seeded task is missing"))?;
+            count += 1;
+        }
+        Ok(count as f64 / started.elapsed().as_secs_f64())
+    })
+    .await?
 }

@@ -5,10 +5,9 @@ use crate::harness::{unique_queue, Bench, Running};
 use crate::load::{closed_loop, create_task, device, http1_clients, task_code, Until};
 use crate::p1::Rates;
 use crate::report::{size, Report, Row};
-use anyhow::{anyhow, Context, Result};
+use anyhow::{anyhow, Result};
 use cpe_actors::ports::TaskStore;
 use cpe_actors::{TaskId, TaskStatus};
-use cpe_config::store::file::FileStore;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -242,7 +241,10 @@ struct Finals {
 /// Reads each task's record from the stopped app's file store: the exact time it became final, which
 /// polling could only bound.
 fn read_finals(data_dir: &Path, tasks: &[(String, String)]) -> Result<Finals> {
-    let store = open_when_released(data_dir)?;
+    let (store, waited) = crate::harness::open_when_released(data_dir)?;
+    if waited > Duration::from_millis(500) {
+        println!("  !! the stopped app released its file store only after {waited:?}");
+    }
     let mut finals = Finals {
         completed: 0,
         failed: 0,
@@ -264,16 +266,4 @@ fn read_finals(data_dir: &Path, tasks: &[(String, String)]) -> Result<Finals> {
         }
     }
     Ok(finals)
-}
-
-/// The registry may hold the file for a moment after shutdown returns: retry the open for a few seconds.
-fn open_when_released(dir: &Path) -> Result<FileStore> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        match FileStore::open(dir) {
-            Ok(store) => return Ok(store),
-            Err(error) if Instant::now() >= deadline => return Err(error).context("reading the pipeline's results"),
-            Err(_) => std::thread::sleep(Duration::from_millis(100)),
-        }
-    }
 }

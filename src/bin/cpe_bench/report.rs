@@ -220,6 +220,23 @@ pub fn machine() -> String {
     format!("{cores} cores ({model}){memory}, Linux {}", kernel.trim())
 }
 
+/// The git commit of the working directory at run time, and whether it has uncommitted changes.
+pub fn source_tree() -> String {
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+    };
+    match (git(&["rev-parse", "--short", "HEAD"]), git(&["status", "--porcelain"])) {
+        (Some(commit), Some(changes)) if !changes.is_empty() => format!("commit {commit} with uncommitted changes"),
+        (Some(commit), _) => format!("commit {commit}"),
+        _ => "unknown (not a git checkout)".into(),
+    }
+}
+
 /// The 1, 5 and 15 minute load averages: other work on a shared machine shows here.
 pub fn load_average() -> String {
     std::fs::read_to_string("/proc/loadavg")

@@ -1,0 +1,134 @@
+//! P5's memory per retained task, measured in a fresh child process: the bench's own process has freed
+//! heap from earlier phases that a fill would reuse without growing RSS, which hides the true cost.
+
+use crate::p1::sample_message;
+use crate::sys;
+use anyhow::{anyhow, Context, Result};
+use cpe_actors::memory::MemoryStore;
+use cpe_actors::ports::{StoreError, TaskStore};
+use cpe_actors::registry::{Registry, RegistryHandle};
+use cpe_actors::slot::Slot;
+use cpe_actors::{ConfigRequest, EquipmentId, TaskId, TaskMessage, TaskRecord, TaskStatus};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Concurrent callers filling the registry.
+const FILLERS: u64 = 64;
+/// The line the child prints: `MEMORY <rss before> <rss after> <fill milliseconds>`.
+const TAG: &str = "MEMORY";
+
+/// What one fill did to the child's resident memory.
+pub struct Fill {
+    pub before: u64,
+    pub after: u64,
+    pub elapsed: Duration,
+}
+
+/// A completed task as the registry keeps it: the template's request, a distinct device.
+pub fn completed(seq: u64, template: &TaskMessage) -> TaskRecord {
+    let mut record = TaskRecord::queued(
+        TaskId::new(),
+        EquipmentId::parse(&crate::load::device(seq)).expect("a valid id"),
+        template.request.clone(),
+    );
+    record.status = TaskStatus::Completed;
+    record.attempts = 1;
+    record
+}
+
+/// The example request, or the same with no parameters (`bare`), to see what the parameters cost.
+fn template(bare: bool) -> TaskMessage {
+    let mut message = sample_message();
+    if bare {
+        message.request =
+            ConfigRequest::from_json(br#"{"timeoutInSeconds": 14, "parameters": {}}"#).expect("a valid request");
+    }
+    message
+}
+
+/// The child's whole job: fill a registry actor (memory store) with N completed tasks through
+/// `RegistryHandle::create`, the path Service B uses, and print RSS before and after.
+pub async fn child(n: u64, bare: bool) -> Result<()> {
+    let store = Arc::new(MemoryStore::default());
+    let (actor, _) = ractor::Actor::spawn(None, Registry, store as Arc<dyn TaskStore>)
+        .await
+        .map_err(|e| anyhow!("cannot start a registry: {e}"))?;
+    let slot = Slot::default();
+    slot.set(actor);
+    let registry = RegistryHandle::new(slot);
+    let template = Arc::new(template(bare));
+    let before = sys::rss();
+    let started = Instant::now();
+    let fillers: Vec<_> = (0..FILLERS)
+        .map(|k| {
+            let (registry, template) = (registry.clone(), template.clone());
+            tokio::spawn(async move {
+                for seq in (k..n).step_by(FILLERS as usize) {
+                    registry.create(completed(seq, &template)).await?;
+                }
+                Ok::<_, StoreError>(())
+            })
+        })
+        .collect();
+    for filler in fillers {
+        filler.await??;
+    }
+    let elapsed = started.elapsed();
+    println!("{TAG} {before} {} {}", sys::rss(), elapsed.as_millis());
+    Ok(())
+}
+
+/// Runs [`child`] in a new process of this binary and reads its answer, killing it after `limit`.
+pub async fn measure(n: u64, bare: bool, limit: Duration) -> Result<Fill> {
+    tokio::task::spawn_blocking(move || {
+        let exe = std::env::current_exe().context("cannot find this program to start a child")?;
+        let mut command = Command::new(exe);
+        command
+            .arg(format!("--memory-child={n}"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        if bare {
+            command.arg("--bare-parameters");
+        }
+        let mut child = command.spawn().context("cannot start the measuring child")?;
+        let deadline = Instant::now() + limit;
+        while child.try_wait()?.is_none() {
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(anyhow!("the measuring child did not finish within {limit:?}"));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let output = child.wait_with_output()?;
+        let text = String::from_utf8_lossy(&output.stdout);
+        parse(&text).ok_or_else(|| anyhow!("the measuring child answered {text:?} ({})", output.status))
+    })
+    .await?
+}
+
+fn parse(text: &str) -> Option<Fill> {
+    let line = text.lines().find_map(|l| l.strip_prefix(TAG))?;
+    let numbers: Vec<u64> = line.split_whitespace().filter_map(|n| n.parse().ok()).collect();
+    match numbers[..] {
+        [before, after, millis] => Some(Fill {
+            before,
+            after,
+            elapsed: Duration::from_millis(millis),
+        }),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_childs_answer_is_read_back() {
+        let fill = parse("noise\nMEMORY 100 300 42\n").expect("an answer");
+        assert_eq!((fill.before, fill.after, fill.elapsed.as_millis()), (100, 300, 42));
+        assert!(parse("MEMORY 1 2").is_none());
+    }
+}
