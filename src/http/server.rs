@@ -96,6 +96,8 @@ async fn accept_loop(listener: tokio::net::TcpListener, tls: TlsAcceptor, routes
                     .timer(TokioTimer::new())
                     .keep_alive_interval(Some(Duration::from_secs(30)))
                     .keep_alive_timeout(Duration::from_secs(20))
+                    // Service A's calls wait long and cost little: let one connection carry many.
+                    .max_concurrent_streams(1000)
                     .serve_connection(io, service);
                 tokio::select! {
                     served = connection => served,

@@ -75,9 +75,15 @@ impl ServiceB {
             request: config,
         };
         let record = TaskRecord::queued(task.task_id, task.equipment_id.clone(), task.request.clone());
-        let stored = match key.clone() {
-            None => self.registry.create(record).await.map(|()| Created::New),
-            Some(key) => self.registry.create_with_key(record, key).await,
+        let (stored, published) = match key.clone() {
+            // Without a key nothing depends on the store's answer: store and publish together, so
+            // the answer waits for the slower of the two durable steps rather than for both in turn.
+            None => {
+                let stored = self.registry.start_create(record);
+                let (stored, published) = tokio::join!(stored, self.publisher.publish(&task));
+                (stored.map(|()| Created::New), Some(published))
+            }
+            Some(key) => (self.registry.create_with_key(record, key).await, None),
         };
         match stored {
             Ok(Created::New) => {}
@@ -89,6 +95,10 @@ impl ServiceB {
                 )
             }
             Err(store_error) => {
+                if matches!(published, Some(Ok(()))) {
+                    // The queue has it and a worker will adopt it, but the caller is told 503.
+                    tracing::error!(task_id = %task.task_id, %store_error, "task queued but not stored");
+                }
                 tracing::error!(%store_error, "could not store a new task");
                 return error(
                     StatusCode::SERVICE_UNAVAILABLE,
@@ -96,7 +106,11 @@ impl ServiceB {
                 );
             }
         }
-        if let Err(queue_error) = self.publisher.publish(&task).await {
+        let published = match published {
+            Some(published) => published,
+            None => self.publisher.publish(&task).await,
+        };
+        if let Err(queue_error) = published {
             tracing::error!(task_id = %task.task_id, %queue_error, "could not queue a new task; not accepted");
             if let Err(store_error) = self.registry.remove(task.task_id, key).await {
                 tracing::warn!(task_id = %task.task_id, %store_error, "could not forget the unqueued task");

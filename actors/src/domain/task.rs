@@ -120,10 +120,14 @@ impl TaskRecord {
         self.updated_at = super::now_millis();
     }
 
+    /// Records the outcome. The parameters go: a final task is never run again, and its status
+    /// answer does not show them, so passwords are kept no longer than needed (and memory and disk
+    /// per retained task stay small).
     pub fn finish(&mut self, outcome: &Outcome) -> bool {
         if !self.move_to(outcome.status()) {
             return false;
         }
+        self.request.parameters = Default::default();
         match outcome {
             Outcome::Completed { attempts } => self.attempts = *attempts,
             Outcome::Failed { attempts, reason } => {
@@ -141,7 +145,8 @@ mod tests {
     use crate::ConfigRequest;
 
     fn record() -> TaskRecord {
-        let request = ConfigRequest::from_json(br#"{"timeoutInSeconds": 1, "parameters": {}}"#).unwrap();
+        let request =
+            ConfigRequest::from_json(br#"{"timeoutInSeconds": 1, "parameters": {"password": "secret"}}"#).unwrap();
         TaskRecord::queued(TaskId::new(), EquipmentId::parse("abc123").unwrap(), request)
     }
 
@@ -165,6 +170,7 @@ mod tests {
         assert!(!task.finish(&Outcome::Completed { attempts: 3 }));
         assert!(!task.move_to(TaskStatus::Running));
         assert_eq!(task.last_error.as_deref(), Some("device said no"));
+        assert!(task.request.parameters.is_empty(), "a final task keeps no parameters");
     }
 
     #[test]

@@ -273,6 +273,28 @@ impl RegistryHandle {
         self.ask(|reply| RegistryMsg::Create(record, reply)).await
     }
 
+    /// Puts the create in the registry's mailbox now and returns the wait for its answer, so the
+    /// caller can publish the task while the create is being made durable: any later request
+    /// about the task (a worker's `Begin`) queues behind the create.
+    pub fn start_create(&self, record: TaskRecord) -> impl std::future::Future<Output = Result<(), StoreError>> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let sent = match self.slot.get() {
+            Some(actor) => actor
+                .cast(RegistryMsg::Create(record, reply.into()))
+                .map_err(|_| StoreError("the registry is restarting".into())),
+            None => Err(StoreError("the registry is not running".into())),
+        };
+        let timeout = self.timeout;
+        async move {
+            sent?;
+            match tokio::time::timeout(timeout, answer).await {
+                Ok(Ok(result)) => result,
+                Ok(Err(_)) => Err(StoreError("the registry is restarting".into())),
+                Err(_) => Err(StoreError(format!("the registry did not answer within {timeout:?}"))),
+            }
+        }
+    }
+
     pub async fn create_with_key(&self, record: TaskRecord, key: String) -> Result<Created, StoreError> {
         self.ask(|reply| RegistryMsg::CreateWithKey(record, key, reply)).await
     }
