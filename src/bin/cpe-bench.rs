@@ -92,9 +92,9 @@ struct Options {
     #[arg(long, hide = true, value_parser = parse_size)]
     memory_child: Option<u64>,
 
-    /// Internal: the measuring child uses requests without parameters.
+    /// Internal: the measuring child keeps its tasks unfinished (with their parameters).
     #[arg(long, hide = true)]
-    bare_parameters: bool,
+    unfinished_tasks: bool,
 
     /// Worker threads of the app's runtime, and of the load generator's.
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64))]
@@ -194,7 +194,7 @@ fn main() -> ExitCode {
     };
     let load = load_runtime.handle().clone();
     let result = match options.memory_child {
-        Some(n) => app_runtime.block_on(memory::child(n, options.bare_parameters)),
+        Some(n) => app_runtime.block_on(memory::child(n, options.unfinished_tasks)),
         None => app_runtime.block_on(run(options, load)),
     };
     // Connections still open on the load runtime are dropped with it, without waiting on them.

@@ -8,7 +8,7 @@ use cpe_actors::memory::MemoryStore;
 use cpe_actors::ports::{StoreError, TaskStore};
 use cpe_actors::registry::{Registry, RegistryHandle};
 use cpe_actors::slot::Slot;
-use cpe_actors::{ConfigRequest, EquipmentId, TaskId, TaskMessage, TaskRecord, TaskStatus};
+use cpe_actors::{EquipmentId, Outcome, TaskId, TaskMessage, TaskRecord, TaskStatus};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,31 +25,24 @@ pub struct Fill {
     pub elapsed: Duration,
 }
 
-/// A completed task as the registry keeps it: the template's request, a distinct device.
-pub fn completed(seq: u64, template: &TaskMessage) -> TaskRecord {
+/// A task as the registry keeps it, for a distinct device: completed through the real transitions
+/// (which drop the parameters), or still queued with the template's parameters.
+pub fn retained(seq: u64, template: &TaskMessage, unfinished: bool) -> TaskRecord {
     let mut record = TaskRecord::queued(
         TaskId::new(),
         EquipmentId::parse(&crate::load::device(seq)).expect("a valid id"),
         template.request.clone(),
     );
-    record.status = TaskStatus::Completed;
-    record.attempts = 1;
+    if !unfinished {
+        record.move_to(TaskStatus::Running);
+        record.finish(&Outcome::Completed { attempts: 1 });
+    }
     record
 }
 
-/// The example request, or the same with no parameters (`bare`), to see what the parameters cost.
-fn template(bare: bool) -> TaskMessage {
-    let mut message = sample_message();
-    if bare {
-        message.request =
-            ConfigRequest::from_json(br#"{"timeoutInSeconds": 14, "parameters": {}}"#).expect("a valid request");
-    }
-    message
-}
-
-/// The child's whole job: fill a registry actor (memory store) with N completed tasks through
+/// The child's whole job: fill a registry actor (memory store) with N tasks through
 /// `RegistryHandle::create`, the path Service B uses, and print RSS before and after.
-pub async fn child(n: u64, bare: bool) -> Result<()> {
+pub async fn child(n: u64, unfinished: bool) -> Result<()> {
     let store = Arc::new(MemoryStore::default());
     let (actor, _) = ractor::Actor::spawn(None, Registry, store as Arc<dyn TaskStore>)
         .await
@@ -57,7 +50,7 @@ pub async fn child(n: u64, bare: bool) -> Result<()> {
     let slot = Slot::default();
     slot.set(actor);
     let registry = RegistryHandle::new(slot);
-    let template = Arc::new(template(bare));
+    let template = Arc::new(sample_message());
     let before = sys::rss();
     let started = Instant::now();
     let fillers: Vec<_> = (0..FILLERS)
@@ -65,7 +58,7 @@ pub async fn child(n: u64, bare: bool) -> Result<()> {
             let (registry, template) = (registry.clone(), template.clone());
             tokio::spawn(async move {
                 for seq in (k..n).step_by(FILLERS as usize) {
-                    registry.create(completed(seq, &template)).await?;
+                    registry.create(retained(seq, &template, unfinished)).await?;
                 }
                 Ok::<_, StoreError>(())
             })
@@ -80,7 +73,7 @@ pub async fn child(n: u64, bare: bool) -> Result<()> {
 }
 
 /// Runs [`child`] in a new process of this binary and reads its answer, killing it after `limit`.
-pub async fn measure(n: u64, bare: bool, limit: Duration) -> Result<Fill> {
+pub async fn measure(n: u64, unfinished: bool, limit: Duration) -> Result<Fill> {
     tokio::task::spawn_blocking(move || {
         let exe = std::env::current_exe().context("cannot find this program to start a child")?;
         let mut command = Command::new(exe);
@@ -88,8 +81,8 @@ pub async fn measure(n: u64, bare: bool, limit: Duration) -> Result<Fill> {
             .arg(format!("--memory-child={n}"))
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
-        if bare {
-            command.arg("--bare-parameters");
+        if unfinished {
+            command.arg("--unfinished-tasks");
         }
         let mut child = command.spawn().context("cannot start the measuring child")?;
         let deadline = Instant::now() + limit;
