@@ -70,7 +70,7 @@ impl Provisioner for ServiceAClient {
 }
 
 /// reqwest's own message is often just "error sending request": the causes say what went wrong.
-fn error_chain(error: &reqwest::Error) -> String {
+pub fn error_chain(error: &reqwest::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {

@@ -3,7 +3,6 @@
 
 use crate::sys::{CpuMeter, CpuUse};
 use serde_json::Value;
-use std::error::Error as _;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -238,17 +237,8 @@ impl<T> Loop<T> {
     }
 }
 
-/// reqwest's own message is often only "error sending request": the causes say what went wrong.
-pub fn error_chain(error: &reqwest::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
+/// The same cause chain the workers log for Service A errors.
+pub use cpe_config::provisioner::error_chain;
 
 /// Sends a request and returns the body of a 200 answer; anything else is an error with its reason.
 pub async fn expect_ok(request: reqwest::RequestBuilder) -> Result<bytes::Bytes, String> {
