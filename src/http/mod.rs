@@ -8,6 +8,7 @@ pub mod service_b;
 
 use async_trait::async_trait;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
+use cpe_actors::RequestError;
 use futures_util::{FutureExt, Stream, StreamExt};
 use serde_json::{json, Value};
 use std::panic::AssertUnwindSafe;
@@ -66,6 +67,14 @@ pub fn method_not_allowed(request: &HttpRequest, allowed: &str) -> Response {
         allowed.parse().expect("a valid header value"),
     );
     response
+}
+
+/// 400 for bytes that are not JSON, 422 for JSON that breaks the schema; the message says why.
+pub fn request_error(rejection: RequestError) -> Response {
+    match rejection {
+        RequestError::Malformed(message) => error(StatusCode::BAD_REQUEST, message),
+        RequestError::Invalid(message) => error(StatusCode::UNPROCESSABLE_ENTITY, message),
+    }
 }
 
 pub fn no_route(request: &HttpRequest) -> Response {

@@ -3,11 +3,11 @@
 
 use super::health::{self, Readiness};
 use super::{
-    error, method_not_allowed, no_route, reply, HttpRequest, Routes, CPE_PREFIX, EQUIPMENT_NOT_FOUND,
+    error, method_not_allowed, no_route, reply, request_error, HttpRequest, Routes, CPE_PREFIX, EQUIPMENT_NOT_FOUND,
     PROVISIONING_FAILED,
 };
 use async_trait::async_trait;
-use cpe_actors::{ConfigRequest, EquipmentId, RequestError};
+use cpe_actors::{ConfigRequest, EquipmentId};
 use serde_json::json;
 use std::time::Duration;
 use warp::http::{Method, StatusCode};
@@ -56,13 +56,5 @@ impl ServiceA {
         }
         tracing::debug!(%equipment, "device configured");
         reply(StatusCode::OK, json!({"code": 200, "message": "success"}))
-    }
-}
-
-/// 400 for bytes that are not JSON, 422 for JSON that breaks the schema; the message says why.
-pub fn request_error(rejection: RequestError) -> Response {
-    match rejection {
-        RequestError::Malformed(message) => error(StatusCode::BAD_REQUEST, message),
-        RequestError::Invalid(message) => error(StatusCode::UNPROCESSABLE_ENTITY, message),
     }
 }

@@ -1,9 +1,8 @@
 //! Service B (`config_status_service`): accepts a configuration task at once and reports its status.
 
 use super::health::{self, Readiness};
-use super::service_a::request_error;
 use super::{
-    error, method_not_allowed, no_route, reply, HttpRequest, Routes, CPE_PREFIX, EQUIPMENT_NOT_FOUND,
+    error, method_not_allowed, no_route, reply, request_error, HttpRequest, Routes, CPE_PREFIX, EQUIPMENT_NOT_FOUND,
     PROVISIONING_FAILED, TASK_NOT_FOUND,
 };
 use async_trait::async_trait;

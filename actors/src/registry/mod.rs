@@ -56,6 +56,15 @@ impl RegistryMsg {
     }
 }
 
+fn restarting() -> StoreError {
+    StoreError("the registry is restarting".into())
+}
+
+/// The answer of a change whose writer thread went away (the registry stopped) before committing it.
+fn writer_stopped() -> StoreError {
+    StoreError("the store writer has stopped".into())
+}
+
 fn update_task(update: &StatusUpdate) -> TaskId {
     match update {
         StatusUpdate::Running { task_id, .. } | StatusUpdate::Finished { task_id, .. } => *task_id,
@@ -203,9 +212,7 @@ impl RegistryState {
         let durable = self.writer.submit(op);
         let myself = myself.clone();
         tokio::spawn(async move {
-            let result = durable
-                .await
-                .unwrap_or_else(|_| Err(StoreError("the store writer has stopped".into())));
+            let result = durable.await.unwrap_or_else(|_| Err(writer_stopped()));
             let _ = reply.send(result.map(|()| answer));
             let _ = myself.cast(RegistryMsg::Settled(id, key));
         });
@@ -226,10 +233,7 @@ impl RegistryState {
         tokio::spawn(async move {
             let mut result = Ok(durable.len());
             for (id, done) in durable {
-                if let Err(error) = done
-                    .await
-                    .unwrap_or_else(|_| Err(StoreError("the store writer has stopped".into())))
-                {
+                if let Err(error) = done.await.unwrap_or_else(|_| Err(writer_stopped())) {
                     result = Err(error);
                 }
                 let _ = myself.cast(RegistryMsg::Settled(id, None));
@@ -254,34 +258,14 @@ impl RegistryHandle {
         }
     }
 
-    async fn ask<T: Send + 'static>(&self, build: impl FnOnce(Reply<T>) -> RegistryMsg) -> Result<T, StoreError> {
-        let actor = self
-            .slot
-            .get()
-            .ok_or_else(|| StoreError("the registry is not running".into()))?;
-        match actor.call(build, Some(self.timeout)).await {
-            Ok(ractor::rpc::CallResult::Success(result)) => result,
-            Ok(ractor::rpc::CallResult::Timeout) => Err(StoreError(format!(
-                "the registry did not answer within {:?}",
-                self.timeout
-            ))),
-            Ok(ractor::rpc::CallResult::SenderError) | Err(_) => Err(StoreError("the registry is restarting".into())),
-        }
-    }
-
-    pub async fn create(&self, record: TaskRecord) -> Result<(), StoreError> {
-        self.ask(|reply| RegistryMsg::Create(record, reply)).await
-    }
-
-    /// Puts the create in the registry's mailbox now and returns the wait for its answer, so the
-    /// caller can publish the task while the create is being made durable: any later request
-    /// about the task (a worker's `Begin`) queues behind the create.
-    pub fn start_create(&self, record: TaskRecord) -> impl std::future::Future<Output = Result<(), StoreError>> {
+    /// Puts the request in the registry's mailbox now, and returns the bounded wait for its answer.
+    fn send<T: Send + 'static>(
+        &self,
+        build: impl FnOnce(Reply<T>) -> RegistryMsg,
+    ) -> impl std::future::Future<Output = Result<T, StoreError>> {
         let (reply, answer) = tokio::sync::oneshot::channel();
         let sent = match self.slot.get() {
-            Some(actor) => actor
-                .cast(RegistryMsg::Create(record, reply.into()))
-                .map_err(|_| StoreError("the registry is restarting".into())),
+            Some(actor) => actor.cast(build(reply.into())).map_err(|_| restarting()),
             None => Err(StoreError("the registry is not running".into())),
         };
         let timeout = self.timeout;
@@ -289,10 +273,25 @@ impl RegistryHandle {
             sent?;
             match tokio::time::timeout(timeout, answer).await {
                 Ok(Ok(result)) => result,
-                Ok(Err(_)) => Err(StoreError("the registry is restarting".into())),
+                Ok(Err(_)) => Err(restarting()),
                 Err(_) => Err(StoreError(format!("the registry did not answer within {timeout:?}"))),
             }
         }
+    }
+
+    async fn ask<T: Send + 'static>(&self, build: impl FnOnce(Reply<T>) -> RegistryMsg) -> Result<T, StoreError> {
+        self.send(build).await
+    }
+
+    pub async fn create(&self, record: TaskRecord) -> Result<(), StoreError> {
+        self.start_create(record).await
+    }
+
+    /// Puts the create in the registry's mailbox now and returns the wait for its answer, so the
+    /// caller can publish the task while the create is being made durable: any later request
+    /// about the task (a worker's `Begin`) queues behind the create.
+    pub fn start_create(&self, record: TaskRecord) -> impl std::future::Future<Output = Result<(), StoreError>> {
+        self.send(|reply| RegistryMsg::Create(record, reply))
     }
 
     pub async fn create_with_key(&self, record: TaskRecord, key: String) -> Result<Created, StoreError> {
