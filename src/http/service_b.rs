@@ -73,54 +73,18 @@ impl ServiceB {
             equipment_id: equipment,
             request: config,
         };
-        let record = TaskRecord::queued(task.task_id, task.equipment_id.clone(), task.request.clone());
-        let (stored, published) = match key.clone() {
-            // Without a key nothing depends on the store's answer: store and publish together, so
-            // the answer waits for the slower of the two durable steps rather than for both in turn.
-            None => {
-                let stored = self.registry.start_create(record);
-                let (stored, published) = tokio::join!(stored, self.publisher.publish(&task));
-                (stored.map(|()| Created::New), Some(published))
-            }
-            Some(key) => (self.registry.create_with_key(record, key).await, None),
-        };
-        match stored {
-            Ok(Created::New) => {}
-            Ok(Created::Existing(task_id)) => return accepted(task_id),
-            Ok(Created::Conflict) => {
-                return error(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "Idempotency-Key was already used with a different request",
-                )
-            }
-            Err(store_error) => {
-                if matches!(published, Some(Ok(()))) {
-                    // The queue has it and a worker will adopt it, but the caller is told 503.
-                    tracing::error!(task_id = %task.task_id, %store_error, "task queued but not stored");
-                }
-                tracing::error!(%store_error, "could not store a new task");
-                return error(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "Task store unavailable; the task was not accepted, retry shortly",
-                );
-            }
-        }
-        let published = match published {
-            Some(published) => published,
-            None => self.publisher.publish(&task).await,
-        };
-        if let Err(queue_error) = published {
-            tracing::error!(task_id = %task.task_id, %queue_error, "could not queue a new task; not accepted");
-            if let Err(store_error) = self.registry.remove(task.task_id, key).await {
-                tracing::warn!(task_id = %task.task_id, %store_error, "could not forget the unqueued task");
-            }
-            return error(
+        // Detached from this request: a client that leaves (a dropped connection, a reset HTTP/2
+        // stream) drops the request's future, and a task stored but never published would then be
+        // returned to a retry with the same Idempotency-Key and never run. The spawned hand-over
+        // always finishes, whatever the client does.
+        let handover = tokio::spawn(accept(self.registry.clone(), self.publisher.clone(), task, key));
+        handover.await.unwrap_or_else(|join_error| {
+            tracing::error!(%join_error, "the task hand-over stopped unexpectedly");
+            error(
                 StatusCode::SERVICE_UNAVAILABLE,
-                "Task queue unavailable; the task was not accepted, retry shortly",
-            );
-        }
-        tracing::info!(task_id = %task.task_id, equipment_id = %task.equipment_id, "task accepted");
-        accepted(task.task_id)
+                "Task could not be accepted; retry shortly",
+            )
+        })
     }
 
     async fn status(&self, equipment: EquipmentId, task: &str) -> Response {
@@ -172,6 +136,63 @@ impl ServiceB {
         );
         Some(denied)
     }
+}
+
+/// Stores the task and hands it to the queue; 200 only once both are durable (promise 1).
+async fn accept(
+    registry: RegistryHandle,
+    publisher: Arc<dyn TaskPublisher>,
+    task: TaskMessage,
+    key: Option<String>,
+) -> Response {
+    let record = TaskRecord::queued(task.task_id, task.equipment_id.clone(), task.request.clone());
+    let (stored, published) = match key.clone() {
+        // Without a key nothing depends on the store's answer: store and publish together, so
+        // the answer waits for the slower of the two durable steps rather than for both in turn.
+        None => {
+            let stored = registry.start_create(record);
+            let (stored, published) = tokio::join!(stored, publisher.publish(&task));
+            (stored.map(|()| Created::New), Some(published))
+        }
+        Some(key) => (registry.create_with_key(record, key).await, None),
+    };
+    match stored {
+        Ok(Created::New) => {}
+        Ok(Created::Existing(task_id)) => return accepted(task_id),
+        Ok(Created::Conflict) => {
+            return error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "Idempotency-Key was already used with a different request",
+            )
+        }
+        Err(store_error) => {
+            if matches!(published, Some(Ok(()))) {
+                // The queue has it and a worker will adopt it, but the caller is told 503.
+                tracing::error!(task_id = %task.task_id, %store_error, "task queued but not stored");
+            }
+            tracing::error!(%store_error, "could not store a new task");
+            return error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Task store unavailable; the task was not accepted, retry shortly",
+            );
+        }
+    }
+    let published = match published {
+        Some(published) => published,
+        None => publisher.publish(&task).await,
+    };
+    if let Err(queue_error) = published {
+        tracing::error!(task_id = %task.task_id, %queue_error, "could not queue a new task; not accepted");
+        if let Err(store_error) = registry.remove(task.task_id, key).await {
+            tracing::warn!(task_id = %task.task_id, %store_error, "could not forget the unqueued task");
+        }
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Task queue unavailable; the task was not accepted, retry shortly",
+        );
+    }
+    tracing::info!(task_id = %task.task_id, equipment_id = %task.equipment_id, "task accepted");
+    accepted(task.task_id)
 }
 
 fn accepted(task_id: TaskId) -> Response {
