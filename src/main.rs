@@ -33,9 +33,9 @@ async fn main() -> ExitCode {
 
 async fn run(config: cpe_config::config::Config) -> anyhow::Result<()> {
     cpe_config::limits::raise_open_file_limit();
-    let shutdown = cpe_config::shutdown::signal();
+    let signals = cpe_config::shutdown::Signals::install().context("cannot install signal handlers")?;
     let app = App::build(config).await.context("cannot start")?;
-    app.run_until(shutdown).await
+    app.run_until(signals.first_then_force()).await
 }
 
 fn generate_certs(dir: &std::path::Path, force: bool) -> anyhow::Result<()> {

@@ -61,9 +61,40 @@ impl Process {
 
     /// SIGTERM, then the exit code.
     pub fn terminate(&mut self) -> Option<i32> {
+        self.signal(libc::SIGTERM);
+        self.wait()
+    }
+
+    /// Sends `signal` without waiting.
+    pub fn signal(&self, signal: i32) {
         // SAFETY: sending a signal to our own child process.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        unsafe { libc::kill(self.child.id() as i32, signal) };
+    }
+
+    /// Waits for the process to exit; its exit code (None when a signal killed it).
+    pub fn wait(&mut self) -> Option<i32> {
         self.child.wait().ok().and_then(|s| s.code())
+    }
+
+    /// Waits until a log line's message contains `text`; false if none did within `limit`.
+    pub fn wait_for_message(&self, text: &str, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line["message"].as_str().is_some_and(|m| m.contains(text)) => return true,
+                Ok(_) => {}
+                Err(_) => return false,
+            }
+        }
+    }
+
+    /// Every log message so far.
+    pub fn messages(&self) -> Vec<String> {
+        let seen = self.seen.lock().unwrap();
+        seen.iter()
+            .map(|line| line["message"].as_str().map_or_else(|| line.to_string(), str::to_owned))
+            .collect()
     }
 }
 
