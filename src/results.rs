@@ -15,6 +15,8 @@ use std::time::Duration;
 pub struct ResultsQueue {
     publisher: AmqpPublisher,
     source: Arc<dyn QueueSource>,
+    /// Both connections, to close them cleanly at the end of a stop.
+    links: [AmqpLink; 2],
 }
 
 /// Opens the links to RabbitMQ: one connection to publish, one to consume, so flow control on
@@ -37,13 +39,21 @@ pub async fn open_amqp(
     let publisher = Arc::new(AmqpPublisher::new(publish_link.clone(), tasks.clone()));
     let source = Arc::new(AmqpSource::new(consume_link.clone(), tasks, settings.prefetch));
     let results = ResultsQueue {
-        publisher: AmqpPublisher::new(publish_link, results.clone()),
-        source: Arc::new(AmqpSource::new(consume_link, results, settings.prefetch)),
+        publisher: AmqpPublisher::new(publish_link.clone(), results.clone()),
+        source: Arc::new(AmqpSource::new(consume_link.clone(), results, settings.prefetch)),
+        links: [publish_link, consume_link],
     };
     Ok((publisher, source, results))
 }
 
 impl ResultsQueue {
+    /// Closes both connections (AMQP `connection.close`), so the broker sees a clean goodbye.
+    pub async fn close(&self) {
+        for link in &self.links {
+            link.close().await;
+        }
+    }
+
     pub fn sink(&self) -> Arc<dyn StatusSink> {
         Arc::new(ResultsSink {
             publisher: self.publisher.clone(),

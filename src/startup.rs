@@ -42,6 +42,7 @@ pub struct App {
     pool: Option<Slot<PoolMsg>>,
     consumers: Vec<&'static str>,
     grace: Duration,
+    transport: Transport,
 }
 
 impl App {
@@ -213,6 +214,7 @@ impl App {
             pool,
             consumers,
             grace: config.shutdown_grace,
+            transport,
         })
     }
 
@@ -259,6 +261,7 @@ impl App {
         }
         self.supervisor.stop(Some("shutdown".into()));
         let _ = self.supervisor_done.await;
+        self.transport.close().await;
         tracing::info!("stopped");
         Ok(())
     }

@@ -54,6 +54,13 @@ impl Transport {
         self.amqp.as_ref().map(|results| results.consumer(registry))
     }
 
+    /// Closes the broker connections at the end of a clean stop; the in-process queue has none.
+    pub async fn close(&self) {
+        if let Some(amqp) = &self.amqp {
+            amqp.close().await;
+        }
+    }
+
     /// Queues again the tasks the store holds unfinished, when the queue itself did not keep them.
     pub async fn resume(&self, registry: &RegistryHandle) -> Result<()> {
         let Some(queue) = &self.memory else {

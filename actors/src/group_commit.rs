@@ -14,26 +14,45 @@ type Done = oneshot::Sender<Result<(), StoreError>>;
 
 /// The sending side; the writer thread ends once every handle is dropped and the queue is empty.
 pub struct GroupCommit {
-    queue: mpsc::Sender<(WriteOp, Done)>,
+    queue: Option<mpsc::Sender<(WriteOp, Done)>>,
+    writer: Option<std::thread::JoinHandle<()>>,
 }
 
 impl GroupCommit {
     pub fn start(store: Arc<dyn TaskStore>) -> Self {
         let (queue, waiting) = mpsc::channel::<(WriteOp, Done)>();
-        std::thread::Builder::new()
+        let writer = std::thread::Builder::new()
             .name("store-writer".into())
             .spawn(move || write_loop(store.as_ref(), waiting))
             .expect("the store writer thread can be started");
-        Self { queue }
+        Self {
+            queue: Some(queue),
+            writer: Some(writer),
+        }
     }
 
     /// Queues a change; the receiver answers once it is durable (or failed, with the batch).
     pub fn submit(&self, op: WriteOp) -> oneshot::Receiver<Result<(), StoreError>> {
         let (done, answer) = oneshot::channel();
-        if let Err(mpsc::SendError((_, done))) = self.queue.send((op, done)) {
+        let refused = match &self.queue {
+            Some(queue) => queue.send((op, done)).err().map(|mpsc::SendError((_, done))| done),
+            None => Some(done),
+        };
+        if let Some(done) = refused {
             let _ = done.send(Err(StoreError("the store writer has stopped".into())));
         }
         answer
+    }
+
+    /// Clean stop: takes no more changes, lets the writer commit what is queued, and waits for its
+    /// thread to end, so the store's file is released when this returns.
+    pub async fn stop(&mut self) {
+        self.queue = None;
+        if let Some(writer) = self.writer.take() {
+            if tokio::task::spawn_blocking(move || writer.join()).await.is_err() {
+                tracing::error!("the store writer thread ended with a panic");
+            }
+        }
     }
 }
 
@@ -117,5 +136,21 @@ mod tests {
         }
         let batches = store.batches.load(Ordering::SeqCst);
         assert!(batches < 200, "200 changes took {batches} commits");
+    }
+
+    #[tokio::test]
+    async fn stop_commits_what_is_queued_then_joins_the_writer() {
+        let store = Arc::new(Counting::default());
+        let mut writer = GroupCommit::start(store.clone());
+        let request = ConfigRequest::from_json(br#"{"timeoutInSeconds": 1, "parameters": {}}"#).unwrap();
+        let record = TaskRecord::queued(TaskId::new(), EquipmentId::parse("abc123").unwrap(), request);
+        let answer = writer.submit(WriteOp::Put(record.clone()));
+        writer.stop().await;
+        answer.await.unwrap().unwrap();
+        assert!(store.get(record.id).unwrap().is_some());
+        // The writer's clone of the store is gone with its thread.
+        assert_eq!(Arc::strong_count(&store), 1);
+        let refused = writer.submit(WriteOp::Remove(record.id)).await.unwrap();
+        assert!(refused.is_err());
     }
 }

@@ -115,6 +115,21 @@ impl Actor for Supervisor {
         })
     }
 
+    /// ractor kills the children of a stopping parent without their `post_stop`: stop them here
+    /// instead, newest first (Service B before the registry it asks), so each finishes its message
+    /// and releases what it holds (the registry joins the store's writer thread).
+    async fn post_stop(&self, _: ActorRef<Self::Msg>, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
+        for child in state.children.iter_mut().rev() {
+            child.retired = true;
+            if let Some(cell) = child.cell.take() {
+                let _ = cell
+                    .stop_and_wait(Some("shutdown".into()), Some(Duration::from_secs(30)))
+                    .await;
+            }
+        }
+        Ok(())
+    }
+
     async fn handle(
         &self,
         myself: ActorRef<Self::Msg>,

@@ -125,3 +125,55 @@ fn the_budget_counts_restarts_within_its_window() {
     std::thread::sleep(Duration::from_millis(2));
     assert!(short.allow(), "old restarts leave the window");
 }
+
+/// A child that notes, in its `post_stop`, that it was stopped cleanly.
+struct Noting(&'static str, Arc<Mutex<Vec<&'static str>>>);
+
+impl Actor for Noting {
+    type Msg = ();
+    type State = ();
+    type Arguments = ();
+
+    async fn pre_start(&self, _: ActorRef<Self::Msg>, _: ()) -> Result<(), ActorProcessingErr> {
+        Ok(())
+    }
+
+    async fn post_stop(&self, _: ActorRef<Self::Msg>, _: &mut ()) -> Result<(), ActorProcessingErr> {
+        self.1.lock().unwrap().push(self.0);
+        Ok(())
+    }
+}
+
+struct NotingSpec(&'static str, Arc<Mutex<Vec<&'static str>>>);
+
+#[async_trait]
+impl ChildSpec for NotingSpec {
+    fn name(&self) -> &str {
+        self.0
+    }
+
+    async fn start(&self, supervisor: ActorCell) -> Result<ActorCell, ActorProcessingErr> {
+        let child = Noting(self.0, self.1.clone());
+        let (actor, _) = Actor::spawn_linked(None, child, (), supervisor).await?;
+        Ok(actor.get_cell())
+    }
+}
+
+#[tokio::test]
+async fn stopping_the_supervisor_stops_its_children_cleanly_newest_first() {
+    let stopped = Arc::new(Mutex::new(Vec::new()));
+    let args = SupervisorArgs {
+        children: vec![
+            Box::new(NotingSpec("registry", stopped.clone())),
+            Box::new(NotingSpec("service-b", stopped.clone())),
+        ],
+        max_restarts: 1,
+        window: Duration::from_secs(60),
+        backoff: Duration::from_millis(1),
+        gave_up: Arc::new(Mutex::new(None)),
+    };
+    let (actor, handle) = Actor::spawn(None, Supervisor, args).await.unwrap();
+    actor.stop(None);
+    handle.await.unwrap();
+    assert_eq!(*stopped.lock().unwrap(), vec!["service-b", "registry"]);
+}

@@ -113,6 +113,12 @@ impl Actor for Registry {
         })
     }
 
+    /// Changes already handed to the writer are committed before the registry is gone.
+    async fn post_stop(&self, _: ActorRef<Self::Msg>, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
+        state.writer.stop().await;
+        Ok(())
+    }
+
     async fn handle(
         &self,
         myself: ActorRef<Self::Msg>,
