@@ -79,7 +79,7 @@ pub struct Config {
 
     /// Base URL workers use to call Service A; it must present --certs-dir/cert.pem.
     /// [default: https://localhost:8080; with --role all, the port Service A listens on]
-    #[arg(long, env = "SERVICE_A_URL", value_parser = parse_https_url)]
+    #[arg(long, env = "SERVICE_A_URL", value_parser = parse_https_url, hide_env_values = true)]
     pub service_a_url: Option<String>,
 
     /// RabbitMQ URL, like amqp://guest:guest@127.0.0.1:5672/%2f. Unset: the in-process queue.
@@ -208,11 +208,13 @@ impl Config {
 }
 
 fn parse_https_url(raw: &str) -> Result<String, String> {
+    // The message shows the value without its user info: it may hold a password.
+    let shown = crate::redact::redact_url(raw);
     let rest = raw
         .strip_prefix("https://")
-        .ok_or_else(|| format!("`{raw}` must start with https:// (Service A speaks HTTPS only)"))?;
+        .ok_or_else(|| format!("`{shown}` must start with https:// (Service A speaks HTTPS only)"))?;
     if rest.trim_end_matches('/').is_empty() || rest.contains(char::is_whitespace) {
-        return Err(format!("`{raw}` has no host"));
+        return Err(format!("`{shown}` has no host"));
     }
     Ok(raw.trim_end_matches('/').to_owned())
 }

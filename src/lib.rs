@@ -7,6 +7,7 @@ pub mod http;
 pub mod limits;
 pub mod provisioner;
 pub mod queue;
+pub mod redact;
 pub mod results;
 pub mod shutdown;
 pub mod startup;

@@ -145,7 +145,7 @@ impl App {
             consumers.push("consumer");
             let (workers, queue) = (config.workers, transport.tasks.describe());
             announce.push(Box::new(
-                move || tracing::info!(workers, %queue, service_a = %service_a_url, "workers consuming"),
+                move || tracing::info!(workers, %queue, service_a = %crate::redact::redact_url(&service_a_url), "workers consuming"),
             ));
             Some(slot)
         } else {

@@ -22,6 +22,7 @@ use redb::{
     WriteTransaction,
 };
 use std::fmt;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 /// The file's name inside the data directory.
@@ -53,13 +54,16 @@ pub struct FileStore {
 impl FileStore {
     /// Opens `<dir>/tasks.redb`, creating the directory and the file if they are missing.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
-        std::fs::create_dir_all(dir)
+        create_private_dir(dir)
             .map_err(|e| StoreError(format!("cannot create data directory {}: {e}", dir.display())))?;
         let path = dir.join(FILE_NAME);
         let db = Database::builder()
             .set_cache_size(CACHE_BYTES)
             .create(&path)
             .map_err(|e| open_error(&path, e))?;
+        // Unfinished tasks hold their parameters (passwords included): owner only, like the TLS key.
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| StoreError(format!("cannot restrict {} to its owner: {e}", path.display())))?;
         let store = Self { db, path };
         store
             .create_tables()
@@ -419,6 +423,19 @@ impl Header {
 /// created_at (big-endian) ++ key: the expiry index's key.
 fn key_time(created_at: u64, key: &str) -> Vec<u8> {
     [&created_at.to_be_bytes()[..], key.as_bytes()].concat()
+}
+
+/// Creates the directory with mode 0700. An existing one is the operator's and keeps its mode
+/// (it may be shared on purpose), with a warning when others can enter it; the file is 0600 anyway.
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    if dir.is_dir() {
+        let mode = std::fs::metadata(dir)?.permissions().mode();
+        if mode & 0o077 != 0 {
+            tracing::warn!(dir = %dir.display(), mode = format_args!("{:o}", mode & 0o777), "the data directory is open to other users; 0700 is advised");
+        }
+        return Ok(());
+    }
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)
 }
 
 #[cfg(test)]

@@ -342,3 +342,13 @@ fn a_key_sweep_larger_than_one_batch_expires_every_due_key() {
     assert_eq!(txn.open_table(KEYS).unwrap().len().unwrap(), 0);
     assert_eq!(txn.open_table(KEYS_BY_TIME).unwrap().len().unwrap(), 0);
 }
+
+#[test]
+fn the_store_file_and_a_new_data_directory_are_readable_by_their_owner_only() {
+    let dir = TempDir::new("modes");
+    let data = dir.0.join("data");
+    let store = FileStore::open(&data).unwrap();
+    let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&data), 0o700);
+    assert_eq!(mode(store.path()), 0o600);
+}

@@ -151,12 +151,13 @@ impl Parameters {
     }
 }
 
-/// Whether a parameter key names a secret whose value must never be shown.
-pub fn is_secret_key(key: &str) -> bool {
-    let key = key.to_ascii_lowercase();
-    ["password", "passwd", "secret", "token", "key", "credential"]
+/// Whether a parameter's value may appear in logs. An allow-list, not a list of secret-looking
+/// words: devices take credentials under any name (`wpa_psk`, `pppoe_pass`, `snmp_community`,
+/// `pin`, ...), so every other value is hidden.
+pub fn is_loggable_key(key: &str) -> bool {
+    ["username", "vlan", "interfaces"]
         .iter()
-        .any(|word| key.contains(word))
+        .any(|allowed| key.eq_ignore_ascii_case(allowed))
 }
 
 impl Serialize for Parameters {
@@ -176,12 +177,12 @@ impl fmt::Debug for ParamValue {
     }
 }
 
-/// Shows non-secret values (useful to operators) and hides the values of secret-looking keys.
+/// Shows the allow-listed values (useful to operators) and hides every other one.
 impl fmt::Debug for Parameters {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut map = f.debug_map();
         for (key, value) in &self.0 {
-            if is_secret_key(key) {
+            if !is_loggable_key(key) {
                 map.entry(key, &format_args!("<redacted>"));
             } else {
                 map.entry(
@@ -363,18 +364,36 @@ mod tests {
     }
 
     #[test]
-    fn debug_output_never_shows_secret_values() {
-        let body = r#"{"timeoutInSeconds": 1, "parameters": {"username": "ops", "password": "hunter2", "apiToken": "t0k3n", "vlan": 534}}"#;
+    fn debug_output_shows_only_allow_listed_values() {
+        let body = r#"{"timeoutInSeconds": 1, "parameters": {"username": "ops", "password": "hunter2",
+            "apiToken": "t0k3n", "wpa_psk": "psk-value", "pppoe_pass": "pppoe-value",
+            "snmp_community": "community-value", "admin_pwd": "pwd-value", "wifi_passphrase": "phrase-value",
+            "pin": "1234567", "cert": "-----BEGIN PRIVATE KEY-----", "vlan": 534, "interfaces": [1, 2]}}"#;
         let shown = format!("{:?}", parse(body).unwrap());
         assert!(shown.contains("password") && shown.contains("<redacted>"), "{shown}");
-        assert!(!shown.contains("hunter2") && !shown.contains("t0k3n"), "{shown}");
-        assert!(shown.contains("534") && shown.contains("ops"), "{shown}");
+        for secret in [
+            "hunter2",
+            "t0k3n",
+            "psk-value",
+            "pppoe-value",
+            "community-value",
+            "pwd-value",
+            "phrase-value",
+            "1234567",
+            "PRIVATE KEY",
+        ] {
+            assert!(!shown.contains(secret), "{secret} shown in {shown}");
+        }
+        assert!(
+            shown.contains("534") && shown.contains("ops") && shown.contains("[1,2]"),
+            "{shown}"
+        );
     }
 
     #[test]
-    fn secret_keys_are_recognised() {
-        assert!(is_secret_key("password") && is_secret_key("apiToken") && is_secret_key("PSK_key"));
-        assert!(!is_secret_key("username") && !is_secret_key("vlan"));
+    fn only_username_vlan_and_interfaces_are_loggable() {
+        assert!(is_loggable_key("username") && is_loggable_key("VLAN") && is_loggable_key("interfaces"));
+        assert!(!is_loggable_key("password") && !is_loggable_key("user") && !is_loggable_key("username2"));
     }
 }
 
