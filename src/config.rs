@@ -32,8 +32,19 @@ pub enum Command {
     /// Generate a self-signed certificate pair (cert.pem, key.pem) into --certs-dir and exit.
     Certs {
         /// Replace an existing pair.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "if_missing")]
         force: bool,
+        /// Succeed without a change when the pair exists already (for a one-shot container).
+        #[arg(long)]
+        if_missing: bool,
+    },
+    /// Ask this host's own service whether it is ready (GET /readyz over HTTPS, trusting
+    /// --certs-dir/cert.pem) and exit 0 if it is, 1 if not: a container healthcheck.
+    Healthcheck {
+        /// What to ask [default: https://localhost:<port of --service-b-addr>/readyz, or of
+        /// --service-a-addr with --role service-a]
+        #[arg(long, value_parser = parse_https_url)]
+        url: Option<String>,
     },
 }
 

@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod duration;
+pub mod healthcheck;
 pub mod http;
 pub mod limits;
 pub mod provisioner;

@@ -12,7 +12,8 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     telemetry::init(cli.config.log_format);
     let result = match cli.command {
-        Some(Command::Certs { force }) => generate_certs(&cli.config.certs_dir, force),
+        Some(Command::Certs { force, if_missing }) => generate_certs(&cli.config.certs_dir, force, if_missing),
+        Some(Command::Healthcheck { url }) => cpe_config::healthcheck::run(&cli.config, url).await,
         None => {
             if let Err(problem) = cli.config.validate() {
                 use clap::CommandFactory;
@@ -38,8 +39,13 @@ async fn run(config: cpe_config::config::Config) -> anyhow::Result<()> {
     app.run_until(signals.first_then_force()).await
 }
 
-fn generate_certs(dir: &std::path::Path, force: bool) -> anyhow::Result<()> {
-    if !force && (dir.join(tls::CERT_FILE).exists() || dir.join(tls::KEY_FILE).exists()) {
+fn generate_certs(dir: &std::path::Path, force: bool, if_missing: bool) -> anyhow::Result<()> {
+    let (cert, key) = (dir.join(tls::CERT_FILE).exists(), dir.join(tls::KEY_FILE).exists());
+    if if_missing && cert && key {
+        tracing::info!(dir = %dir.display(), "a certificate pair exists already; left as it is");
+        return Ok(());
+    }
+    if !force && (cert || key) {
         anyhow::bail!(
             "{} already holds a certificate or key; use `cpe-config certs --force` to replace them",
             dir.display()

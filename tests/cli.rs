@@ -81,7 +81,52 @@ fn certs_generates_a_pair_and_refuses_to_overwrite_it() {
     assert!(!again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("--force"));
     assert!(run(&["--force"]).status.success());
+    let key = std::fs::read(dir.join("key.pem")).unwrap();
+    let kept = run(&["--if-missing"]);
+    assert!(kept.status.success(), "{}", String::from_utf8_lossy(&kept.stderr));
+    assert_eq!(
+        std::fs::read(dir.join("key.pem")).unwrap(),
+        key,
+        "--if-missing keeps the pair"
+    );
     std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn healthcheck_exits_zero_for_a_ready_service_and_one_otherwise() {
+    let certs = temp_dir("healthcheck");
+    let certs_dir = format!("--certs-dir={}", certs.display());
+    assert!(binary().args([certs_dir.as_str(), "certs"]).status().unwrap().success());
+    let args = [
+        "--service-a-addr=127.0.0.1:0".to_string(),
+        "--service-b-addr=127.0.0.1:0".into(),
+        "--store=memory".into(),
+        certs_dir.clone(),
+    ];
+    let process = common::process::Process::spawn(&args, "info");
+    let b = process.wait_for_addr("Service B", Duration::from_secs(30));
+    let check = |port: u16| {
+        binary()
+            .args([
+                certs_dir.as_str(),
+                &format!("--service-b-addr=127.0.0.1:{port}"),
+                "healthcheck",
+            ])
+            .output()
+            .unwrap()
+    };
+    let ready = check(b.port());
+    assert!(ready.status.success(), "{}", String::from_utf8_lossy(&ready.stderr));
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let unreachable = check(closed);
+    assert_eq!(unreachable.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&unreachable.stderr).contains("did not answer"));
+    drop(process);
+    std::fs::remove_dir_all(certs).unwrap();
 }
 
 #[test]

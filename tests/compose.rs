@@ -153,20 +153,76 @@ fn cpe_config_waits_for_a_healthy_broker_and_publishes_both_services() {
     );
 }
 
-#[test]
-fn cpe_config_mounts_the_certificates_directory() {
-    let compose = compose();
-    let volumes = strings(&service(&compose, "cpe-config")["volumes"]);
-    let env = environment(service(&compose, "cpe-config"));
+/// The directory a service mounts at `CERTS_DIR` (default /app/certs): the source and its mode.
+fn certs_mount(service: &Value) -> (String, bool) {
+    let env = environment(service);
     let certs_dir = env
         .iter()
         .find(|(n, _)| n == "CERTS_DIR")
         .map(|(_, v)| v.clone())
         .unwrap_or_else(|| "/app/certs".into());
-    assert!(
-        volumes.iter().any(|v| v.starts_with(&format!("./certs:{certs_dir}"))),
-        "./certs is not mounted at {certs_dir}: {volumes:?}"
+    strings(&service["volumes"])
+        .iter()
+        .find_map(|volume| {
+            let mut parts = volume.split(':');
+            let (source, target, mode) = (parts.next()?, parts.next()?, parts.next());
+            (target == certs_dir).then(|| (source.to_owned(), mode == Some("ro")))
+        })
+        .unwrap_or_else(|| panic!("nothing is mounted at {certs_dir}"))
+}
+
+#[test]
+fn a_one_shot_service_of_the_same_image_makes_the_certificates_first() {
+    let compose = compose();
+    let certs = service(&compose, "certs");
+    let app = service(&compose, "cpe-config");
+    assert_eq!(
+        certs["image"], app["image"],
+        "the certs service runs the cpe-config image"
     );
+    let command = strings(&certs["command"]);
+    assert_eq!(
+        command,
+        ["certs", "--if-missing"],
+        "a second `up` must not fail on the existing pair"
+    );
+    assert_eq!(
+        app["depends_on"]["certs"]["condition"].as_str(),
+        Some("service_completed_successfully")
+    );
+    let (made_into, read_only) = certs_mount(certs);
+    let (read_from, app_read_only) = certs_mount(app);
+    assert!(
+        !read_only && app_read_only,
+        "certs writes the volume, cpe-config only reads it"
+    );
+    assert_eq!(made_into, read_from, "both mount the same volume");
+    assert!(
+        compose["volumes"]
+            .as_mapping()
+            .is_some_and(|v| v.contains_key(made_into.as_str())),
+        "{made_into} must be a named volume, not a host directory that needs a Rust toolchain to fill"
+    );
+}
+
+#[test]
+fn cpe_config_has_a_healthcheck_on_its_readiness() {
+    let compose = compose();
+    let test = strings(&service(&compose, "cpe-config")["healthcheck"]["test"]);
+    assert_eq!(test, ["CMD", "cpe-config", "healthcheck"]);
+}
+
+#[test]
+fn the_certs_and_healthcheck_commands_compose_runs_exist() {
+    for args in [&["certs", "--help"][..], &["healthcheck", "--help"]] {
+        let output = Command::new(env!("CARGO_BIN_EXE_cpe-config"))
+            .args(args)
+            .output()
+            .unwrap();
+        let help = String::from_utf8_lossy(&output.stdout);
+        assert!(output.status.success(), "cpe-config {args:?} failed");
+        assert!(args[0] != "certs" || help.contains("--if-missing"), "{help}");
+    }
 }
 
 #[test]
