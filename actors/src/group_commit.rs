@@ -117,6 +117,9 @@ mod tests {
         fn idempotency(&self, key: &str) -> Result<Option<crate::ports::IdempotencyEntry>, StoreError> {
             self.inner.idempotency(key)
         }
+        fn list(&self, query: &crate::TaskQuery) -> Result<crate::TaskPage, StoreError> {
+            self.inner.list(query)
+        }
     }
 
     #[tokio::test]

@@ -18,6 +18,6 @@ pub mod task_guard;
 pub mod worker;
 
 pub use domain::{
-    ConfigRequest, EquipmentId, Outcome, ParamValue, Parameters, RequestError, StatusUpdate, TaskId, TaskMessage,
-    TaskRecord, TaskStatus,
+    ConfigRequest, Cursor, EquipmentId, Outcome, ParamValue, Parameters, RequestError, StatusUpdate, TaskId,
+    TaskMessage, TaskPage, TaskQuery, TaskRecord, TaskStatus,
 };

@@ -1,7 +1,7 @@
 //! Ports: what the actors need from the outside world. Adapters live in the `cpe-config` crate;
 //! in-memory ones live in [`crate::memory`].
 
-use crate::{ConfigRequest, EquipmentId, Outcome, TaskId, TaskMessage, TaskRecord};
+use crate::{ConfigRequest, EquipmentId, Outcome, TaskId, TaskMessage, TaskPage, TaskQuery, TaskRecord};
 use async_trait::async_trait;
 use std::sync::Arc;
 
@@ -18,6 +18,9 @@ pub trait TaskStore: Send + Sync + 'static {
     fn remove_final_before(&self, cutoff_millis: u64) -> Result<usize, StoreError>;
     /// The task an idempotency key was first used for.
     fn idempotency(&self, key: &str) -> Result<Option<IdempotencyEntry>, StoreError>;
+    /// One page of tasks, newest first, read from indexes so a page costs about the same however
+    /// many tasks are kept.
+    fn list(&self, query: &TaskQuery) -> Result<TaskPage, StoreError>;
 
     /// Stores a new record, or replaces one with the same id.
     fn put(&self, record: &TaskRecord) -> Result<(), StoreError> {

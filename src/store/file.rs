@@ -12,11 +12,12 @@
 //! Readers double-check an index entry against its record and skip one that no longer matches, so an
 //! index entry left behind by a record that could not be decoded can never resurrect or delete a task.
 
+mod browse;
 mod codec;
 
 use codec::{decode, decode_key_entry, encode, encode_key_entry, Header};
 use cpe_actors::ports::{IdempotencyEntry, StoreError, TaskStore, WriteOp};
-use cpe_actors::{TaskId, TaskRecord};
+use cpe_actors::{TaskId, TaskPage, TaskQuery, TaskRecord};
 use redb::{
     Database, DatabaseError, ReadableDatabase, ReadableTable, ReadableTableMetadata, Table, TableDefinition,
     WriteTransaction,
@@ -97,6 +98,7 @@ impl FileStore {
         txn.open_table(FINAL_BY_UPDATE).map_err(db)?;
         txn.open_table(KEYS).map_err(db)?;
         txn.open_table(KEYS_BY_TIME).map_err(db)?;
+        browse::prepare(&txn)?;
         txn.commit().map_err(db)
     }
 
@@ -265,6 +267,11 @@ impl TaskStore for FileStore {
         }
     }
 
+    fn list(&self, query: &TaskQuery) -> Result<TaskPage, StoreError> {
+        let read = || browse::list(&self.db.begin_read().map_err(db)?, query);
+        read().map_err(|e| self.wrap(format_args!("cannot list tasks"), e))
+    }
+
     fn idempotency(&self, key: &str) -> Result<Option<IdempotencyEntry>, StoreError> {
         let read = || -> Result<Option<IdempotencyEntry>, StoreError> {
             let txn = self.db.begin_read().map_err(db)?;
@@ -276,16 +283,21 @@ impl TaskStore for FileStore {
     }
 }
 
-/// Writes one record and moves its index entry, inside the caller's transaction.
+/// Writes one record and moves its index entries, inside the caller's transaction.
 fn write_record(txn: &WriteTransaction, record: &TaskRecord) -> Result<(), StoreError> {
     let value = encode(record)?;
     let new = Header::of(record).index_entry(record.id);
     let mut records = txn.open_table(RECORDS).map_err(db)?;
-    let old = records
+    let old_header = records
         .insert(record.id.as_bytes(), value.as_slice())
         .map_err(db)?
-        .and_then(|old| Header::decode(old.value()))
-        .map(|header| header.index_entry(record.id));
+        .and_then(|old| Header::decode(old.value()));
+    drop(records);
+    match old_header {
+        Some(old) => browse::restatus(txn, &record.id, record.created_at, old.status, record.status)?,
+        None => browse::insert(txn, record)?,
+    }
+    let old = old_header.map(|header| header.index_entry(record.id));
     if old != Some(new) {
         let mut indexes = Indexes::open(txn)?;
         if let Some(old) = old {
@@ -329,11 +341,16 @@ fn remove_record(txn: &WriteTransaction, id: TaskId) -> Result<(), StoreError> {
     let old = {
         let mut records = txn.open_table(RECORDS).map_err(db)?;
         let removed = records.remove(id.as_bytes()).map_err(db)?;
-        removed.map(|old| Header::decode(old.value()))
+        removed.map(|old| (Header::decode(old.value()), decode(id, old.value())))
     };
-    // An undecodable record's index entry stays behind; readers skip it.
-    if let Some(Some(header)) = old {
-        Indexes::open(txn)?.remove(header.index_entry(id))?;
+    // An undecodable record's index entries stay behind; readers skip them.
+    if let Some((header, record)) = old {
+        if let Some(header) = header {
+            Indexes::open(txn)?.remove(header.index_entry(id))?;
+        }
+        if let Ok(record) = record {
+            browse::remove(txn, &record)?;
+        }
     }
     Ok(())
 }

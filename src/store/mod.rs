@@ -1,3 +1,6 @@
 //! Task stores: the embedded file store. The memory store lives in `cpe_actors::memory`.
 
 pub mod file;
+
+#[cfg(test)]
+mod listing_tests;

@@ -2,12 +2,14 @@
 
 mod equipment_id;
 mod message;
+mod query;
 mod request;
 mod strict_json;
 mod task;
 
 pub use equipment_id::{EquipmentId, InvalidEquipmentId};
 pub use message::{StatusUpdate, TaskMessage};
+pub use query::{Cursor, TaskPage, TaskQuery};
 pub use request::{ConfigRequest, ParamValue, Parameters, RequestError};
 pub use task::{Outcome, TaskId, TaskRecord, TaskStatus};
 

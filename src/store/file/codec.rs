@@ -39,7 +39,7 @@ impl Header {
     }
 }
 
-fn status_byte(status: TaskStatus) -> u8 {
+pub(super) fn status_byte(status: TaskStatus) -> u8 {
     match status {
         TaskStatus::Queued => 0,
         TaskStatus::Running => 1,

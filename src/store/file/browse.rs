@@ -1,0 +1,189 @@
+//! The browsing indexes of the file store, for task listing and search, newest first:
+//! - `tasks_by_created`: created_at (big-endian) ++ task id → (), every task;
+//! - `tasks_by_status`: status byte ++ created_at ++ task id → (), every task under its current status;
+//! - `tasks_by_device`: equipment id ++ 0 ++ created_at ++ task id → (), every task of a device.
+//!
+//! Changed in the same write transaction as the record. A page reads at most `limit + 1` entries per
+//! index it walks, so it costs about the same at a million tasks as at a thousand.
+
+use super::codec::{decode, status_byte};
+use super::{db, index_key, split_key, IndexKey, RECORDS};
+use cpe_actors::ports::StoreError;
+use cpe_actors::{Cursor, TaskId, TaskPage, TaskQuery, TaskRecord, TaskStatus};
+use redb::{ReadTransaction, ReadableTable, ReadableTableMetadata, TableDefinition, WriteTransaction};
+
+const BY_CREATED: TableDefinition<IndexKey, ()> = TableDefinition::new("tasks_by_created");
+const BY_STATUS: TableDefinition<StatusKey, ()> = TableDefinition::new("tasks_by_status");
+const BY_DEVICE: TableDefinition<&[u8], ()> = TableDefinition::new("tasks_by_device");
+
+type StatusKey = [u8; 25];
+
+/// Creates the tables, and fills them from the records when a file from before them has none yet.
+pub(super) fn prepare(txn: &WriteTransaction) -> Result<(), StoreError> {
+    let mut by_created = txn.open_table(BY_CREATED).map_err(db)?;
+    txn.open_table(BY_STATUS).map_err(db)?;
+    txn.open_table(BY_DEVICE).map_err(db)?;
+    let records = txn.open_table(RECORDS).map_err(db)?;
+    if by_created.is_empty().map_err(db)? && !records.is_empty().map_err(db)? {
+        for entry in records.iter().map_err(db)? {
+            let (id, value) = entry.map_err(db)?;
+            let id = TaskId::from_bytes(id.value());
+            // An undecodable record stays out of the listing, as it stays out of every other read.
+            if let Ok(record) = decode(id, value.value()) {
+                by_created.insert(index_key(record.created_at, &id), ()).map_err(db)?;
+                insert_status_and_device(txn, &record)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Files a record the store did not hold before.
+pub(super) fn insert(txn: &WriteTransaction, record: &TaskRecord) -> Result<(), StoreError> {
+    let mut by_created = txn.open_table(BY_CREATED).map_err(db)?;
+    by_created
+        .insert(index_key(record.created_at, &record.id), ())
+        .map_err(db)?;
+    insert_status_and_device(txn, record)
+}
+
+fn insert_status_and_device(txn: &WriteTransaction, record: &TaskRecord) -> Result<(), StoreError> {
+    let mut by_status = txn.open_table(BY_STATUS).map_err(db)?;
+    by_status
+        .insert(status_key(record.status, record.created_at, &record.id), ())
+        .map_err(db)?;
+    let mut by_device = txn.open_table(BY_DEVICE).map_err(db)?;
+    by_device
+        .insert(
+            device_key(record.equipment_id.as_str(), record.created_at, &record.id).as_slice(),
+            (),
+        )
+        .map_err(db)?;
+    Ok(())
+}
+
+/// Moves a record from its old status to its new one.
+pub(super) fn restatus(
+    txn: &WriteTransaction,
+    id: &TaskId,
+    created_at: u64,
+    from: TaskStatus,
+    to: TaskStatus,
+) -> Result<(), StoreError> {
+    if from != to {
+        let mut by_status = txn.open_table(BY_STATUS).map_err(db)?;
+        by_status.remove(status_key(from, created_at, id)).map_err(db)?;
+        by_status.insert(status_key(to, created_at, id), ()).map_err(db)?;
+    }
+    Ok(())
+}
+
+/// Takes a removed record out of every browsing index.
+pub(super) fn remove(txn: &WriteTransaction, record: &TaskRecord) -> Result<(), StoreError> {
+    let mut by_created = txn.open_table(BY_CREATED).map_err(db)?;
+    by_created
+        .remove(index_key(record.created_at, &record.id))
+        .map_err(db)?;
+    let mut by_status = txn.open_table(BY_STATUS).map_err(db)?;
+    by_status
+        .remove(status_key(record.status, record.created_at, &record.id))
+        .map_err(db)?;
+    let mut by_device = txn.open_table(BY_DEVICE).map_err(db)?;
+    by_device
+        .remove(device_key(record.equipment_id.as_str(), record.created_at, &record.id).as_slice())
+        .map_err(db)?;
+    Ok(())
+}
+
+/// One page: walks the narrowest index for the query, newest first, and checks each record.
+pub(super) fn list(txn: &ReadTransaction, query: &TaskQuery) -> Result<TaskPage, StoreError> {
+    let wanted = query.limit + 1;
+    let upper = query.before.map(|c| index_key(c.created_at, &c.id));
+    let mut ids: Vec<Cursor> = if let Some(device) = &query.equipment {
+        // A device has few tasks: its index, filtered by status below.
+        let table = txn.open_table(BY_DEVICE).map_err(db)?;
+        let low = device_key(device.as_str(), 0, &TaskId::from_bytes([0; 16]));
+        let high = match upper {
+            Some(upper) => [&low[..low.len() - 24], &upper[..]].concat(),
+            None => [&low[..low.len() - 24], &[0xff; 24][..]].concat(),
+        };
+        // Without a status filter every entry matches: `wanted` of them are enough.
+        let enough = if query.statuses.is_empty() { wanted } else { usize::MAX };
+        let mut found = Vec::new();
+        for entry in table
+            .range(low.as_slice()..high.as_slice())
+            .map_err(db)?
+            .rev()
+            .take(enough)
+        {
+            let key = entry.map_err(db)?.0.value().to_vec();
+            found.push(cursor_of(&key[key.len() - 24..]));
+        }
+        found
+    } else if query.statuses.is_empty() {
+        let table = txn.open_table(BY_CREATED).map_err(db)?;
+        let range = match upper {
+            Some(upper) => table.range(..upper).map_err(db)?,
+            None => table.range::<IndexKey>(..).map_err(db)?,
+        };
+        range
+            .rev()
+            .take(wanted)
+            .map(|entry| entry.map(|(key, _)| cursor_of(&key.value())).map_err(db))
+            .collect::<Result<_, _>>()?
+    } else {
+        // Up to `wanted` of each status, merged: the newest `wanted` overall are among them.
+        let table = txn.open_table(BY_STATUS).map_err(db)?;
+        let mut merged = Vec::new();
+        for status in &query.statuses {
+            let low = status_key(*status, 0, &TaskId::from_bytes([0; 16]));
+            let high = match upper {
+                Some(upper) => prefixed(status_byte(*status), &upper),
+                None => prefixed(status_byte(*status), &[0xff; 24]),
+            };
+            for entry in table.range(low..high).map_err(db)?.rev().take(wanted) {
+                merged.push(cursor_of(&entry.map_err(db)?.0.value()[1..]));
+            }
+        }
+        merged
+    };
+    ids.sort_unstable_by(|a, b| b.cmp(a));
+    ids.dedup();
+    let records = txn.open_table(RECORDS).map_err(db)?;
+    let mut candidates = Vec::with_capacity(wanted);
+    for at in ids {
+        let Some(value) = records.get(at.id.as_bytes()).map_err(db)? else {
+            continue;
+        };
+        let record = decode(at.id, value.value())?;
+        if record.created_at == at.created_at && query.matches(&record) {
+            candidates.push(record);
+            if candidates.len() == wanted {
+                break;
+            }
+        }
+    }
+    Ok(TaskPage::from_candidates(candidates, query.limit))
+}
+
+fn status_key(status: TaskStatus, created_at: u64, id: &TaskId) -> StatusKey {
+    prefixed(status_byte(status), &index_key(created_at, id))
+}
+
+fn prefixed(byte: u8, key: &IndexKey) -> StatusKey {
+    let mut out = [0; 25];
+    out[0] = byte;
+    out[1..].copy_from_slice(key);
+    out
+}
+
+/// Equipment ids are ASCII letters and digits, so the 0 separator keeps each device's entries together.
+fn device_key(device: &str, created_at: u64, id: &TaskId) -> Vec<u8> {
+    [device.as_bytes(), &[0], &index_key(created_at, id)].concat()
+}
+
+fn cursor_of(key: &[u8]) -> Cursor {
+    let key: IndexKey = key.try_into().expect("index keys end in 24 bytes of time and id");
+    let (created_at, id) = split_key(&key);
+    Cursor { created_at, id }
+}
