@@ -103,6 +103,7 @@ impl ServiceB {
             TaskStatus::Queued | TaskStatus::Running => (204, "Task is still running"),
             TaskStatus::Completed => (200, "Completed"),
             TaskStatus::Failed => (500, PROVISIONING_FAILED),
+            TaskStatus::Cancelled => (410, "Task was cancelled"),
         };
         let mut body = json!({
             "code": code,

@@ -47,11 +47,36 @@ pub enum TaskStatus {
     Running,
     Completed,
     Failed,
+    /// Stopped by an operator before it ran: never sent to Service A.
+    Cancelled,
 }
 
 impl TaskStatus {
+    pub const ALL: [TaskStatus; 5] = [
+        Self::Queued,
+        Self::Running,
+        Self::Completed,
+        Self::Failed,
+        Self::Cancelled,
+    ];
+
     pub fn is_final(self) -> bool {
-        matches!(self, Self::Completed | Self::Failed)
+        matches!(self, Self::Completed | Self::Failed | Self::Cancelled)
+    }
+
+    /// The name in answers and query strings (`queued`, `running`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Running => "running",
+            Self::Completed => "completed",
+            Self::Failed => "failed",
+            Self::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|status| status.name() == name)
     }
 
     /// Final states are terminal; a running task may go back to queued when its delivery is requeued.
@@ -118,6 +143,15 @@ impl TaskRecord {
     /// A worker (re)took a running task: its lease starts again.
     pub fn renew(&mut self) {
         self.updated_at = super::now_millis();
+    }
+
+    /// Cancels a task that has not started; the parameters go, as for any final task.
+    pub fn cancel(&mut self) -> bool {
+        if self.status != TaskStatus::Queued || !self.move_to(TaskStatus::Cancelled) {
+            return false;
+        }
+        self.request.parameters = Default::default();
+        true
     }
 
     /// Records the outcome. The parameters go: a final task is never run again, and its status

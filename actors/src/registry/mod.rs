@@ -8,12 +8,13 @@ mod transitions;
 use crate::group_commit::GroupCommit;
 use crate::ports::{Begin, SinkError, StatusSink, StoreError, TaskStore, WriteOp};
 use crate::slot::Slot;
-use crate::{Outcome, StatusUpdate, TaskId, TaskMessage, TaskRecord};
+use crate::{EquipmentId, Outcome, StatusUpdate, TaskId, TaskMessage, TaskPage, TaskQuery, TaskRecord, TaskStatus};
 use async_trait::async_trait;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::oneshot;
 use transitions::Plan;
 
 type Reply<T> = RpcReplyPort<Result<T, StoreError>>;
@@ -39,6 +40,30 @@ pub enum RegistryMsg {
     Sweep(u64, Reply<usize>),
     /// A change reached the store (or failed): the task, and its key, take requests again.
     Settled(TaskId, Option<String>),
+    /// Cancels a queued task of this device.
+    Cancel(TaskId, EquipmentId, Reply<Cancel>),
+    /// The task's record, and, unless it is final, a receiver that gets it once it is.
+    Watch(TaskId, Reply<Option<Watch>>),
+    /// A change that made a task final is durable: its watchers are told.
+    Finalized(TaskRecord),
+    List(TaskQuery, Reply<TaskPage>),
+}
+
+/// What a cancel did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cancel {
+    Cancelled,
+    /// No such task, or one of another device.
+    NotFound,
+    Running,
+    Final(TaskStatus),
+}
+
+/// A watched task: its record now, and the final record later when it is not final yet.
+#[derive(Debug)]
+pub struct Watch {
+    pub now: TaskRecord,
+    pub finished: Option<tokio::sync::oneshot::Receiver<TaskRecord>>,
 }
 
 impl RegistryMsg {
@@ -51,6 +76,8 @@ impl RegistryMsg {
             Self::Renew(id, _) => Some((*id, None)),
             Self::Begin(task, _, _) | Self::Finish(task, _, _) => Some((task.task_id, None)),
             Self::Apply(update, _) => Some((update_task(update), None)),
+            // Behind a change in flight, so a watcher never misses the change that made it final.
+            Self::Cancel(id, _, _) | Self::Watch(id, _) => Some((*id, None)),
             _ => None,
         }
     }
@@ -92,6 +119,8 @@ pub struct RegistryState {
     busy_keys: HashSet<String>,
     /// Requests for busy tasks, in arrival order.
     waiting: VecDeque<RegistryMsg>,
+    /// Long-poll waiters of unfinished tasks, told when the task becomes final.
+    watchers: HashMap<TaskId, Vec<oneshot::Sender<TaskRecord>>>,
 }
 
 impl Actor for Registry {
@@ -110,6 +139,7 @@ impl Actor for Registry {
             busy: HashSet::new(),
             busy_keys: HashSet::new(),
             waiting: VecDeque::new(),
+            watchers: HashMap::new(),
         })
     }
 
@@ -192,6 +222,16 @@ impl RegistryState {
             RegistryMsg::Unfinished(reply) => drop(reply.send(store.unfinished())),
             RegistryMsg::Sweep(cutoff, reply) => drop(reply.send(store.remove_final_before(cutoff))),
             RegistryMsg::ExpireLeases(cutoff, reply) => self.expire_leases(myself, cutoff, reply),
+            RegistryMsg::Cancel(id, equipment, reply) => {
+                self.commit(myself, id, None, transitions::cancel(store, id, &equipment), reply)
+            }
+            RegistryMsg::Watch(id, reply) => drop(reply.send(self.watch(id))),
+            RegistryMsg::Finalized(record) => {
+                for watcher in self.watchers.remove(&record.id).unwrap_or_default() {
+                    let _ = watcher.send(record.clone());
+                }
+            }
+            RegistryMsg::List(query, reply) => drop(reply.send(store.list(&query))),
             RegistryMsg::Settled(..) => {}
         }
     }
@@ -215,13 +255,36 @@ impl RegistryState {
         if let Some(key) = &key {
             self.busy_keys.insert(key.clone());
         }
+        let finished = final_record(&op);
         let durable = self.writer.submit(op);
         let myself = myself.clone();
         tokio::spawn(async move {
             let result = durable.await.unwrap_or_else(|_| Err(writer_stopped()));
+            if let (Ok(()), Some(record)) = (&result, finished) {
+                let _ = myself.cast(RegistryMsg::Finalized(record));
+            }
             let _ = reply.send(result.map(|()| answer));
             let _ = myself.cast(RegistryMsg::Settled(id, key));
         });
+    }
+
+    /// The record now; for an unfinished task also a receiver for its final record.
+    fn watch(&mut self, id: TaskId) -> Result<Option<Watch>, StoreError> {
+        let Some(now) = self.store.get(id)? else {
+            return Ok(None);
+        };
+        if now.status.is_final() {
+            return Ok(Some(Watch { now, finished: None }));
+        }
+        let (tell, finished) = oneshot::channel();
+        let watchers = self.watchers.entry(id).or_default();
+        // Waiters that gave up (their client left) go, so a long-running task does not pile them up.
+        watchers.retain(|watcher| !watcher.is_closed());
+        watchers.push(tell);
+        Ok(Some(Watch {
+            now,
+            finished: Some(finished),
+        }))
     }
 
     fn expire_leases(&mut self, myself: &ActorRef<RegistryMsg>, cutoff: u64, reply: Reply<usize>) {
@@ -233,14 +296,16 @@ impl RegistryState {
         for record in expired {
             tracing::warn!(task_id = %record.id, equipment_id = %record.equipment_id, "task lease expired; failed");
             self.busy.insert(record.id);
-            durable.push((record.id, self.writer.submit(WriteOp::Put(record))));
+            durable.push((record.clone(), self.writer.submit(WriteOp::Put(record))));
         }
         let myself = myself.clone();
         tokio::spawn(async move {
             let mut result = Ok(durable.len());
-            for (id, done) in durable {
-                if let Err(error) = done.await.unwrap_or_else(|_| Err(writer_stopped())) {
-                    result = Err(error);
+            for (record, done) in durable {
+                let id = record.id;
+                match done.await.unwrap_or_else(|_| Err(writer_stopped())) {
+                    Ok(()) => drop(myself.cast(RegistryMsg::Finalized(record))),
+                    Err(error) => result = Err(error),
                 }
                 let _ = myself.cast(RegistryMsg::Settled(id, None));
             }
@@ -329,6 +394,27 @@ impl RegistryHandle {
     pub async fn sweep(&self, cutoff_millis: u64) -> Result<usize, StoreError> {
         self.ask(|reply| RegistryMsg::Sweep(cutoff_millis, reply)).await
     }
+
+    pub async fn cancel(&self, id: TaskId, equipment: EquipmentId) -> Result<Cancel, StoreError> {
+        self.ask(|reply| RegistryMsg::Cancel(id, equipment, reply)).await
+    }
+
+    /// The task now and, unless it is final, a receiver for its final record: no polling.
+    pub async fn watch(&self, id: TaskId) -> Result<Option<Watch>, StoreError> {
+        self.ask(|reply| RegistryMsg::Watch(id, reply)).await
+    }
+
+    pub async fn list(&self, query: TaskQuery) -> Result<TaskPage, StoreError> {
+        self.ask(|reply| RegistryMsg::List(query, reply)).await
+    }
+}
+
+/// The record a change makes final, if it does: its watchers are told once it is durable.
+fn final_record(op: &WriteOp) -> Option<TaskRecord> {
+    match op {
+        WriteOp::Put(record) | WriteOp::PutWithKey(record, ..) if record.status.is_final() => Some(record.clone()),
+        _ => None,
+    }
 }
 
 #[async_trait]
@@ -357,3 +443,6 @@ impl StatusSink for RegistryHandle {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod operator_tests;

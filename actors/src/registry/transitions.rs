@@ -1,9 +1,9 @@
 //! What each registry request changes: pure decisions over the stored record, returned as the
 //! write to make (if any) and the answer to give once that write is durable.
 
-use super::Created;
+use super::{Cancel, Created};
 use crate::ports::{Begin, IdempotencyEntry, StoreError, TaskStore, WriteOp};
-use crate::{Outcome, StatusUpdate, TaskId, TaskMessage, TaskRecord, TaskStatus};
+use crate::{EquipmentId, Outcome, StatusUpdate, TaskId, TaskMessage, TaskRecord, TaskStatus};
 
 /// A decision: the change to make durable (None: nothing changes) and the answer after it.
 pub type Plan<T> = Result<(Option<WriteOp>, T), StoreError>;
@@ -57,6 +57,22 @@ pub fn begin(store: &dyn TaskStore, task: &TaskMessage, redelivered: bool) -> Pl
         Begin::Run
     };
     Ok((Some(WriteOp::Put(record)), begin))
+}
+
+/// Only a queued task can be cancelled: a running one is at the device already.
+pub fn cancel(store: &dyn TaskStore, id: TaskId, equipment: &EquipmentId) -> Plan<Cancel> {
+    let mut record = match store.get(id)? {
+        Some(record) if record.equipment_id == *equipment => record,
+        _ => return Ok((None, Cancel::NotFound)),
+    };
+    match record.status {
+        TaskStatus::Running => Ok((None, Cancel::Running)),
+        status if status.is_final() => Ok((None, Cancel::Final(status))),
+        _ => {
+            record.cancel();
+            Ok((Some(WriteOp::Put(record)), Cancel::Cancelled))
+        }
+    }
 }
 
 pub fn renew(store: &dyn TaskStore, id: TaskId) -> Plan<()> {

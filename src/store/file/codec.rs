@@ -45,6 +45,7 @@ pub(super) fn status_byte(status: TaskStatus) -> u8 {
         TaskStatus::Running => 1,
         TaskStatus::Completed => 2,
         TaskStatus::Failed => 3,
+        TaskStatus::Cancelled => 4,
     }
 }
 
@@ -54,6 +55,7 @@ fn status_from(byte: u8) -> Option<TaskStatus> {
         1 => TaskStatus::Running,
         2 => TaskStatus::Completed,
         3 => TaskStatus::Failed,
+        4 => TaskStatus::Cancelled,
         _ => return None,
     })
 }

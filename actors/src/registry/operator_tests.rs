@@ -1,0 +1,135 @@
+//! Actor-level tests of what operators ask the registry: cancel, watch (long-poll) and list.
+
+use super::*;
+use crate::memory::MemoryStore;
+use crate::ConfigRequest;
+
+async fn registry() -> RegistryHandle {
+    let store: Arc<dyn TaskStore> = Arc::new(MemoryStore::default());
+    let (actor, _) = Actor::spawn(None, Registry, store).await.unwrap();
+    let slot = Slot::default();
+    slot.set(actor);
+    RegistryHandle::new(slot)
+}
+
+async fn created(registry: &RegistryHandle, device: &str) -> TaskMessage {
+    let task = TaskMessage {
+        task_id: TaskId::new(),
+        equipment_id: EquipmentId::parse(device).unwrap(),
+        request: ConfigRequest::from_json(br#"{"timeoutInSeconds": 1, "parameters": {"password": "p"}}"#).unwrap(),
+    };
+    let record = TaskRecord::queued(task.task_id, task.equipment_id.clone(), task.request.clone());
+    registry.create(record).await.unwrap();
+    task
+}
+
+#[tokio::test]
+async fn only_a_queued_task_of_the_named_device_is_cancelled() {
+    let registry = registry().await;
+    let queued = created(&registry, "abc123").await;
+    let device = queued.equipment_id.clone();
+    let other = EquipmentId::parse("zzz999").unwrap();
+    assert_eq!(registry.cancel(queued.task_id, other).await.unwrap(), Cancel::NotFound);
+    assert_eq!(
+        registry.cancel(TaskId::new(), device.clone()).await.unwrap(),
+        Cancel::NotFound
+    );
+    assert_eq!(
+        registry.cancel(queued.task_id, device.clone()).await.unwrap(),
+        Cancel::Cancelled
+    );
+    let record = registry.get(queued.task_id).await.unwrap().unwrap();
+    assert_eq!(record.status, TaskStatus::Cancelled);
+    assert!(
+        record.request.parameters.is_empty(),
+        "a cancelled task keeps no parameters"
+    );
+    assert_eq!(
+        registry.cancel(queued.task_id, device.clone()).await.unwrap(),
+        Cancel::Final(TaskStatus::Cancelled)
+    );
+    // A worker that meets the cancelled task's message acknowledges it without a call.
+    assert_eq!(registry.begin(&queued, false).await.unwrap(), Begin::AlreadyFinal);
+
+    let running = created(&registry, "abc123").await;
+    registry.begin(&running, false).await.unwrap();
+    assert_eq!(registry.cancel(running.task_id, device).await.unwrap(), Cancel::Running);
+}
+
+#[tokio::test]
+async fn a_watcher_is_told_when_its_task_becomes_final() {
+    let registry = registry().await;
+    let task = created(&registry, "abc123").await;
+    let watch = registry.watch(task.task_id).await.unwrap().unwrap();
+    assert_eq!(watch.now.status, TaskStatus::Queued);
+    let finished = watch.finished.expect("an unfinished task can be waited for");
+    registry.begin(&task, false).await.unwrap();
+    registry
+        .finish(&task, Outcome::Completed { attempts: 1 })
+        .await
+        .unwrap();
+    let done = tokio::time::timeout(Duration::from_secs(5), finished)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(done.status, TaskStatus::Completed);
+    let again = registry.watch(task.task_id).await.unwrap().unwrap();
+    assert!(again.finished.is_none(), "a final task needs no waiting");
+    assert!(registry.watch(TaskId::new()).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn a_watcher_is_told_of_a_cancel_and_of_an_expired_lease() {
+    let registry = registry().await;
+    let cancelled = created(&registry, "abc123").await;
+    let finished = registry
+        .watch(cancelled.task_id)
+        .await
+        .unwrap()
+        .unwrap()
+        .finished
+        .unwrap();
+    registry
+        .cancel(cancelled.task_id, cancelled.equipment_id.clone())
+        .await
+        .unwrap();
+    assert_eq!(finished.await.unwrap().status, TaskStatus::Cancelled);
+
+    let stuck = created(&registry, "abc123").await;
+    registry.begin(&stuck, false).await.unwrap();
+    let finished = registry.watch(stuck.task_id).await.unwrap().unwrap().finished.unwrap();
+    registry.expire_leases(u64::MAX).await.unwrap();
+    assert_eq!(finished.await.unwrap().status, TaskStatus::Failed);
+}
+
+#[tokio::test]
+async fn list_answers_newest_first_through_the_registry() {
+    let registry = registry().await;
+    let first = created(&registry, "abc123").await;
+    let second = created(&registry, "abc123").await;
+    let query = TaskQuery {
+        equipment: Some(first.equipment_id.clone()),
+        statuses: vec![],
+        limit: 1,
+        before: None,
+    };
+    let page = registry.list(query.clone()).await.unwrap();
+    let newest = if (page.tasks[0].created_at, page.tasks[0].id) == (0, first.task_id) {
+        first.task_id
+    } else {
+        page.tasks[0].id
+    };
+    let rest = registry
+        .list(TaskQuery {
+            before: page.next,
+            ..query
+        })
+        .await
+        .unwrap();
+    let mut both = vec![newest, rest.tasks[0].id];
+    both.sort();
+    let mut expected = vec![first.task_id, second.task_id];
+    expected.sort();
+    assert_eq!(both, expected);
+    assert!(rest.next.is_none());
+}
