@@ -1,4 +1,5 @@
-//! Actor-level tests of the pool: per-device order, concurrency, worker death and drain.
+//! Actor-level tests of the pool: per-device order, concurrency, panicking calls and drain
+//! (killed workers are covered end to end in tests/supervision.rs).
 
 use super::*;
 use crate::consumer::{Consumer, ConsumerArgs};
@@ -19,7 +20,7 @@ struct Recorder {
     overlaps: AtomicUsize,
     peak: AtomicUsize,
     order: Mutex<Vec<(String, u64)>>,
-    /// Panic on the first call, to kill a worker mid-task.
+    /// Panic on the first call: a failed attempt, retried.
     panic_once: AtomicBool,
     /// Panic on every call for devices named `poison…`: tasks that can never succeed.
     poison: bool,
@@ -171,7 +172,7 @@ async fn one_device_is_configured_one_task_at_a_time_in_order() {
 }
 
 #[tokio::test]
-async fn a_worker_that_dies_mid_task_is_replaced_and_the_task_still_completes() {
+async fn a_call_that_panics_once_is_retried_and_the_task_still_completes() {
     let rig = rig(
         2,
         Recorder {
