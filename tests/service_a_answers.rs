@@ -351,3 +351,37 @@ async fn hostile_answers_leave_no_secret_and_no_panic_in_status_or_logs() {
         assert!(!text.contains("panicked"), "a panic: {text}");
     }
 }
+
+/// A figure, not an assertion (docs/testing.md): the binary's peak memory after four tasks, two
+/// calls each, all answered by a 100 MB error body. Before the capped read it grew by about
+/// 300 MB for one such body (issue 7).
+#[tokio::test]
+async fn peak_memory_after_100_mb_error_bodies() {
+    const TOTAL: u64 = 100 * 1024 * 1024;
+    let head = format!("HTTP/1.1 500 Internal Server Error\r\ncontent-length: {TOTAL}\r\n\r\n");
+    let fake = fake_a::start(Arc::new(move |_| Answer::Flood(head.clone().into_bytes(), TOTAL))).await;
+    let args = [
+        "--service-a-addr=127.0.0.1:0".to_string(),
+        "--service-b-addr=127.0.0.1:0".into(),
+        format!("--service-a-url={}", fake.url()),
+        format!("--certs-dir={}", certs_dir().display()),
+        "--store=memory".into(),
+        "--max-attempts=2".into(),
+        "--retry-base=10ms".into(),
+    ];
+    let process = Process::spawn(&args, "info");
+    let b = Some(process.wait_for_addr("Service B", LIMIT));
+    let before = process.peak_rss_kib();
+    for n in 0..4 {
+        let device = format!("flood{n:03}");
+        let task = create_task(b, &device).await;
+        let status = wait_completed(b, &device, &task, LIMIT).await;
+        assert_eq!(status["code"], 500, "{status}");
+    }
+    let sent = fake.counters.body_written.load(Ordering::SeqCst);
+    eprintln!(
+        "peak RSS at start {before:?} KiB, after 8 answers of 100 MB: {:?} KiB; the fake could send {} MB in all",
+        process.peak_rss_kib(),
+        sent / (1024 * 1024)
+    );
+}
