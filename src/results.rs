@@ -72,6 +72,15 @@ struct ResultsSink {
 }
 
 impl ResultsSink {
+    /// A call to Service A is about to start: Service B counts it and renews the lease.
+    async fn running(&self, task: &TaskMessage) -> Result<(), SinkError> {
+        self.send(&StatusUpdate::Running {
+            task_id: task.task_id,
+            equipment_id: task.equipment_id.clone(),
+        })
+        .await
+    }
+
     async fn send(&self, update: &StatusUpdate) -> Result<(), SinkError> {
         let body = serde_json::to_vec(update).expect("a status update always serialises");
         self.publisher
@@ -84,27 +93,29 @@ impl ResultsSink {
 #[async_trait]
 impl StatusSink for ResultsSink {
     async fn begin(&self, task: &TaskMessage, redelivered: bool) -> Result<Begin, SinkError> {
-        self.send(&StatusUpdate::Running {
-            task_id: task.task_id,
-            equipment_id: task.equipment_id.clone(),
-        })
-        .await?;
-        // Without the registry, a redelivery may follow a call still running at the device.
+        self.running(task).await?;
+        // Without the registry, a redelivery may follow a call still running at the device. The
+        // durable count lives in Service B (each `running` counts one call); this process sees
+        // only its own delivery's calls, so its attempt limit is per delivery (docs/operations.md).
         Ok(if redelivered {
             Begin::Resume {
                 since: cpe_actors::domain::now_millis(),
+                attempt: 1,
             }
         } else {
-            Begin::Run
+            Begin::Run { attempt: 1 }
         })
     }
 
-    async fn renew(&self, task: &TaskMessage) -> Result<(), SinkError> {
-        self.send(&StatusUpdate::Running {
-            task_id: task.task_id,
-            equipment_id: task.equipment_id.clone(),
-        })
-        .await
+    /// Nothing to send: Service B counts every `running` update as a call, and the lease it
+    /// started at `begin` covers the wait and one call.
+    async fn renew(&self, _: &TaskMessage) -> Result<(), SinkError> {
+        Ok(())
+    }
+
+    async fn next_attempt(&self, task: &TaskMessage, local: u32) -> Result<u32, SinkError> {
+        self.running(task).await?;
+        Ok(local)
     }
 
     async fn finish(&self, task: &TaskMessage, outcome: Outcome) -> Result<(), SinkError> {

@@ -1,9 +1,10 @@
 //! The worker pool: N linked worker actors, at most one configuration per device at a time, in the
-//! order the queue delivered them. A worker that dies has its delivery requeued and is replaced.
+//! order the queue delivered them. A worker that dies has its delivery requeued and is replaced,
+//! always: the task's attempt was counted before its call, so a task that keeps killing workers
+//! runs out of attempts and fails, and no run of such tasks can stop the pool.
 
 use crate::ports::{Delivery, DeliveryHandler};
 use crate::slot::Slot;
-use crate::supervisor::RestartBudget;
 use crate::worker::{Worker, WorkerDeps, WorkerMsg};
 use crate::TaskMessage;
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
@@ -28,7 +29,6 @@ pub struct PoolStats {
 pub struct PoolArgs {
     pub size: usize,
     pub deps: Arc<WorkerDeps>,
-    pub budget: RestartBudget,
 }
 
 struct Job {
@@ -39,7 +39,6 @@ struct Job {
 
 pub struct PoolState {
     deps: Arc<WorkerDeps>,
-    budget: RestartBudget,
     workers: HashMap<ActorId, ActorRef<WorkerMsg>>,
     idle: Vec<ActorId>,
     busy: HashMap<ActorId, Job>,
@@ -62,7 +61,6 @@ impl Actor for Pool {
     ) -> Result<Self::State, ActorProcessingErr> {
         let mut state = PoolState {
             deps: args.deps,
-            budget: args.budget,
             workers: HashMap::new(),
             idle: Vec::new(),
             busy: HashMap::new(),
@@ -148,13 +146,6 @@ impl Actor for Pool {
             state.busy_devices.remove(&job.device);
             tracing::warn!(worker = %id, %why, "worker died mid-task; its delivery is requeued");
             requeue_later(job.delivery);
-        }
-        if !state.budget.allow() {
-            return Err(format!(
-                "workers died {} times within {:?}: giving up",
-                state.budget.max_restarts, state.budget.window
-            )
-            .into());
         }
         spawn_worker(&myself, state).await?;
         assign(state);

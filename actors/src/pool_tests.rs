@@ -1,4 +1,5 @@
-//! Actor-level tests of the pool: per-device order, concurrency, worker death and drain.
+//! Actor-level tests of the pool: per-device order, concurrency, panicking calls and drain
+//! (killed workers are covered end to end in tests/supervision.rs).
 
 use super::*;
 use crate::consumer::{Consumer, ConsumerArgs};
@@ -19,8 +20,10 @@ struct Recorder {
     overlaps: AtomicUsize,
     peak: AtomicUsize,
     order: Mutex<Vec<(String, u64)>>,
-    /// Panic on the first call, to kill a worker mid-task.
+    /// Panic on the first call: a failed attempt, retried.
     panic_once: AtomicBool,
+    /// Panic on every call for devices named `poison…`: tasks that can never succeed.
+    poison: bool,
 }
 
 #[async_trait]
@@ -28,6 +31,9 @@ impl Provisioner for Recorder {
     async fn configure(&self, equipment: &EquipmentId, request: &ConfigRequest) -> Result<(), ProvisionError> {
         if self.panic_once.swap(false, Ordering::SeqCst) {
             panic!("simulated worker crash");
+        }
+        if self.poison && equipment.as_str().starts_with("poison") {
+            panic!("simulated poison task");
         }
         {
             let mut running = self.running.lock().unwrap();
@@ -66,21 +72,17 @@ async fn rig(workers: usize, device: Recorder) -> Rig {
     let deps = Arc::new(WorkerDeps {
         provisioner: device.clone(),
         sink: Arc::new(registry.clone()),
-        retry: RetryPolicy::default(),
+        retry: RetryPolicy {
+            max_attempts: 3,
+            base: Duration::from_millis(1),
+            max_delay: Duration::from_millis(5),
+        },
         // Short: a task taken again after its worker died waits out this deadline first.
         call_timeout: Duration::from_millis(300),
     });
-    let (pool, _) = Actor::spawn(
-        None,
-        Pool,
-        PoolArgs {
-            size: workers,
-            deps,
-            budget: RestartBudget::new(3, Duration::from_secs(60)),
-        },
-    )
-    .await
-    .unwrap();
+    let (pool, _) = Actor::spawn(None, Pool, PoolArgs { size: workers, deps })
+        .await
+        .unwrap();
     let pool_slot = Slot::default();
     pool_slot.set(pool.clone());
     let queue = InProcessQueue::default();
@@ -115,16 +117,20 @@ fn task(device: &str, sequence: u64) -> TaskMessage {
 }
 
 async fn wait_until_final(rig: &Rig, tasks: &[TaskMessage]) {
+    wait_until(rig, tasks, TaskStatus::Completed).await
+}
+
+async fn wait_until(rig: &Rig, tasks: &[TaskMessage], status: TaskStatus) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     for task in tasks {
         loop {
             let record = rig.registry.get(task.task_id).await.unwrap();
-            if record.is_some_and(|r| r.status == TaskStatus::Completed) {
+            if record.is_some_and(|r| r.status == status) {
                 break;
             }
             assert!(
                 tokio::time::Instant::now() < deadline,
-                "task {} did not complete",
+                "task {} did not reach {status:?}",
                 task.task_id
             );
             tokio::time::sleep(Duration::from_millis(5)).await;
@@ -166,7 +172,7 @@ async fn one_device_is_configured_one_task_at_a_time_in_order() {
 }
 
 #[tokio::test]
-async fn a_worker_that_dies_mid_task_is_replaced_and_the_task_still_completes() {
+async fn a_call_that_panics_once_is_retried_and_the_task_still_completes() {
     let rig = rig(
         2,
         Recorder {
@@ -206,4 +212,37 @@ async fn drain_waits_for_running_work() {
         .unwrap();
     let stats = rig.pool.call(PoolMsg::Stats, None).await.unwrap().unwrap();
     assert_eq!((stats.busy, stats.waiting), (0, 0));
+}
+
+/// Issue 7: twelve panicking tasks stopped a pool of ten for good. A panic in a call is one failed
+/// attempt of its task; the task fails after its attempts and is dead-lettered, and the pool
+/// serves on.
+#[tokio::test]
+async fn panicking_tasks_fail_and_are_dead_lettered_while_the_pool_serves_on() {
+    let rig = rig(
+        2,
+        Recorder {
+            poison: true,
+            ..Default::default()
+        },
+    )
+    .await;
+    let poison: Vec<_> = (0..20).map(|i| task(&format!("poison{i:03}"), 0)).collect();
+    let good: Vec<_> = (0..5).map(|i| task(&format!("good{i:03}"), 0)).collect();
+    for task in poison.iter().chain(&good) {
+        rig.queue.publish(task).await.unwrap();
+    }
+    wait_until(&rig, &poison, TaskStatus::Failed).await;
+    wait_until_final(&rig, &good).await;
+    for task in &poison {
+        let record = rig.registry.get(task.task_id).await.unwrap().unwrap();
+        assert_eq!(record.attempts, 3);
+        assert_eq!(record.last_error.as_deref(), Some("the call to Service A panicked"));
+    }
+    assert_eq!(rig.queue.dead_letters().len(), 20);
+    let later = task("later001", 0);
+    rig.queue.publish(&later).await.unwrap();
+    wait_until_final(&rig, std::slice::from_ref(&later)).await;
+    let stats = rig.pool.call(PoolMsg::Stats, None).await.unwrap().unwrap();
+    assert_eq!((stats.workers, stats.busy), (2, 0));
 }

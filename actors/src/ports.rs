@@ -4,6 +4,7 @@
 use crate::{ConfigRequest, EquipmentId, Outcome, TaskId, TaskMessage, TaskPage, TaskQuery, TaskRecord};
 use async_trait::async_trait;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Durable (or not) home of task records. Reads are short and synchronous; writes go through
 /// [`TaskStore::write_batch`], so many changes can share one durable commit (one fsync).
@@ -126,34 +127,64 @@ pub enum ProvisionError {
     /// Service A does not know the device: retrying cannot help.
     #[error("Service A answered 404: equipment not found")]
     NotFound,
+    /// `body` is already cut, escaped and stripped of the request's parameter values by the adapter.
     #[error("Service A answered HTTP {status}: {body}")]
-    Status { status: u16, body: String },
+    Status {
+        status: u16,
+        body: String,
+        /// The answer's `Retry-After` (429 and 503 only): wait this long before the next call.
+        retry_after: Option<Duration>,
+    },
+    /// A redirect is never followed: it would re-send the parameters (passwords included) elsewhere.
+    #[error("Service A answered HTTP {0}, a redirect: not followed")]
+    Redirect(u16),
+    /// A 2xx whose body is not the contract's success answer: the device's state is unknown.
+    #[error("Service A answered HTTP {status} without the success answer: {detail}")]
+    Unexpected { status: u16, detail: String },
     #[error("could not reach Service A: {0}")]
     Transport(String),
     #[error("Service A did not answer within {0:?}")]
-    Timeout(std::time::Duration),
+    Timeout(Duration),
+    /// The call panicked (a bug in this program, set off by something in the answer). The panic's
+    /// message is not kept: it may quote the answer, and with it the request's secrets.
+    #[error("the call to Service A panicked")]
+    Panicked,
 }
 
 impl ProvisionError {
-    /// Transport errors, timeouts and 5xx answers may pass; anything else will not.
+    /// Transport errors, timeouts, 5xx and 429 answers, unreadable successes and panics may pass
+    /// on another try (bounded by the attempt limit); a 404, another 4xx or a redirect will not.
     pub fn is_transient(&self) -> bool {
         match self {
-            Self::NotFound => false,
+            Self::NotFound | Self::Redirect(_) => false,
             Self::Status { status, .. } => *status >= 500 || *status == 429,
-            Self::Transport(_) | Self::Timeout(_) => true,
+            Self::Unexpected { .. } | Self::Transport(_) | Self::Timeout(_) | Self::Panicked => true,
+        }
+    }
+
+    /// How long Service A asked us to wait before calling again, if it did.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::Status { retry_after, .. } => *retry_after,
+            _ => None,
         }
     }
 }
 
-/// What a worker should do with a task it is about to run.
+/// What a worker should do with a task it is about to run. `attempt` is the number of the call
+/// about to be made, counted durably before it (calls started by earlier deliveries included),
+/// so a call that crashes the worker or the process still counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Begin {
-    Run,
+    Run {
+        attempt: u32,
+    },
     /// The task was running before (its worker or process died, or it was requeued mid-call):
     /// that call may still be going on at the device, started no later than `since` (ms since the
     /// epoch). Wait out its deadline first, so one device is never configured twice at once.
     Resume {
         since: u64,
+        attempt: u32,
     },
     /// Already completed or failed: acknowledge without calling Service A again.
     AlreadyFinal,
@@ -162,10 +193,15 @@ pub enum Begin {
 /// Where workers record progress: the registry in one process, the results queue across processes.
 #[async_trait]
 pub trait StatusSink: Send + Sync + 'static {
-    /// `redelivered` is the queue's flag: a sink that cannot see task state must assume the worst.
+    /// Marks the task running and counts the coming call, in one durable write. `redelivered` is
+    /// the queue's flag: a sink that cannot see task state must assume the worst.
     async fn begin(&self, task: &TaskMessage, redelivered: bool) -> Result<Begin, SinkError>;
-    /// A retry is about to call Service A again: the task's lease and resume point move on.
+    /// The next call starts now (after waiting out an earlier one): the task's lease moves on.
     async fn renew(&self, task: &TaskMessage) -> Result<(), SinkError>;
+    /// A retry is about to call Service A again: counts it durably and moves the lease on; returns
+    /// the number of that call. `local` is the worker's own count, for a sink that cannot read
+    /// the durable one.
+    async fn next_attempt(&self, task: &TaskMessage, local: u32) -> Result<u32, SinkError>;
     async fn finish(&self, task: &TaskMessage, outcome: Outcome) -> Result<(), SinkError>;
 }
 

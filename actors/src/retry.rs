@@ -31,6 +31,18 @@ impl RetryPolicy {
         let half = cap / 2;
         half + cap.saturating_sub(half).mul_f64(fastrand::f64())
     }
+
+    /// The wait after failed attempt `attempt` when Service A may have said when to come back
+    /// (`Retry-After`): never sooner than it asked, never sooner than the backoff, and never
+    /// longer than `ceiling` (the call deadline) or `max_delay`, so the lease's arithmetic holds
+    /// whatever a peer writes in that header.
+    pub fn wait_after(&self, attempt: u32, hint: Option<Duration>, ceiling: Duration) -> Duration {
+        let backoff = self.delay_after(attempt);
+        match hint {
+            Some(hint) => hint.max(backoff).min(ceiling.min(self.max_delay).max(backoff)),
+            None => backoff,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -51,5 +63,22 @@ mod tests {
             assert!(third >= Duration::from_millis(200) && third <= Duration::from_millis(400));
             assert!(policy.delay_after(30) <= Duration::from_secs(1));
         }
+    }
+
+    #[test]
+    fn retry_after_is_honoured_within_the_ceiling() {
+        let policy = RetryPolicy {
+            max_attempts: 5,
+            base: Duration::from_millis(100),
+            max_delay: Duration::from_secs(60),
+        };
+        let ceiling = Duration::from_secs(30);
+        assert_eq!(
+            policy.wait_after(1, Some(Duration::from_secs(7)), ceiling),
+            Duration::from_secs(7)
+        );
+        assert_eq!(policy.wait_after(1, Some(Duration::from_secs(3600)), ceiling), ceiling);
+        let short = policy.wait_after(1, Some(Duration::ZERO), ceiling);
+        assert!(short >= Duration::from_millis(50) && short <= Duration::from_millis(100));
     }
 }

@@ -6,7 +6,7 @@ use crate::pool::{Pool, PoolArgs, PoolMsg};
 use crate::ports::{DeliveryHandler, QueueSource, TaskStore};
 use crate::registry::{Registry, RegistryMsg};
 use crate::slot::Slot;
-use crate::supervisor::{ChildSpec, RestartBudget};
+use crate::supervisor::ChildSpec;
 use crate::worker::WorkerDeps;
 use async_trait::async_trait;
 use ractor::{Actor, ActorCell, ActorProcessingErr};
@@ -45,12 +45,9 @@ impl ChildSpec for PoolSpec {
     }
 
     async fn start(&self, supervisor: ActorCell) -> Result<ActorCell, ActorProcessingErr> {
-        // Worker deaths are normal events (a panic in one call); a budget per pool bounds a crash loop.
-        let budget = RestartBudget::new(self.size.max(10), Duration::from_secs(60));
         let args = PoolArgs {
             size: self.size,
             deps: self.deps.clone(),
-            budget,
         };
         let (actor, _) = Actor::spawn_linked(None, Pool, args, supervisor).await?;
         self.slot.set(actor.clone());

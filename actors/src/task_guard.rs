@@ -3,9 +3,9 @@
 
 use tokio::task::JoinHandle;
 
-pub struct AbortOnDrop(pub JoinHandle<()>);
+pub struct AbortOnDrop<T = ()>(pub JoinHandle<T>);
 
-impl Drop for AbortOnDrop {
+impl<T> Drop for AbortOnDrop<T> {
     fn drop(&mut self) {
         self.0.abort();
     }

@@ -3,6 +3,7 @@
 use crate::pool::PoolMsg;
 use crate::ports::{Begin, Delivery, ProvisionError, Provisioner, StatusSink};
 use crate::retry::RetryPolicy;
+use crate::task_guard::AbortOnDrop;
 use crate::{Outcome, TaskMessage};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use std::sync::Arc;
@@ -74,9 +75,14 @@ pub async fn process(deps: &WorkerDeps, delivery: Delivery) -> Settlement {
             return Settlement::DeadLettered(reason.to_string());
         }
     };
-    match deps.sink.begin(&task, delivery.redelivered).await {
-        Ok(Begin::Run) => {}
-        Ok(Begin::Resume { since }) => wait_out_earlier_call(deps, &task, since).await,
+    let first = match deps.sink.begin(&task, delivery.redelivered).await {
+        Ok(Begin::Run { attempt }) => attempt,
+        Ok(Begin::Resume { since, attempt }) => {
+            if attempt <= deps.retry.max_attempts {
+                wait_out_earlier_call(deps, &task, since).await;
+            }
+            attempt
+        }
         Ok(Begin::AlreadyFinal) => {
             tracing::info!(task_id = %task.task_id, "task is final already; acknowledged without calling Service A");
             settle(&delivery, Acking::Ack).await;
@@ -87,8 +93,17 @@ pub async fn process(deps: &WorkerDeps, delivery: Delivery) -> Settlement {
             settle(&delivery, Acking::Requeue).await;
             return Settlement::Requeued;
         }
-    }
-    let outcome = configure_with_retries(deps, &task).await;
+    };
+    let outcome = if first > deps.retry.max_attempts {
+        // Every earlier delivery ended without an outcome: the call crashed its worker or the
+        // process. Calling again would only crash again.
+        let used = first - 1;
+        let reason = format!("attempt limit reached: the worker or process stopped during {used} attempts");
+        tracing::warn!(task_id = %task.task_id, equipment_id = %task.equipment_id, attempts = used, "{reason}; dead-lettered");
+        Outcome::Failed { attempts: used, reason }
+    } else {
+        configure_with_retries(deps, &task, first).await
+    };
     if let Err(error) = record_outcome(deps, &task, &outcome).await {
         tracing::error!(task_id = %task.task_id, %error, "could not record the outcome; requeued");
         settle(&delivery, Acking::Requeue).await;
@@ -106,19 +121,11 @@ pub async fn process(deps: &WorkerDeps, delivery: Delivery) -> Settlement {
     }
 }
 
-async fn configure_with_retries(deps: &WorkerDeps, task: &TaskMessage) -> Outcome {
-    let mut attempt = 1;
+/// Calls Service A until success, a permanent failure or the attempt limit. `attempt` is the
+/// number of the first call, already counted by the sink.
+async fn configure_with_retries(deps: &WorkerDeps, task: &TaskMessage, mut attempt: u32) -> Outcome {
     loop {
-        let result = match tokio::time::timeout(
-            deps.call_timeout,
-            deps.provisioner.configure(&task.equipment_id, &task.request),
-        )
-        .await
-        {
-            Ok(result) => result,
-            Err(_) => Err(ProvisionError::Timeout(deps.call_timeout)),
-        };
-        let error = match result {
+        let error = match call_once(deps, task).await {
             Ok(()) => {
                 tracing::info!(task_id = %task.task_id, equipment_id = %task.equipment_id, attempt, "configured");
                 return Outcome::Completed { attempts: attempt };
@@ -132,13 +139,37 @@ async fn configure_with_retries(deps: &WorkerDeps, task: &TaskMessage) -> Outcom
                 reason: error.to_string(),
             };
         }
-        let wait = deps.retry.delay_after(attempt);
+        let wait = deps.retry.wait_after(attempt, error.retry_after(), deps.call_timeout);
         tracing::info!(task_id = %task.task_id, attempt, %error, ?wait, "transient failure; retrying");
         tokio::time::sleep(wait).await;
-        if let Err(error) = deps.sink.renew(task).await {
-            tracing::warn!(task_id = %task.task_id, %error, "could not renew the task's lease");
+        attempt = match deps.sink.next_attempt(task, attempt + 1).await {
+            Ok(next) => next,
+            Err(error) => {
+                tracing::warn!(task_id = %task.task_id, %error, "could not count the next attempt durably");
+                attempt + 1
+            }
+        };
+    }
+}
+
+/// One call with its deadline. The call runs in a task of its own so that a panic in it (in the
+/// adapter, set off by a strange answer) is one failed attempt of this task, not the death of the
+/// worker: no answer of Service A can spend the pool's restarts. The guard aborts the call when
+/// the deadline passes or the worker itself is stopped.
+async fn call_once(deps: &WorkerDeps, task: &TaskMessage) -> Result<(), ProvisionError> {
+    let provisioner = deps.provisioner.clone();
+    let (equipment, request) = (task.equipment_id.clone(), task.request.clone());
+    let mut call = AbortOnDrop(tokio::spawn(async move {
+        provisioner.configure(&equipment, &request).await
+    }));
+    match tokio::time::timeout(deps.call_timeout, &mut call.0).await {
+        Ok(Ok(result)) => result,
+        Ok(Err(joined)) if joined.is_panic() => {
+            tracing::error!(task_id = %task.task_id, equipment_id = %task.equipment_id, "the call to Service A panicked; counted as a failed attempt");
+            Err(ProvisionError::Panicked)
         }
-        attempt += 1;
+        Ok(Err(_)) => Err(ProvisionError::Transport("the call was cancelled".into())),
+        Err(_) => Err(ProvisionError::Timeout(deps.call_timeout)),
     }
 }
 
@@ -196,236 +227,5 @@ async fn settle(delivery: &Delivery, how: Acking) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::memory::{InProcessQueue, MemoryStore};
-    use crate::ports::{QueueSource, TaskPublisher, TaskStore};
-    use crate::registry::{Registry, RegistryHandle};
-    use crate::slot::Slot;
-    use crate::{ConfigRequest, EquipmentId, TaskId, TaskStatus};
-    use async_trait::async_trait;
-    use std::sync::atomic::{AtomicU32, Ordering};
-    use std::sync::Mutex;
-
-    /// A Service A stand-in that answers from a script, then succeeds.
-    #[derive(Default)]
-    struct ScriptedDevice {
-        script: Mutex<Vec<ProvisionError>>,
-        calls: AtomicU32,
-    }
-
-    #[async_trait]
-    impl Provisioner for ScriptedDevice {
-        async fn configure(&self, _: &EquipmentId, _: &ConfigRequest) -> Result<(), ProvisionError> {
-            self.calls.fetch_add(1, Ordering::SeqCst);
-            match self.script.lock().unwrap().pop() {
-                Some(error) => Err(error),
-                None => Ok(()),
-            }
-        }
-    }
-
-    struct Rig {
-        queue: InProcessQueue,
-        registry: RegistryHandle,
-        device: Arc<ScriptedDevice>,
-        deps: WorkerDeps,
-    }
-
-    async fn rig(script: Vec<ProvisionError>) -> Rig {
-        let store: Arc<dyn TaskStore> = Arc::new(MemoryStore::default());
-        let (actor, _) = Actor::spawn(None, Registry, store).await.unwrap();
-        let slot = Slot::default();
-        slot.set(actor);
-        let registry = RegistryHandle::new(slot);
-        let device = Arc::new(ScriptedDevice {
-            script: Mutex::new(script),
-            calls: AtomicU32::new(0),
-        });
-        let deps = WorkerDeps {
-            provisioner: device.clone(),
-            sink: Arc::new(registry.clone()),
-            retry: RetryPolicy {
-                max_attempts: 3,
-                base: Duration::from_millis(1),
-                max_delay: Duration::from_millis(5),
-            },
-            call_timeout: Duration::from_secs(5),
-        };
-        Rig {
-            queue: InProcessQueue::default(),
-            registry,
-            device,
-            deps,
-        }
-    }
-
-    fn task() -> TaskMessage {
-        TaskMessage {
-            task_id: TaskId::new(),
-            equipment_id: EquipmentId::parse("abc123").unwrap(),
-            request: ConfigRequest::from_json(br#"{"timeoutInSeconds": 14, "parameters": {}}"#).unwrap(),
-        }
-    }
-
-    async fn run_one(rig: &Rig, task: &TaskMessage) -> Settlement {
-        rig.queue.publish(task).await.unwrap();
-        let delivery = rig.queue.subscribe().await.unwrap().next().await.unwrap();
-        process(&rig.deps, delivery).await
-    }
-
-    async fn status(rig: &Rig, task: &TaskMessage) -> TaskStatus {
-        rig.registry.get(task.task_id).await.unwrap().unwrap().status
-    }
-
-    #[tokio::test]
-    async fn success_is_recorded_then_acknowledged() {
-        let rig = rig(vec![]).await;
-        let task = task();
-        assert_eq!(
-            run_one(&rig, &task).await,
-            Settlement::Acked(Some(Outcome::Completed { attempts: 1 }))
-        );
-        assert_eq!(status(&rig, &task).await, TaskStatus::Completed);
-        assert!(rig.queue.is_empty());
-    }
-
-    #[tokio::test]
-    async fn transient_failures_are_retried() {
-        let rig = rig(vec![
-            ProvisionError::Transport("reset".into()),
-            ProvisionError::Status {
-                status: 503,
-                body: String::new(),
-            },
-        ])
-        .await;
-        let task = task();
-        assert_eq!(
-            run_one(&rig, &task).await,
-            Settlement::Acked(Some(Outcome::Completed { attempts: 3 }))
-        );
-        assert_eq!(rig.device.calls.load(Ordering::SeqCst), 3);
-    }
-
-    #[tokio::test]
-    async fn not_found_fails_at_once() {
-        let rig = rig(vec![ProvisionError::NotFound]).await;
-        let task = task();
-        let settled = run_one(&rig, &task).await;
-        assert!(
-            matches!(settled, Settlement::Acked(Some(Outcome::Failed { attempts: 1, .. }))),
-            "{settled:?}"
-        );
-        assert_eq!(status(&rig, &task).await, TaskStatus::Failed);
-        assert_eq!(rig.device.calls.load(Ordering::SeqCst), 1);
-    }
-
-    #[tokio::test]
-    async fn exhausted_retries_fail_the_task_and_dead_letter_it() {
-        let rig = rig((0..3)
-            .map(|_| ProvisionError::Status {
-                status: 500,
-                body: "boom".into(),
-            })
-            .collect())
-        .await;
-        let task = task();
-        assert!(matches!(run_one(&rig, &task).await, Settlement::DeadLettered(_)));
-        let record = rig.registry.get(task.task_id).await.unwrap().unwrap();
-        assert_eq!((record.status, record.attempts), (TaskStatus::Failed, 3));
-        assert!(record.last_error.unwrap().contains("500"));
-        assert_eq!(rig.queue.dead_letters().len(), 1);
-    }
-
-    #[tokio::test]
-    async fn a_redelivered_final_task_is_acknowledged_without_a_call() {
-        let rig = rig(vec![]).await;
-        let task = task();
-        run_one(&rig, &task).await;
-        assert_eq!(run_one(&rig, &task).await, Settlement::Acked(None));
-        assert_eq!(rig.device.calls.load(Ordering::SeqCst), 1);
-    }
-
-    #[tokio::test]
-    async fn garbage_is_dead_lettered_without_a_call() {
-        let rig = rig(vec![]).await;
-        rig.queue.push_raw(b"{\"task_id\": 7}");
-        let delivery = rig.queue.subscribe().await.unwrap().next().await.unwrap();
-        assert!(matches!(
-            process(&rig.deps, delivery).await,
-            Settlement::DeadLettered(_)
-        ));
-        assert_eq!(rig.device.calls.load(Ordering::SeqCst), 0);
-        assert_eq!(rig.queue.dead_letters().len(), 1);
-    }
-
-    #[tokio::test]
-    async fn a_call_past_its_deadline_counts_as_a_transient_failure() {
-        struct Hangs;
-        #[async_trait]
-        impl Provisioner for Hangs {
-            async fn configure(&self, _: &EquipmentId, _: &ConfigRequest) -> Result<(), ProvisionError> {
-                std::future::pending().await
-            }
-        }
-        let mut rig = rig(vec![]).await;
-        rig.deps.provisioner = Arc::new(Hangs);
-        rig.deps.call_timeout = Duration::from_millis(20);
-        let task = task();
-        assert!(
-            matches!(run_one(&rig, &task).await, Settlement::DeadLettered(reason) if reason.contains("did not answer"))
-        );
-    }
-
-    /// A sink that says the task was running elsewhere just now, and a device that notes when it is called.
-    struct ResumedJustNow;
-
-    #[async_trait]
-    impl StatusSink for ResumedJustNow {
-        async fn begin(&self, _: &TaskMessage, _: bool) -> Result<Begin, crate::ports::SinkError> {
-            Ok(Begin::Resume {
-                since: crate::domain::now_millis(),
-            })
-        }
-        async fn renew(&self, _: &TaskMessage) -> Result<(), crate::ports::SinkError> {
-            Ok(())
-        }
-        async fn finish(&self, _: &TaskMessage, _: Outcome) -> Result<(), crate::ports::SinkError> {
-            Ok(())
-        }
-    }
-
-    #[derive(Default)]
-    struct NotesTime(Mutex<Option<tokio::time::Instant>>);
-
-    #[async_trait]
-    impl Provisioner for NotesTime {
-        async fn configure(&self, _: &EquipmentId, _: &ConfigRequest) -> Result<(), ProvisionError> {
-            *self.0.lock().unwrap() = Some(tokio::time::Instant::now());
-            Ok(())
-        }
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_resumed_task_waits_out_the_earlier_calls_deadline_before_calling() {
-        let device = Arc::new(NotesTime::default());
-        let deps = WorkerDeps {
-            provisioner: device.clone(),
-            sink: Arc::new(ResumedJustNow),
-            retry: RetryPolicy::default(),
-            call_timeout: Duration::from_secs(60),
-        };
-        let queue = InProcessQueue::default();
-        queue.publish(&task()).await.unwrap();
-        let delivery = queue.subscribe().await.unwrap().next().await.unwrap();
-        let started = tokio::time::Instant::now();
-        process(&deps, delivery).await;
-        let called = device.0.lock().unwrap().expect("Service A was called");
-        assert!(
-            called - started >= Duration::from_secs(59),
-            "called after {:?}",
-            called - started
-        );
-    }
-}
+#[path = "worker_tests.rs"]
+mod tests;

@@ -144,4 +144,5 @@ pub fn unique_queue(prefix: &str) -> String {
 
 pub mod broker;
 pub mod chaos;
+pub mod fake_a;
 pub mod process;

@@ -53,6 +53,13 @@ impl Process {
         }
     }
 
+    /// The child's peak resident memory in KiB (VmHWM), on Linux.
+    pub fn peak_rss_kib(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
+        let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+        line.split_whitespace().nth(1)?.parse().ok()
+    }
+
     /// SIGKILL: no clean stop, no flush, nothing acknowledged.
     pub fn kill_hard(&mut self) {
         let _ = self.child.kill();

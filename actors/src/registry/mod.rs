@@ -30,6 +30,8 @@ pub enum RegistryMsg {
     /// `redelivered`, which matters for a task this store does not hold.
     Begin(TaskMessage, bool, Reply<Begin>),
     Renew(TaskId, Reply<()>),
+    /// A retry is about to call Service A: count it. The number is the worker's own count.
+    NextAttempt(TaskId, u32, Reply<u32>),
     Finish(TaskMessage, Outcome, Reply<()>),
     /// A status change reported by a worker in another process.
     Apply(StatusUpdate, Reply<()>),
@@ -73,7 +75,7 @@ impl RegistryMsg {
             Self::Create(record, _) => Some((record.id, None)),
             Self::CreateWithKey(record, key, _) => Some((record.id, Some(key))),
             Self::Remove(id, key, _) => Some((*id, key.as_deref())),
-            Self::Renew(id, _) => Some((*id, None)),
+            Self::Renew(id, _) | Self::NextAttempt(id, _, _) => Some((*id, None)),
             Self::Begin(task, _, _) | Self::Finish(task, _, _) => Some((task.task_id, None)),
             Self::Apply(update, _) => Some((update_task(update), None)),
             // Behind a change in flight, so a watcher never misses the change that made it final.
@@ -210,6 +212,9 @@ impl RegistryState {
                 reply,
             ),
             RegistryMsg::Renew(id, reply) => self.commit(myself, id, None, transitions::renew(store, id), reply),
+            RegistryMsg::NextAttempt(id, local, reply) => {
+                self.commit(myself, id, None, transitions::next_attempt(store, id, local), reply)
+            }
             RegistryMsg::Finish(task, outcome, reply) => {
                 let plan = transitions::finish(store, &task, &outcome);
                 self.commit(myself, task.task_id, None, plan, reply)
@@ -429,6 +434,13 @@ impl StatusSink for RegistryHandle {
     async fn renew(&self, task: &TaskMessage) -> Result<(), SinkError> {
         let id = task.task_id;
         self.ask(|reply| RegistryMsg::Renew(id, reply))
+            .await
+            .map_err(|e| SinkError(e.to_string()))
+    }
+
+    async fn next_attempt(&self, task: &TaskMessage, local: u32) -> Result<u32, SinkError> {
+        let id = task.task_id;
+        self.ask(|reply| RegistryMsg::NextAttempt(id, local, reply))
             .await
             .map_err(|e| SinkError(e.to_string()))
     }

@@ -35,7 +35,7 @@ async fn a_task_goes_from_queued_through_running_to_completed() {
         registry.get(task.task_id).await.unwrap().unwrap().status,
         TaskStatus::Queued
     );
-    assert_eq!(registry.begin(&task, false).await.unwrap(), Begin::Run);
+    assert_eq!(registry.begin(&task, false).await.unwrap(), Begin::Run { attempt: 1 });
     assert_eq!(
         registry.get(task.task_id).await.unwrap().unwrap().status,
         TaskStatus::Running
@@ -79,7 +79,7 @@ async fn a_final_task_is_not_run_again_and_keeps_its_outcome() {
 async fn a_task_from_another_publisher_is_adopted_and_a_redelivery_of_it_waits() {
     let (registry, _, _) = registry().await;
     let task = message("abc123");
-    assert_eq!(registry.begin(&task, false).await.unwrap(), Begin::Run);
+    assert_eq!(registry.begin(&task, false).await.unwrap(), Begin::Run { attempt: 1 });
     assert_eq!(
         registry.get(task.task_id).await.unwrap().unwrap().status,
         TaskStatus::Running
@@ -114,6 +114,36 @@ async fn updates_from_other_processes_apply_only_to_the_right_device() {
         registry.get(task.task_id).await.unwrap().unwrap().status,
         TaskStatus::Completed
     );
+}
+
+/// Each call is counted before it is made: by `begin`, by `next_attempt`, and (workers in
+/// another process) by each `running` update; an outcome never lowers the count.
+#[tokio::test]
+async fn calls_are_counted_before_they_are_made() {
+    let (registry, _, _) = registry().await;
+    let task = message("abc123");
+    registry.create(record(&task)).await.unwrap();
+    assert_eq!(registry.begin(&task, false).await.unwrap(), Begin::Run { attempt: 1 });
+    assert_eq!(registry.next_attempt(&task, 2).await.unwrap(), 2);
+    assert_eq!(registry.get(task.task_id).await.unwrap().unwrap().attempts, 2);
+
+    let remote = message("abc124");
+    registry.create(record(&remote)).await.unwrap();
+    for _ in 0..3 {
+        let running = StatusUpdate::Running {
+            task_id: remote.task_id,
+            equipment_id: remote.equipment_id.clone(),
+        };
+        registry.apply(running).await.unwrap();
+    }
+    let finished = StatusUpdate::Finished {
+        task_id: remote.task_id,
+        equipment_id: remote.equipment_id.clone(),
+        outcome: Outcome::Completed { attempts: 1 },
+    };
+    registry.apply(finished).await.unwrap();
+    let done = registry.get(remote.task_id).await.unwrap().unwrap();
+    assert_eq!((done.status, done.attempts), (TaskStatus::Completed, 3));
 }
 
 #[tokio::test]

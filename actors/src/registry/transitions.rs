@@ -35,6 +35,8 @@ fn load_or_adopt(store: &dyn TaskStore, task: &TaskMessage) -> Result<TaskRecord
 
 /// `redelivered` matters only for a task this store does not hold (another publisher's, or one a
 /// memory store forgot in a restart): a redelivery of it may follow a call still running.
+/// The coming call is counted in the same write that marks the task running, so a call that
+/// crashes its worker or the process still counts against the attempt limit.
 pub fn begin(store: &dyn TaskStore, task: &TaskMessage, redelivered: bool) -> Plan<Begin> {
     let known = store.get(task.task_id)?;
     let unknown_redelivery = known.is_none() && redelivered;
@@ -43,18 +45,22 @@ pub fn begin(store: &dyn TaskStore, task: &TaskMessage, redelivered: bool) -> Pl
     if record.status.is_final() {
         return Ok((None, Begin::AlreadyFinal));
     }
-    let begin = if unknown_redelivery {
+    let resume_since = if unknown_redelivery {
         record.move_to(TaskStatus::Running);
-        Begin::Resume {
-            since: record.updated_at,
-        }
+        Some(record.updated_at)
     } else if record.status == TaskStatus::Running {
         let since = record.updated_at;
         record.renew();
-        Begin::Resume { since }
+        Some(since)
     } else {
         record.move_to(TaskStatus::Running);
-        Begin::Run
+        None
+    };
+    record.attempts = record.attempts.saturating_add(1);
+    let attempt = record.attempts;
+    let begin = match resume_since {
+        Some(since) => Begin::Resume { since, attempt },
+        None => Begin::Run { attempt },
     };
     Ok((Some(WriteOp::Put(record)), begin))
 }
@@ -85,6 +91,21 @@ pub fn renew(store: &dyn TaskStore, id: TaskId) -> Plan<()> {
     }
 }
 
+/// A retry: one more call, counted before it is made, and a fresh lease. A task that is no
+/// longer running (its lease expired meanwhile) is not changed; the count still moves on for
+/// the worker, whose outcome will then be ignored.
+pub fn next_attempt(store: &dyn TaskStore, id: TaskId, local: u32) -> Plan<u32> {
+    match store.get(id)? {
+        Some(mut record) if record.status == TaskStatus::Running => {
+            record.renew();
+            record.attempts = record.attempts.saturating_add(1);
+            let attempt = record.attempts;
+            Ok((Some(WriteOp::Put(record)), attempt))
+        }
+        _ => Ok((None, local)),
+    }
+}
+
 pub fn finish(store: &dyn TaskStore, task: &TaskMessage, outcome: &Outcome) -> Plan<()> {
     let mut record = load_or_adopt(store, task)?;
     if record.finish(outcome) {
@@ -111,13 +132,27 @@ pub fn apply(store: &dyn TaskStore, update: StatusUpdate) -> Plan<()> {
         tracing::warn!(%task_id, "status update names another equipment; ignored");
         return Ok((None, ()));
     }
+    // A worker in another process sends `running` before each call to Service A (and at no
+    // other time): each one is counted here, durably, so the status shows every call, including
+    // those that crashed the worker's process. Its outcome carries only the calls of its own
+    // delivery, so the larger count is kept.
+    let counted = record.attempts;
     let changed = match &outcome {
-        Some(outcome) => record.finish(outcome),
-        None if record.status == TaskStatus::Running => {
-            record.renew();
+        Some(outcome) => {
+            let finished = record.finish(outcome);
+            record.attempts = record.attempts.max(counted);
+            finished
+        }
+        None if record.status.is_final() => false,
+        None => {
+            if record.status == TaskStatus::Running {
+                record.renew();
+            } else {
+                record.move_to(TaskStatus::Running);
+            }
+            record.attempts = counted.saturating_add(1);
             true
         }
-        None => record.move_to(TaskStatus::Running),
     };
     Ok((changed.then_some(WriteOp::Put(record)), ()))
 }
