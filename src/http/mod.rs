@@ -2,9 +2,11 @@
 //! TLS server that serves them.
 
 pub mod health;
+pub mod query;
 pub mod server;
 pub mod service_a;
 pub mod service_b;
+pub mod tasks;
 
 use async_trait::async_trait;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
@@ -30,6 +32,8 @@ pub const CPE_PREFIX: [&str; 4] = ["api", "v1", "equipment", "cpe"];
 pub struct HttpRequest {
     pub method: Method,
     pub path: String,
+    /// The raw query string, without the `?`; empty when there is none.
+    pub query: String,
     pub headers: HeaderMap,
     pub body: Bytes,
 }
@@ -84,12 +88,14 @@ pub fn no_route(request: &HttpRequest) -> Response {
 /// The warp filter that serves `routes`: reads the body within [`BODY_LIMIT`], and turns a panic
 /// into a JSON 500 instead of a dropped connection.
 pub fn filter(routes: Arc<dyn Routes>) -> BoxedFilter<(Response,)> {
+    let query = warp::query::raw().or(warp::any().map(String::new)).unify();
     warp::method()
         .and(warp::path::full())
+        .and(query)
         .and(warp::header::headers_cloned())
         .and(warp::body::stream())
         .then(
-            move |method: Method, path: warp::path::FullPath, headers: HeaderMap, body| {
+            move |method: Method, path: warp::path::FullPath, query: String, headers: HeaderMap, body| {
                 let routes = routes.clone();
                 async move {
                     let body = match read_body(&headers, body).await {
@@ -99,6 +105,7 @@ pub fn filter(routes: Arc<dyn Routes>) -> BoxedFilter<(Response,)> {
                     let request = HttpRequest {
                         method,
                         path: path.as_str().to_owned(),
+                        query,
                         headers,
                         body,
                     };

@@ -1,19 +1,24 @@
 //! Service B (`config_status_service`): accepts a configuration task at once and reports its status.
 
 use super::health::{self, Readiness};
+use super::query::wait_param;
+use super::tasks;
 use super::{
     error, method_not_allowed, no_route, reply, request_error, HttpRequest, Routes, CPE_PREFIX, EQUIPMENT_NOT_FOUND,
     PROVISIONING_FAILED, TASK_NOT_FOUND,
 };
 use async_trait::async_trait;
 use cpe_actors::ports::TaskPublisher;
-use cpe_actors::registry::{Created, RegistryHandle};
+use cpe_actors::registry::{Created, RegistryHandle, Watch};
 use cpe_actors::{ConfigRequest, EquipmentId, TaskId, TaskMessage, TaskRecord, TaskStatus};
 use serde_json::json;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use warp::http::{header, Method, StatusCode};
 use warp::reply::Response;
+
+/// `Retry-After` of a running task's answer: a configuration takes about a minute.
+const RETRY_AFTER_SECONDS: &str = "5";
 
 pub struct ServiceB {
     pub registry: RegistryHandle,
@@ -30,24 +35,62 @@ impl Routes for ServiceB {
             return answer;
         }
         let segments = request.segments();
-        let (id, task) = match segments.as_slice() {
-            [a, b, c, d, id] if [*a, *b, *c, *d] == CPE_PREFIX => (*id, None),
-            [a, b, c, d, id, "task", task] if [*a, *b, *c, *d] == CPE_PREFIX => (*id, Some(*task)),
+        let route = match segments.as_slice() {
+            ["api", "v1", "tasks"] => Route::AllTasks,
+            [a, b, c, d, id] if [*a, *b, *c, *d] == CPE_PREFIX => Route::Device(id),
+            [a, b, c, d, id, "tasks"] if [*a, *b, *c, *d] == CPE_PREFIX => Route::DeviceTasks(id),
+            [a, b, c, d, id, "task", task] if [*a, *b, *c, *d] == CPE_PREFIX => Route::Task(id, task),
             _ => return no_route(&request),
         };
-        let expected = if task.is_some() { Method::GET } else { Method::POST };
-        if request.method != expected {
-            return method_not_allowed(&request, expected.as_str());
+        if !route.methods().contains(&request.method) {
+            let allowed: Vec<&str> = route.methods().iter().map(Method::as_str).collect();
+            return method_not_allowed(&request, &allowed.join(", "));
         }
         if let Some(denied) = self.check_token(&request) {
             return denied;
         }
-        let Ok(equipment) = EquipmentId::parse(id) else {
-            return error(StatusCode::NOT_FOUND, EQUIPMENT_NOT_FOUND);
+        let equipment = match route.equipment() {
+            None => None,
+            Some(id) => match EquipmentId::parse(id) {
+                Ok(equipment) => Some(equipment),
+                Err(_) => return error(StatusCode::NOT_FOUND, EQUIPMENT_NOT_FOUND),
+            },
         };
-        match task {
-            None => self.create(equipment, &request).await,
-            Some(task) => self.status(equipment, task).await,
+        match (route, equipment) {
+            (Route::AllTasks, _) => tasks::list(&self.registry, None, &request.query).await,
+            (Route::DeviceTasks(_), device) => tasks::list(&self.registry, device, &request.query).await,
+            (Route::Device(_), Some(device)) => self.create(device, &request).await,
+            (Route::Task(_, task), Some(device)) if request.method == Method::DELETE => {
+                tasks::cancel(&self.registry, device, task).await
+            }
+            (Route::Task(_, task), Some(device)) => self.status(device, task, &request.query).await,
+            (_, None) => no_route(&request),
+        }
+    }
+}
+
+/// Service B's routes, matched on the raw path segments.
+enum Route<'p> {
+    AllTasks,
+    Device(&'p str),
+    DeviceTasks(&'p str),
+    Task(&'p str, &'p str),
+}
+
+impl Route<'_> {
+    fn methods(&self) -> &'static [Method] {
+        match self {
+            Self::AllTasks | Self::DeviceTasks(_) => &[Method::GET],
+            Self::Device(_) => &[Method::POST],
+            Self::Task(..) => &[Method::GET, Method::DELETE],
+        }
+    }
+
+    /// The equipment id in the path, checked before anything else the route does.
+    fn equipment(&self) -> Option<&str> {
+        match self {
+            Self::AllTasks => None,
+            Self::Device(id) | Self::DeviceTasks(id) | Self::Task(id, _) => Some(id),
         }
     }
 }
@@ -87,17 +130,33 @@ impl ServiceB {
         })
     }
 
-    async fn status(&self, equipment: EquipmentId, task: &str) -> Response {
+    /// The task's status; with `?wait=`, answered as soon as the task is final, or after the wait
+    /// with the running answer. The registry tells the waiter: no polling of the store.
+    async fn status(&self, equipment: EquipmentId, task: &str, query: &str) -> Response {
         let Some(task_id) = TaskId::parse(task) else {
             return error(StatusCode::NOT_FOUND, TASK_NOT_FOUND);
         };
-        let record = match self.registry.get(task_id).await {
+        let wait = match wait_param(query) {
+            Ok(wait) => wait,
+            Err(message) => return error(StatusCode::BAD_REQUEST, message),
+        };
+        let found = match wait {
+            None => self.registry.get(task_id).await,
+            Some(wait) => match self.registry.watch(task_id).await {
+                Ok(Some(Watch {
+                    finished: Some(finished),
+                    now,
+                })) if now.equipment_id == equipment => {
+                    let later = tokio::time::timeout(wait, finished).await;
+                    Ok(Some(later.ok().and_then(Result::ok).unwrap_or(now)))
+                }
+                other => other.map(|watch| watch.map(|watch| watch.now)),
+            },
+        };
+        let record = match found {
             Ok(Some(record)) if record.equipment_id == equipment => record,
             Ok(_) => return error(StatusCode::NOT_FOUND, TASK_NOT_FOUND),
-            Err(store_error) => {
-                tracing::error!(%store_error, "could not read a task");
-                return error(StatusCode::SERVICE_UNAVAILABLE, "Task store unavailable; retry shortly");
-            }
+            Err(store_error) => return tasks::unavailable(store_error),
         };
         let (code, message) = match record.status {
             TaskStatus::Queued | TaskStatus::Running => (204, "Task is still running"),
@@ -114,7 +173,15 @@ impl ServiceB {
         if let Some(last_error) = record.last_error {
             body["lastError"] = json!(last_error);
         }
-        reply(StatusCode::OK, body)
+        let mut response = reply(StatusCode::OK, body);
+        if !record.status.is_final() {
+            // When to ask again; a client using `?wait=` may ask again at once.
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                header::HeaderValue::from_static(RETRY_AFTER_SECONDS),
+            );
+        }
+        response
     }
 
     fn check_token(&self, request: &HttpRequest) -> Option<Response> {

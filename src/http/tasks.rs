@@ -1,0 +1,112 @@
+//! Service B's operator routes over the registry: task listing and search, cancel, and the task
+//! JSON they answer with (never the parameters).
+
+use super::query::{format_cursor, list_params};
+use super::{error, reply, TASK_NOT_FOUND};
+use cpe_actors::registry::{Cancel, RegistryHandle};
+use cpe_actors::{EquipmentId, TaskId, TaskQuery, TaskRecord};
+use serde_json::{json, Value};
+use warp::http::StatusCode;
+use warp::reply::Response;
+
+/// `GET /api/v1/tasks` and `GET /api/v1/equipment/cpe/{id}/tasks`: one page, newest first.
+pub async fn list(registry: &RegistryHandle, equipment: Option<EquipmentId>, query: &str) -> Response {
+    let params = match list_params(query) {
+        Ok(params) => params,
+        Err(message) => return error(StatusCode::BAD_REQUEST, message),
+    };
+    let query = TaskQuery {
+        equipment,
+        statuses: params.statuses,
+        limit: params.limit,
+        before: params.before,
+    };
+    match registry.list(query).await {
+        Ok(page) => reply(
+            StatusCode::OK,
+            json!({
+                "code": 200,
+                "tasks": page.tasks.iter().map(task_json).collect::<Vec<_>>(),
+                "nextCursor": page.next.map(format_cursor),
+            }),
+        ),
+        Err(store_error) => unavailable(store_error),
+    }
+}
+
+/// `DELETE /api/v1/equipment/cpe/{id}/task/{task}`: a queued task is cancelled and never runs.
+pub async fn cancel(registry: &RegistryHandle, equipment: EquipmentId, task: &str) -> Response {
+    let Some(task_id) = TaskId::parse(task) else {
+        return error(StatusCode::NOT_FOUND, TASK_NOT_FOUND);
+    };
+    match registry.cancel(task_id, equipment).await {
+        Ok(Cancel::Cancelled) => reply(
+            StatusCode::OK,
+            json!({"code": 200, "message": "Task was cancelled", "status": "cancelled"}),
+        ),
+        Ok(Cancel::NotFound) => error(StatusCode::NOT_FOUND, TASK_NOT_FOUND),
+        Ok(Cancel::Running) => error(
+            StatusCode::CONFLICT,
+            "Task is running at the device and cannot be cancelled; wait for its outcome",
+        ),
+        Ok(Cancel::Final(status)) => error(
+            StatusCode::CONFLICT,
+            format!("Task is {} already and cannot be cancelled", status.name()),
+        ),
+        Err(store_error) => unavailable(store_error),
+    }
+}
+
+pub fn unavailable(store_error: cpe_actors::ports::StoreError) -> Response {
+    tracing::error!(%store_error, "could not read or change tasks");
+    error(StatusCode::SERVICE_UNAVAILABLE, "Task store unavailable; retry shortly")
+}
+
+/// A task as listings show it: what an operator needs, never its parameters.
+pub fn task_json(record: &TaskRecord) -> Value {
+    json!({
+        "taskId": record.id.to_string(),
+        "equipmentId": record.equipment_id.as_str(),
+        "status": record.status.name(),
+        "attempts": record.attempts,
+        "createdAt": rfc3339(record.created_at),
+        "updatedAt": rfc3339(record.updated_at),
+        "lastError": record.last_error,
+    })
+}
+
+/// Milliseconds since the epoch as RFC 3339 UTC, like `2026-12-02T16:36:08.123Z`.
+pub fn rfc3339(millis: u64) -> String {
+    let (days, rest) = (millis / 86_400_000, millis % 86_400_000);
+    let (year, month, day) = civil_from_days(days as i64);
+    let (hour, minute) = (rest / 3_600_000, rest / 60_000 % 60);
+    let (second, milli) = (rest / 1_000 % 60, rest % 1_000);
+    format!("{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}.{milli:03}Z")
+}
+
+/// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian calendar (Howard
+/// Hinnant's `civil_from_days`).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_are_rfc_3339_utc() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339(951_782_400_000), "2000-02-29T00:00:00.000Z");
+        assert_eq!(rfc3339(1_796_229_368_123), "2026-12-02T16:36:08.123Z");
+    }
+}
