@@ -41,6 +41,7 @@ fn record(status: TaskStatus, created_at: u64, updated_at: u64) -> TaskRecord {
         last_error: None,
         created_at,
         updated_at,
+        retried_as: None,
     }
 }
 
@@ -64,6 +65,7 @@ fn a_record_round_trips_with_every_field() {
         last_error: Some("Service A answered HTTP 503: busy ☹".into()),
         created_at: 1_700_000_000_123,
         updated_at: u64::MAX,
+        retried_as: Some(TaskId::new()),
     };
     let listed = TaskRecord {
         request: request(r#"{"timeoutInSeconds": 0, "parameters": [{"password": "x"}, {"interfaces": [7]}]}"#),

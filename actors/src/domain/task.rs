@@ -113,6 +113,8 @@ pub struct TaskRecord {
     /// Milliseconds since the Unix epoch.
     pub created_at: u64,
     pub updated_at: u64,
+    /// The task an operator's retry created from this failed one.
+    pub retried_as: Option<TaskId>,
 }
 
 impl TaskRecord {
@@ -127,6 +129,7 @@ impl TaskRecord {
             last_error: None,
             created_at: now,
             updated_at: now,
+            retried_as: None,
         }
     }
 
@@ -154,22 +157,37 @@ impl TaskRecord {
         true
     }
 
-    /// Records the outcome. The parameters go: a final task is never run again, and its status
-    /// answer does not show them, so passwords are kept no longer than needed (and memory and disk
-    /// per retained task stay small).
+    /// Records the outcome. A completed task's parameters go: it is never run again, and its
+    /// status answer does not show them, so passwords are kept no longer than needed (and memory
+    /// and disk per retained task stay small). A failed task keeps them until it is retried or
+    /// swept: an operator's retry sends the same request again.
     pub fn finish(&mut self, outcome: &Outcome) -> bool {
         if !self.move_to(outcome.status()) {
             return false;
         }
-        self.request.parameters = Default::default();
         match outcome {
-            Outcome::Completed { attempts } => self.attempts = *attempts,
+            Outcome::Completed { attempts } => {
+                self.attempts = *attempts;
+                self.request.parameters = Default::default();
+            }
             Outcome::Failed { attempts, reason } => {
                 self.attempts = *attempts;
                 self.last_error = Some(reason.clone());
             }
         }
         true
+    }
+
+    /// Whether an operator may run this task's request again as a new task.
+    pub fn can_retry(&self) -> bool {
+        self.status == TaskStatus::Failed && self.retried_as.is_none()
+    }
+
+    /// Notes the retry that replaced this failed task; its parameters now live in the new task.
+    pub fn mark_retried(&mut self, new_task: TaskId) {
+        self.retried_as = Some(new_task);
+        self.request.parameters = Default::default();
+        self.updated_at = super::now_millis();
     }
 }
 
@@ -204,7 +222,27 @@ mod tests {
         assert!(!task.finish(&Outcome::Completed { attempts: 3 }));
         assert!(!task.move_to(TaskStatus::Running));
         assert_eq!(task.last_error.as_deref(), Some("device said no"));
-        assert!(task.request.parameters.is_empty(), "a final task keeps no parameters");
+        assert!(
+            !task.request.parameters.is_empty(),
+            "a failed task keeps its request for a retry"
+        );
+        assert!(task.can_retry());
+        let retry = TaskId::new();
+        task.mark_retried(retry);
+        assert_eq!(task.retried_as, Some(retry));
+        assert!(
+            task.request.parameters.is_empty(),
+            "once retried, the new task holds the parameters"
+        );
+        assert!(!task.can_retry(), "a failed task is retried once");
+    }
+
+    #[test]
+    fn a_completed_task_keeps_no_parameters() {
+        let mut task = record();
+        assert!(task.finish(&Outcome::Completed { attempts: 1 }));
+        assert!(task.request.parameters.is_empty());
+        assert!(!task.can_retry());
     }
 
     #[test]

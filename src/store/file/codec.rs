@@ -6,6 +6,8 @@ use cpe_actors::{ConfigRequest, EquipmentId, TaskId, TaskRecord, TaskStatus};
 
 /// First byte of every value, so the encoding can change without misreading old files.
 const FORMAT_V1: u8 = 1;
+/// Format 2 adds `retried_as` before the request; format 1 values still decode.
+const FORMAT_V2: u8 = 2;
 /// Bytes before the variable-length fields: version, status, created_at, updated_at, attempts.
 const HEADER_LEN: usize = 22;
 /// Length prefix of an absent `last_error`.
@@ -30,7 +32,7 @@ impl Header {
 
     pub(super) fn decode(value: &[u8]) -> Option<Self> {
         let mut r = Reader(value);
-        (r.u8()? == FORMAT_V1).then_some(())?;
+        matches!(r.u8()?, FORMAT_V1 | FORMAT_V2).then_some(())?;
         Some(Self {
             status: status_from(r.u8()?)?,
             created_at: r.u64()?,
@@ -60,9 +62,10 @@ fn status_from(byte: u8) -> Option<TaskStatus> {
     })
 }
 
-/// Format 1: version u8, status u8, created_at u64, updated_at u64, attempts u32 (all big-endian);
-/// equipment id (u16 length + bytes); last error (u32 length, `u32::MAX` for none, + bytes); then the
-/// request as JSON to the end: 37 bytes plus the JSON for a typical record (147 bytes in all for the
+/// Format 2: version u8, status u8, created_at u64, updated_at u64, attempts u32 (all big-endian);
+/// equipment id (u16 length + bytes); last error (u32 length, `u32::MAX` for none, + bytes); retried
+/// as (u8 0, or 1 and a 16-byte task id); then the request as JSON to the end (format 1 has no
+/// retried-as field): 37 bytes plus the JSON for a typical record (147 bytes in all for the
 /// documented example request), with no field names and no textual ids.
 pub(super) fn encode(record: &TaskRecord) -> Result<Vec<u8>, StoreError> {
     let too_long = |what: &str| StoreError(format!("task {}: {what} is too long to store", record.id));
@@ -71,7 +74,7 @@ pub(super) fn encode(record: &TaskRecord) -> Result<Vec<u8>, StoreError> {
     let equipment = record.equipment_id.as_str().as_bytes();
     let error = record.last_error.as_deref().map(str::as_bytes);
     let mut out = Vec::with_capacity(HEADER_LEN + 6 + equipment.len() + error.map_or(0, <[u8]>::len) + request.len());
-    out.push(FORMAT_V1);
+    out.push(FORMAT_V2);
     out.push(status_byte(record.status));
     out.extend_from_slice(&record.created_at.to_be_bytes());
     out.extend_from_slice(&record.updated_at.to_be_bytes());
@@ -88,6 +91,13 @@ pub(super) fn encode(record: &TaskRecord) -> Result<Vec<u8>, StoreError> {
                 .ok_or_else(|| too_long("last error"))?;
             out.extend_from_slice(&len.to_be_bytes());
             out.extend_from_slice(error);
+        }
+    }
+    match record.retried_as {
+        None => out.push(0),
+        Some(task) => {
+            out.push(1);
+            out.extend_from_slice(task.as_bytes());
         }
     }
     out.extend_from_slice(&request);
@@ -118,6 +128,17 @@ pub(super) fn decode(id: TaskId, value: &[u8]) -> Result<TaskRecord, StoreError>
             Some(String::from_utf8(raw.to_vec()).map_err(|_| bad("last error is not UTF-8"))?)
         }
     };
+    let retried_as = match value[0] {
+        FORMAT_V1 => None,
+        _ => match r.u8().ok_or_else(|| bad("truncated retried-as"))? {
+            0 => None,
+            1 => {
+                let raw = r.take(16).ok_or_else(|| bad("truncated retried-as"))?;
+                Some(TaskId::from_bytes(raw.try_into().expect("16 bytes")))
+            }
+            _ => return Err(bad("invalid retried-as flag")),
+        },
+    };
     let json: serde_json::Value = serde_json::from_slice(r.0).map_err(|e| bad(&format!("request is not JSON: {e}")))?;
     let request = ConfigRequest::from_value(&json).map_err(|e| bad(&format!("invalid request: {e}")))?;
     Ok(TaskRecord {
@@ -129,6 +150,7 @@ pub(super) fn decode(id: TaskId, value: &[u8]) -> Result<TaskRecord, StoreError>
         last_error,
         created_at: header.created_at,
         updated_at: header.updated_at,
+        retried_as,
     })
 }
 
@@ -182,5 +204,26 @@ impl<'a> Reader<'a> {
 
     fn u64(&mut self) -> Option<u64> {
         self.array().map(u64::from_be_bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_format_1_value_still_decodes_without_retried_as() {
+        let request = ConfigRequest::from_json(br#"{"timeoutInSeconds": 5, "parameters": {"vlan": 10}}"#).unwrap();
+        let mut record = TaskRecord::queued(TaskId::new(), EquipmentId::parse("abc123").unwrap(), request);
+        record.last_error = Some("boom".into());
+        let v2 = encode(&record).unwrap();
+        // Format 1 is format 2 without the retried-as byte (0 here) before the request.
+        let request_start = v2.len() - serde_json::to_vec(&record.request).unwrap().len();
+        assert_eq!(v2[request_start - 1], 0);
+        let mut v1 = [&v2[..request_start - 1], &v2[request_start..]].concat();
+        v1[0] = FORMAT_V1;
+        assert_eq!(decode(record.id, &v1).unwrap(), record);
+        record.retried_as = Some(TaskId::new());
+        assert_eq!(decode(record.id, &encode(&record).unwrap()).unwrap(), record);
     }
 }
