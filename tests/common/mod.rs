@@ -145,3 +145,4 @@ pub fn unique_queue(prefix: &str) -> String {
 pub mod broker;
 pub mod chaos;
 pub mod process;
+pub mod raw;
