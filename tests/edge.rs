@@ -91,13 +91,16 @@ async fn errors_the_http_layer_answers_itself_carry_a_json_body() {
     app.shutdown().await.unwrap();
 }
 
-/// A body over the limit is read (within bounds) before the 413, so a client still sending gets it.
+/// A body over the limit is read (within bounds) before the 413, so a client still sending when
+/// the answer comes (as curl does) can finish its upload and read it: on HTTP/1.1 the connection
+/// is not closed under it (a reset fails its writes), on HTTP/2 the stream is not reset.
 #[tokio::test]
 async fn oversized_bodies_get_their_413_on_both_protocols() {
     let app = start(&[]).await;
     let service = app.service_b_addr.unwrap();
     let path = "/api/v1/equipment/cpe/abc123";
-    let big = "x".repeat(200 * 1024);
+    // More than the socket buffers hold, so a reset arrives while the client still writes.
+    let big = "x".repeat(900 * 1024);
 
     // HTTP/1.1, chunked, sent in pieces as an uploading client would, answer read after the last.
     let mut stream = raw::tls(service, b"http/1.1").await;
@@ -106,34 +109,75 @@ async fn oversized_bodies_get_their_413_on_both_protocols() {
     for piece in big.as_bytes().chunks(16 * 1024) {
         let chunk = [format!("{:x}\r\n", piece.len()).as_bytes(), piece, b"\r\n"].concat();
         stream.write_all(&chunk).await.expect("the upload is taken in full");
+        stream.flush().await.expect("the upload is taken in full");
     }
     stream.write_all(b"0\r\n\r\n").await.unwrap();
     let answer = read_answer(&mut stream).await;
     assert_eq!(answer.status, 413, "{answer:?}");
     assert_json_error("HTTP/1.1 chunked", 413, &answer.body);
+    // The body was read to its end, so the connection is still in a known state and serves on;
+    // closing it with the upload unread would reset it under a client still writing.
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    assert_eq!(
+        read_answer(&mut stream).await.status,
+        200,
+        "the connection serves on after the 413"
+    );
 
-    // HTTP/1.1 with a declared length.
-    let answer = h1(service, &post(path, &big, "")).await;
+    // HTTP/1.1 with a declared length, the whole upload written before the answer is read.
+    let mut stream = raw::tls(service, b"http/1.1").await;
+    for piece in post(path, &big, "").chunks(16 * 1024) {
+        stream.write_all(piece).await.expect("the upload is taken in full");
+        stream.flush().await.expect("the upload is taken in full");
+    }
+    let answer = read_answer(&mut stream).await;
     assert_eq!(answer.status, 413, "{answer:?}");
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    assert_eq!(
+        read_answer(&mut stream).await.status,
+        200,
+        "the connection serves on after the 413"
+    );
 
-    // HTTP/2, with and without a declared length, through a normal client and through raw frames.
-    let http2 = reqwest_h2();
-    let (status, body) = send(http2.post(url(Some(service), path)).body(big.clone())).await;
+    // HTTP/2 through a normal client.
+    let (status, body) = send(reqwest_h2().post(url(Some(service), path)).body(big.clone())).await;
     assert_eq!(status, 413, "{body}");
     assert_json_error("HTTP/2 with length", status, &body);
+
+    // HTTP/2 frame by frame, as flow control lets them through: the stream is never reset.
     let (mut sender, _driver) = h2(service).await;
     let request = warp::http::Request::post(format!("https://localhost{path}"))
         .body(())
         .unwrap();
     let (response, mut upload) = sender.send_request(request, false).unwrap();
-    upload.reserve_capacity(big.len());
-    for piece in big.as_bytes().chunks(16 * 1024) {
-        upload.send_data(bytes::Bytes::copy_from_slice(piece), false).unwrap();
+    let mut left = big.as_bytes();
+    while !left.is_empty() {
+        upload.reserve_capacity(left.len().min(64 * 1024));
+        let room = std::future::poll_fn(|cx| upload.poll_capacity(cx))
+            .await
+            .expect("the stream stays open")
+            .expect("the stream is not reset");
+        let (now, rest) = left.split_at(room.min(left.len()));
+        upload
+            .send_data(bytes::Bytes::copy_from_slice(now), false)
+            .expect("the stream is not reset");
+        left = rest;
     }
-    upload.send_data(bytes::Bytes::new(), true).unwrap();
+    upload
+        .send_data(bytes::Bytes::new(), true)
+        .expect("the stream is not reset");
     let (status, body) = h2_answer(response).await;
     assert_eq!(status, 413, "{body}");
     assert_json_error("HTTP/2 streamed", status, &body);
+    // The stream ended as a whole: no RST_STREAM, which curl reports as a failure (exit 92).
+    let reset = std::future::poll_fn(|cx| std::task::Poll::Ready(upload.poll_reset(cx))).await;
+    assert!(reset.is_pending(), "the stream was reset: {reset:?}");
     app.shutdown().await.unwrap();
 }
 
