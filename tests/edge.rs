@@ -406,3 +406,17 @@ async fn a_stop_lets_service_a_finish_its_configurations() {
         assert_eq!((status, body["message"].as_str()), (200, Some("success")));
     }
 }
+
+/// A `#fragment` never reaches the routes: the `http` crate drops it while parsing the target, so
+/// the request is served as if it had none (docs/api.md says so; refusing it needs the raw target).
+#[tokio::test]
+async fn a_fragment_is_dropped_before_routing() {
+    let app = start(&[]).await;
+    let answer = h1(
+        app.service_b_addr.unwrap(),
+        b"GET /healthz#fragment HTTP/1.1\r\nHost: localhost\r\n\r\n",
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{answer:?}");
+    app.shutdown().await.unwrap();
+}
