@@ -77,85 +77,98 @@ pub enum StoreKind {
 #[derive(Debug, Clone, clap::Args)]
 pub struct Config {
     /// Which part of the system this process runs.
-    #[arg(long, env = "ROLE", value_enum, default_value = "all")]
+    #[arg(long, global = true, env = "ROLE", value_enum, default_value = "all")]
     pub role: Role,
 
     /// Address Service A listens on (HTTPS).
-    #[arg(long, env = "SERVICE_A_ADDR", default_value = "0.0.0.0:8080")]
+    #[arg(long, global = true, env = "SERVICE_A_ADDR", default_value = "0.0.0.0:8080")]
     pub service_a_addr: SocketAddr,
 
     /// Address Service B listens on (HTTPS).
-    #[arg(long, env = "SERVICE_B_ADDR", default_value = "0.0.0.0:8081")]
+    #[arg(long, global = true, env = "SERVICE_B_ADDR", default_value = "0.0.0.0:8081")]
     pub service_b_addr: SocketAddr,
 
     /// Base URL workers use to call Service A; it must present --certs-dir/cert.pem.
     /// [default: https://localhost:8080; with --role all, the port Service A listens on]
-    #[arg(long, env = "SERVICE_A_URL", value_parser = parse_https_url, hide_env_values = true)]
+    #[arg(long, global = true, env = "SERVICE_A_URL", value_parser = parse_https_url, hide_env_values = true)]
     pub service_a_url: Option<String>,
 
     /// RabbitMQ URL, like amqp://guest:guest@127.0.0.1:5672/%2f. Unset: the in-process queue.
-    #[arg(long, env = "AMQP_URL", value_parser = parse_amqp_url, hide_env_values = true)]
+    #[arg(long, global = true, env = "AMQP_URL", value_parser = parse_amqp_url, hide_env_values = true)]
     pub amqp_url: Option<String>,
 
     /// Queue of configuration tasks.
-    #[arg(long, env = "QUEUE", default_value = "config_tasks", value_parser = parse_queue_name)]
+    #[arg(long, global = true, env = "QUEUE", default_value = "config_tasks", value_parser = parse_queue_name)]
     pub queue: String,
 
     /// Queue on which workers in another process report outcomes to Service B.
-    #[arg(long, env = "RESULTS_QUEUE", default_value = "config_results", value_parser = parse_queue_name)]
+    #[arg(long, global = true, env = "RESULTS_QUEUE", default_value = "config_results", value_parser = parse_queue_name)]
     pub results_queue: String,
 
     /// Directory of cert.pem and key.pem; a self-signed pair is generated there when missing.
-    #[arg(long, env = "CERTS_DIR", default_value = "certs")]
+    #[arg(long, global = true, env = "CERTS_DIR", default_value = "certs")]
     pub certs_dir: PathBuf,
 
     /// How long Service A takes to configure one device (250ms, 2s, 1m).
-    #[arg(long, env = "CONFIG_DELAY", default_value = "60s", value_parser = parse_duration)]
+    #[arg(long, global = true, env = "CONFIG_DELAY", default_value = "60s", value_parser = parse_duration)]
     pub config_delay: Duration,
 
     /// Fraction of configurations Service A fails with HTTP 500, from 0.0 to 1.0 (fault injection).
-    #[arg(long, env = "FAIL_RATE", default_value_t = 0.0, value_parser = parse_fraction)]
+    #[arg(long, global = true, env = "FAIL_RATE", default_value_t = 0.0, value_parser = parse_fraction)]
     pub fail_rate: f64,
 
     /// How many configurations may run at once in this process.
-    #[arg(long, env = "WORKERS", default_value_t = 256, value_parser = clap::value_parser!(u16).range(1..=10_000))]
+    #[arg(long, global = true, env = "WORKERS", default_value_t = 256, value_parser = clap::value_parser!(u16).range(1..=10_000))]
     pub workers: u16,
 
     /// Calls to Service A per task, the first included, before the task fails.
-    #[arg(long, env = "MAX_ATTEMPTS", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100))]
+    #[arg(long, global = true, env = "MAX_ATTEMPTS", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100))]
     pub max_attempts: u32,
 
     /// Wait before the first retry; it doubles with each further retry (with jitter).
-    #[arg(long, env = "RETRY_BASE", default_value = "1s", value_parser = parse_duration)]
+    #[arg(long, global = true, env = "RETRY_BASE", default_value = "1s", value_parser = parse_duration)]
     pub retry_base: Duration,
 
     /// Deadline of one call to Service A. Default: twice --config-delay plus 30s.
-    #[arg(long, env = "CALL_TIMEOUT", value_parser = parse_duration)]
+    #[arg(long, global = true, env = "CALL_TIMEOUT", value_parser = parse_duration)]
     pub call_timeout: Option<Duration>,
 
     /// Where task state is kept.
-    #[arg(long, env = "STORE", value_enum, default_value = "file")]
+    #[arg(long, global = true, env = "STORE", value_enum, default_value = "file")]
     pub store: StoreKind,
 
     /// Directory of the file store.
-    #[arg(long, env = "DATA_DIR", default_value = "data")]
+    #[arg(long, global = true, env = "DATA_DIR", default_value = "data")]
     pub data_dir: PathBuf,
 
     /// How long finished tasks stay readable before they are removed.
-    #[arg(long, env = "RETENTION", default_value = "7d", value_parser = parse_duration)]
+    #[arg(long, global = true, env = "RETENTION", default_value = "7d", value_parser = parse_duration)]
     pub retention: Duration,
 
     /// On SIGTERM or SIGINT, how long running configurations may take to finish.
-    #[arg(long, env = "SHUTDOWN_GRACE", default_value = "30s", value_parser = parse_duration)]
+    #[arg(long, global = true, env = "SHUTDOWN_GRACE", default_value = "30s", value_parser = parse_duration)]
     pub shutdown_grace: Duration,
 
     /// When set, Service B requires `Authorization: Bearer <token>`.
-    #[arg(long, env = "API_TOKEN", hide_env_values = true)]
+    #[arg(long, global = true, env = "API_TOKEN", hide_env_values = true)]
     pub api_token: Option<String>,
 
     /// Log format.
-    #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "text")]
+    #[arg(long, global = true, env = "LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
+
+    /// Open HTTPS connections allowed at once in this process (both services); over it new
+    /// connections wait in the listen backlog.
+    #[arg(long, global = true, env = "MAX_CONNECTIONS", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_connections: u32,
+
+    /// Longest a client may take to send a request body once its head arrived; then 408.
+    #[arg(long, global = true, env = "BODY_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub body_timeout: Duration,
+
+    /// An HTTP/2 connection with no request in flight for this long is closed.
+    #[arg(long, global = true, env = "IDLE_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    pub idle_timeout: Duration,
 }
 
 impl Config {
@@ -179,6 +192,9 @@ impl Config {
         }
         if self.call_timeout == Some(Duration::ZERO) {
             return Err("--call-timeout must be longer than 0s".into());
+        }
+        if self.body_timeout.is_zero() || self.idle_timeout.is_zero() {
+            return Err("--body-timeout and --idle-timeout must be longer than 0s".into());
         }
         Ok(())
     }
@@ -304,6 +320,13 @@ mod tests {
             let error = parse(args).unwrap_err().to_string();
             assert!(error.contains(option), "{args:?}: {error}");
         }
+    }
+
+    #[test]
+    fn options_work_after_the_subcommand_too() {
+        let cli = parse(&["certs", "--certs-dir", "elsewhere", "--force"]).unwrap();
+        assert_eq!(cli.config.certs_dir, PathBuf::from("elsewhere"));
+        assert!(matches!(cli.command, Some(Command::Certs { force: true, .. })));
     }
 
     #[test]

@@ -2,8 +2,9 @@
 //! and starts the supervision tree. Tests build it on port 0; `main` runs it until a signal.
 
 use crate::config::{Config, Role, StoreKind};
+use crate::http::connections::Connections;
 use crate::http::health::Readiness;
-use crate::http::server::{ServerArgs, ServerSpec};
+use crate::http::server::{EdgeLimits, ServerArgs, ServerSpec};
 use crate::http::{service_a::ServiceA, service_b::ServiceB, Routes};
 use crate::provisioner::ServiceAClient;
 use crate::transport::Transport;
@@ -43,6 +44,7 @@ pub struct App {
     consumers: Vec<&'static str>,
     grace: Duration,
     transport: Transport,
+    connections: Connections,
 }
 
 impl App {
@@ -67,6 +69,11 @@ impl App {
         // Each component's line is logged once the app accepts work, so a reader of the log can act on it.
         let mut announce: Vec<Box<dyn FnOnce()>> = Vec::new();
         let (mut service_a_addr, mut service_b_addr) = (None, None);
+        let limits = EdgeLimits {
+            connections: Connections::new(config.max_connections as usize),
+            body_timeout: config.body_timeout,
+            idle_timeout: config.idle_timeout,
+        };
 
         let registry = if config.runs_service_b() {
             let store = open_store(&config)?;
@@ -100,7 +107,7 @@ impl App {
                     queues: vec![],
                 },
             };
-            children.push(server_spec("service-a", listener, &acceptor, Arc::new(routes)));
+            children.push(server_spec("service-a", listener, &acceptor, Arc::new(routes), &limits));
             let delay = format_duration(config.config_delay);
             announce.push(Box::new(
                 move || tracing::info!(%addr, %delay, "Service A (cpe_locate_service) listening on https"),
@@ -180,7 +187,7 @@ impl App {
                 readiness,
                 api_token: config.api_token.clone(),
             };
-            children.push(server_spec("service-b", listener, &acceptor, Arc::new(routes)));
+            children.push(server_spec("service-b", listener, &acceptor, Arc::new(routes), &limits));
             let queue = transport.tasks.describe();
             announce.push(Box::new(
                 move || tracing::info!(%addr, %queue, "Service B (config_status_service) listening on https"),
@@ -215,6 +222,7 @@ impl App {
             consumers,
             grace: config.shutdown_grace,
             transport,
+            connections: limits.connections,
         })
     }
 
@@ -230,8 +238,11 @@ impl App {
     }
 
     /// Clean stop: refuse new tasks, stop consuming, let running configurations
-    /// finish within the grace period, requeue the rest, stop every actor.
+    /// finish within the grace period, requeue the rest, then stop accepting connections and let
+    /// the requests in flight (Service A's configurations included) finish within what is left
+    /// of the grace period, and stop every actor.
     pub async fn shutdown(self) -> Result<()> {
+        let deadline = tokio::time::Instant::now() + self.grace;
         self.accepting.store(false, Ordering::Release);
         for name in &self.consumers {
             let _ = self
@@ -259,6 +270,20 @@ impl App {
                 )
                 .await;
         }
+        // Service A keeps serving until the workers are done: in one process they are its callers.
+        // A request in flight gets at least a moment, even when the pool used up the grace period.
+        let left = deadline
+            .saturating_duration_since(tokio::time::Instant::now())
+            .max(Duration::from_secs(1));
+        let open = self.connections.open_count();
+        match self.connections.stop(left).await {
+            0 if open > 0 => tracing::info!(connections = open, "requests in flight answered; connections closed"),
+            0 => {}
+            cut => tracing::warn!(
+                connections = cut,
+                "grace period over; connections with requests in flight closed"
+            ),
+        }
         self.supervisor.stop(Some("shutdown".into()));
         let _ = self.supervisor_done.await;
         self.transport.close().await;
@@ -283,7 +308,7 @@ fn open_store(config: &Config) -> Result<Arc<dyn TaskStore>> {
 }
 
 fn bind(addr: SocketAddr, option: &str) -> Result<Arc<std::net::TcpListener>> {
-    let listener = std::net::TcpListener::bind(addr).with_context(|| format!("cannot listen on {addr} ({option})"))?;
+    let listener = crate::http::listener::bind(addr).with_context(|| format!("cannot listen on {addr} ({option})"))?;
     Ok(Arc::new(listener))
 }
 
@@ -292,11 +317,13 @@ fn server_spec(
     listener: Arc<std::net::TcpListener>,
     tls: &TlsAcceptor,
     routes: Arc<dyn Routes>,
+    limits: &EdgeLimits,
 ) -> Box<dyn ChildSpec> {
     Box::new(ServerSpec(ServerArgs {
         name,
         listener,
         tls: tls.clone(),
         routes,
+        limits: limits.clone(),
     }))
 }

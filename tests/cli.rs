@@ -32,6 +32,9 @@ fn help_documents_every_option_with_its_environment_variable() {
         ("--log-format", "LOG_FORMAT"),
         ("--store", "STORE"),
         ("--shutdown-grace", "SHUTDOWN_GRACE"),
+        ("--max-connections", "MAX_CONNECTIONS"),
+        ("--body-timeout", "BODY_TIMEOUT"),
+        ("--idle-timeout", "IDLE_TIMEOUT"),
     ] {
         assert!(help.contains(option), "--help lacks {option}");
         assert!(
@@ -89,6 +92,19 @@ fn certs_generates_a_pair_and_refuses_to_overwrite_it() {
         key,
         "--if-missing keeps the pair"
     );
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// Global options work after the subcommand too (issue 8).
+#[test]
+fn options_may_follow_the_certs_subcommand() {
+    let dir = temp_dir("certs-after");
+    let output = binary()
+        .args(["certs", "--certs-dir", dir.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(dir.join("cert.pem").exists() && dir.join("key.pem").exists());
     std::fs::remove_dir_all(dir).unwrap();
 }
 

@@ -1,4 +1,4 @@
-//! cpe-bench: measures cpe-config's figures (P1 to P5 of docs/performance.md) against baselines taken in
+//! cpe-bench: measures cpe-config's figures (P1 to P6 of docs/performance.md) against baselines taken in
 //! the same run, with the app started in this process on port 0, and prints the table.
 
 #[path = "cpe_bench/harness.rs"]
@@ -17,6 +17,8 @@ mod p3;
 mod p4;
 #[path = "cpe_bench/p5.rs"]
 mod p5;
+#[path = "cpe_bench/p6.rs"]
+mod p6;
 #[path = "cpe_bench/report.rs"]
 mod report;
 #[path = "cpe_bench/sys.rs"]
@@ -84,6 +86,10 @@ struct Options {
     #[arg(long, value_parser = parse_duration)]
     fill_limit: Option<Duration>,
 
+    /// The cpe-config binary P6 starts as its server. [default: the one next to cpe-bench]
+    #[arg(long)]
+    binary: Option<std::path::PathBuf>,
+
     /// Phases to run, like P1,P3. [default: all]
     #[arg(long, value_delimiter = ',', value_parser = parse_phase)]
     only: Option<Vec<u8>>,
@@ -125,7 +131,8 @@ fn parse_phase(raw: &str) -> Result<u8, String> {
         "P3" => Ok(3),
         "P4" => Ok(4),
         "P5" => Ok(5),
-        _ => Err(format!("`{raw}` is not a phase: use P1, P2, P3, P4 or P5")),
+        "P6" => Ok(6),
+        _ => Err(format!("`{raw}` is not a phase: use P1, P2, P3, P4, P5 or P6")),
     }
 }
 
@@ -261,6 +268,10 @@ async fn run(options: Options, load: tokio::runtime::Handle) -> anyhow::Result<(
         phase("P5 memory and start-up");
         p5::run(&bench, &mut report).await;
     }
+    if options.runs(6) {
+        phase("P6 bursts of new connections");
+        p6::run(&bench, &mut report, options.binary.clone()).await;
+    }
     let _ = std::fs::remove_dir_all(&bench.root);
     println!();
     println!(
@@ -311,6 +322,7 @@ mod tests {
         assert_eq!(parse_size("250"), Ok(250));
         assert!(parse_size("0").is_err() && parse_size("ten").is_err());
         assert_eq!(parse_phase("p3"), Ok(3));
-        assert!(parse_phase("P6").is_err());
+        assert_eq!(parse_phase("P6"), Ok(6));
+        assert!(parse_phase("P7").is_err());
     }
 }

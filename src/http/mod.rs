@@ -1,7 +1,11 @@
 //! HTTP: the shared request shape and JSON replies, the routes of Services A and B, and the
 //! TLS server that serves them.
 
+pub mod connections;
+pub mod edge;
+pub mod h1_errors;
 pub mod health;
+pub mod listener;
 pub mod query;
 pub mod server;
 pub mod service_a;
@@ -15,6 +19,7 @@ use futures_util::{FutureExt, Stream, StreamExt};
 use serde_json::{json, Value};
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+use std::time::Duration;
 use warp::filters::BoxedFilter;
 use warp::http::{HeaderMap, Method, StatusCode};
 use warp::reply::{Reply, Response};
@@ -22,6 +27,12 @@ use warp::Filter;
 
 /// Largest request body accepted; past it the answer is 413.
 pub const BODY_LIMIT: usize = 64 * 1024;
+
+/// Before a 413, up to this much of the body is read and dropped, for at most [`DRAIN_TIME`]:
+/// a client still sending when the connection closes (HTTP/1.1) or its stream is reset (HTTP/2)
+/// loses the answer (curl exits 55 or 92), while one whose upload was taken in full reads it.
+pub const DRAIN_LIMIT: usize = 1024 * 1024;
+pub const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(5);
 
 pub const EQUIPMENT_NOT_FOUND: &str = "The requested equipment is not found";
 pub const TASK_NOT_FOUND: &str = "The requested task is not found";
@@ -85,9 +96,9 @@ pub fn no_route(request: &HttpRequest) -> Response {
     error(StatusCode::NOT_FOUND, format!("No such path: {}", request.path))
 }
 
-/// The warp filter that serves `routes`: reads the body within [`BODY_LIMIT`], and turns a panic
-/// into a JSON 500 instead of a dropped connection.
-pub fn filter(routes: Arc<dyn Routes>) -> BoxedFilter<(Response,)> {
+/// The warp filter that serves `routes`: reads the body within [`BODY_LIMIT`] and `body_timeout`,
+/// and turns a panic of the handler into a JSON 500 instead of a dropped connection.
+pub fn filter(routes: Arc<dyn Routes>, body_timeout: Duration) -> BoxedFilter<(Response,)> {
     let query = warp::query::raw().or(warp::any().map(String::new)).unify();
     warp::method()
         .and(warp::path::full())
@@ -98,7 +109,7 @@ pub fn filter(routes: Arc<dyn Routes>) -> BoxedFilter<(Response,)> {
             move |method: Method, path: warp::path::FullPath, query: String, headers: HeaderMap, body| {
                 let routes = routes.clone();
                 async move {
-                    let body = match read_body(&headers, body).await {
+                    let body = match read_body(&headers, body, body_timeout).await {
                         Ok(body) => body,
                         Err(response) => return response,
                     };
@@ -122,9 +133,15 @@ pub fn filter(routes: Arc<dyn Routes>) -> BoxedFilter<(Response,)> {
         .boxed()
 }
 
+enum BodyError {
+    TooLarge,
+    Unreadable(Response),
+}
+
 async fn read_body<B: Buf>(
     headers: &HeaderMap,
     body: impl Stream<Item = Result<B, warp::Error>>,
+    timeout: Duration,
 ) -> Result<Bytes, Response> {
     let too_large = || {
         error(
@@ -136,18 +153,74 @@ async fn read_body<B: Buf>(
         .get(warp::http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
+    let mut body = std::pin::pin!(body);
     if declared.is_some_and(|length| length > BODY_LIMIT as u64) {
+        // A client waiting for `100 Continue` has sent nothing yet: reading would only invite it to.
+        let waits = headers
+            .get(warp::http::header::EXPECT)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+        if !waits {
+            drain(body.as_mut()).await;
+        }
         return Err(too_large());
     }
-    let mut collected = BytesMut::new();
-    let mut body = std::pin::pin!(body);
-    while let Some(chunk) = body.next().await {
-        let chunk =
-            chunk.map_err(|e| error(StatusCode::BAD_REQUEST, format!("Could not read the request body: {e}")))?;
-        if collected.len() + chunk.remaining() > BODY_LIMIT {
-            return Err(too_large());
+    let collect = async {
+        let mut collected = BytesMut::new();
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(|e| BodyError::Unreadable(unreadable(&e)))?;
+            if collected.len() + chunk.remaining() > BODY_LIMIT {
+                return Err(BodyError::TooLarge);
+            }
+            collected.put(chunk);
         }
-        collected.put(chunk);
+        Ok(collected.freeze())
+    };
+    let outcome = tokio::time::timeout(timeout, collect).await;
+    match outcome {
+        Ok(Ok(body)) => Ok(body),
+        Ok(Err(BodyError::Unreadable(response))) => Err(response),
+        Ok(Err(BodyError::TooLarge)) => {
+            drain(body.as_mut()).await;
+            Err(too_large())
+        }
+        Err(_) => Err(error(
+            StatusCode::REQUEST_TIMEOUT,
+            format!(
+                "Request body not received within {}",
+                crate::duration::format_duration(timeout)
+            ),
+        )),
     }
-    Ok(collected.freeze())
+}
+
+/// Reads and drops the rest of a refused body, within [`DRAIN_LIMIT`] and [`DRAIN_TIME`].
+async fn drain<B: Buf>(mut body: std::pin::Pin<&mut impl Stream<Item = Result<B, warp::Error>>>) {
+    let read_all = async {
+        let mut dropped = 0;
+        while let Some(Ok(chunk)) = body.next().await {
+            dropped += chunk.remaining();
+            if dropped > DRAIN_LIMIT {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(DRAIN_TIME, read_all).await;
+}
+
+/// 400 naming the deepest cause (such as `Invalid chunk size line`), not hyper's generic
+/// "error reading a body from connection".
+fn unreadable(failure: &warp::Error) -> Response {
+    let mut cause: &dyn std::error::Error = failure;
+    while let Some(deeper) = cause.source() {
+        cause = deeper;
+    }
+    let eof = std::iter::successors(Some(failure as &dyn std::error::Error), |e| e.source())
+        .filter_map(|e| e.downcast_ref::<std::io::Error>())
+        .any(|e| e.kind() == std::io::ErrorKind::UnexpectedEof);
+    let message = if eof {
+        "Request body is incomplete: the connection ended before the body did".to_owned()
+    } else {
+        format!("Request body is malformed: {cause}")
+    };
+    error(StatusCode::BAD_REQUEST, message)
 }

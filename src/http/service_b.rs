@@ -190,7 +190,7 @@ impl ServiceB {
             .headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
+            .and_then(bearer_token);
         if given.is_some_and(|given| constant_time_eq(given.as_bytes(), expected.as_bytes())) {
             return None;
         }
@@ -269,9 +269,16 @@ fn accepted(task_id: TaskId) -> Response {
 
 /// The optional `Idempotency-Key` header: 1 to 255 visible ASCII characters.
 fn idempotency_key(request: &HttpRequest) -> Result<Option<String>, Box<Response>> {
-    let Some(value) = request.headers.get("idempotency-key") else {
+    let mut values = request.headers.get_all("idempotency-key").iter();
+    let Some(value) = values.next() else {
         return Ok(None);
     };
+    if values.next().is_some() {
+        return Err(Box::new(error(
+            StatusCode::BAD_REQUEST,
+            "Idempotency-Key is given more than once; send exactly one",
+        )));
+    }
     match value.to_str() {
         Ok(key) if (1..=255).contains(&key.len()) && key.bytes().all(|b| b.is_ascii_graphic()) => {
             Ok(Some(key.to_owned()))
@@ -283,7 +290,46 @@ fn idempotency_key(request: &HttpRequest) -> Result<Option<String>, Box<Response
     }
 }
 
-/// Compares without an early exit, so the time taken does not reveal how much of the token matched.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |diff, (x, y)| diff | (x ^ y)) == 0
+/// The token of `Bearer <token>`; the scheme is case-insensitive (RFC 9110, section 11.1).
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim().split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim_start())
+}
+
+/// Compares without an early exit, not even on a length mismatch: the time taken depends only on
+/// the expected token's length, so it reveals neither how much of the token matched nor its length.
+fn constant_time_eq(given: &[u8], expected: &[u8]) -> bool {
+    let mut diff = u8::from(given.len() != expected.len());
+    for (i, want) in expected.iter().enumerate() {
+        diff |= given.get(i).copied().unwrap_or(0) ^ want;
+    }
+    diff == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive() {
+        for value in ["Bearer abc", "bearer abc", "BEARER abc", " Bearer  abc "] {
+            assert_eq!(bearer_token(value), Some("abc"), "{value:?}");
+        }
+        assert_eq!(bearer_token("Basic abc"), None);
+        assert_eq!(bearer_token("Bearerabc"), None);
+    }
+
+    #[test]
+    fn tokens_compare_equal_only_when_identical() {
+        assert!(constant_time_eq(b"secret-token", b"secret-token"));
+        for given in [
+            &b"secret-toke"[..],
+            b"secret-token!",
+            b"",
+            b"secret-tokem",
+            b"secret-token\0",
+        ] {
+            assert!(!constant_time_eq(given, b"secret-token"), "{given:?}");
+        }
+    }
 }

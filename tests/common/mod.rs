@@ -146,3 +146,4 @@ pub mod broker;
 pub mod chaos;
 pub mod fake_a;
 pub mod process;
+pub mod raw;

@@ -202,9 +202,7 @@ fn single_pair(item: &Value) -> Option<(&String, &Value)> {
 
 fn insert_param(params: &mut BTreeMap<String, ParamValue>, key: &str, value: &Value) -> Result<(), RequestError> {
     if key.is_empty() || key.len() > MAX_KEY_LEN {
-        return Err(invalid(format!(
-            "parameter names must have 1 to {MAX_KEY_LEN} characters"
-        )));
+        return Err(invalid(format!("parameter names must have 1 to {MAX_KEY_LEN} bytes")));
     }
     let parsed = parse_value(key, value)?;
     check_range(key, &parsed)?;
@@ -259,8 +257,9 @@ fn kind(value: &Value) -> &'static str {
     match value {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",
-        Value::Number(n) if n.is_i64() || n.is_u64() => "an integer",
-        Value::Number(_) => "a number with a fraction",
+        Value::Number(n) if n.is_i64() => "an integer",
+        Value::Number(n) if n.is_u64() => "an integer beyond 2^63-1",
+        Value::Number(_) => "a number with a fraction or beyond 64 bits",
         Value::String(_) => "a string",
         Value::Array(_) => "a list",
         Value::Object(_) => "an object",
