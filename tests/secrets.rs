@@ -19,7 +19,9 @@ const SECRETS: [&str; 9] = [
     "url-password",
 ];
 
-#[tokio::test]
+// Several threads: `terminate` blocks one while the test's client connections answer the server's
+// GOAWAY on another, so the clean stop is not held by connections nobody serves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_secret_reaches_the_debug_log() {
     let args = [
         "--service-a-addr=127.0.0.1:0".to_string(),
