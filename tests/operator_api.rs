@@ -210,3 +210,106 @@ async fn the_operator_routes_follow_the_api_token_rule() {
     assert_eq!(status, 200);
     app.shutdown().await.unwrap();
 }
+
+async fn wait_failed(b: Option<std::net::SocketAddr>, device: &str, task: &str) {
+    let done = wait_completed(b, device, task, Duration::from_secs(20)).await;
+    assert_eq!(done["code"], 500, "{done}");
+}
+
+#[tokio::test]
+async fn a_failed_task_is_retried_once_as_a_new_task() {
+    let app = start(&["--fail-rate=1.0", "--max-attempts=1", "--config-delay=10ms"]).await;
+    let b = app.service_b_addr;
+    let failed = create_task(b, "retry001").await;
+    wait_failed(b, "retry001", &failed).await;
+    let retry_path = format!("/api/v1/equipment/cpe/retry001/task/{failed}/retry");
+
+    let (status, body) =
+        send(client().post(url(b, &format!("/api/v1/equipment/cpe/other001/task/{failed}/retry")))).await;
+    assert_eq!(status, 404, "{body}");
+    let (status, body) = send(http1_client().post(url(b, &retry_path))).await;
+    assert_eq!((status, body["code"].clone()), (200, json!(200)), "{body}");
+    let new_task = body["taskId"].as_str().unwrap().to_owned();
+    assert_ne!(new_task, failed);
+    let old = task_status(b, "retry001", &failed).await;
+    assert_eq!(
+        (old["code"].clone(), old["retriedAs"].clone()),
+        (json!(500), json!(new_task))
+    );
+    let (status, body) = send(client().post(url(b, &retry_path))).await;
+    assert_eq!(status, 409, "{body}");
+    assert!(body["message"].as_str().unwrap().contains(&new_task), "{body}");
+    // The new task runs the same request (and fails again here: every call fails).
+    wait_failed(b, "retry001", &new_task).await;
+    let (status, body) = send(client().get(url(b, &retry_path))).await;
+    assert_eq!(status, 405, "{body}");
+    app.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_running_task_cannot_be_retried() {
+    let app = start(&["--config-delay=5s", "--call-timeout=20s", "--shutdown-grace=1s"]).await;
+    let b = app.service_b_addr;
+    let running = create_task(b, "retry002").await;
+    let (status, body) =
+        send(client().post(url(b, &format!("/api/v1/equipment/cpe/retry002/task/{running}/retry")))).await;
+    assert_eq!(status, 409, "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("only a failed task"),
+        "{body}"
+    );
+    app.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn bulk_retry_and_cancel_act_on_what_matches_and_say_how_many() {
+    let app = start(&["--fail-rate=1.0", "--max-attempts=1", "--config-delay=10ms"]).await;
+    let b = app.service_b_addr;
+    let mut failed = Vec::new();
+    for device in ["bulk0001", "bulk0001", "bulk0002"] {
+        let task = create_task(b, device).await;
+        wait_failed(b, device, &task).await;
+        failed.push(task);
+    }
+    let (status, body) = send(
+        client()
+            .post(url(b, "/api/v1/tasks/retry"))
+            .body(r#"{"status": ["failed"], "equipmentIds": ["bulk0001"]}"#),
+    )
+    .await;
+    assert_eq!((status, body), (200, json!({"code": 200, "done": 2, "skipped": 0})));
+    for (body, status, says) in [
+        (r#"{"status": ["queued"]}"#, 422, "failed"),
+        (r#"{"equipmentIds": ["bad-id"]}"#, 422, "bad-id"),
+        (r#"{"devices": []}"#, 422, "devices"),
+        (r#"{"status": "#, 400, "filter"),
+    ] {
+        let (got, answer) = send(http1_client().post(url(b, "/api/v1/tasks/retry")).body(body)).await;
+        assert_eq!(got, status, "{body}: {answer}");
+        assert!(answer["message"].as_str().unwrap().contains(says), "{body}: {answer}");
+    }
+    app.shutdown().await.unwrap();
+
+    let app = start(&[
+        "--config-delay=30s",
+        "--call-timeout=60s",
+        "--workers=1",
+        "--shutdown-grace=1s",
+    ])
+    .await;
+    let b = app.service_b_addr;
+    for _ in 0..4 {
+        create_task(b, "bulk0003").await;
+    }
+    // One runs; the three behind it on the same device are queued.
+    let (status, body) = send(
+        client()
+            .post(url(b, "/api/v1/tasks/cancel"))
+            .body(r#"{"equipmentIds": ["bulk0003"]}"#),
+    )
+    .await;
+    assert_eq!((status, body), (200, json!({"code": 200, "done": 3, "skipped": 0})));
+    let (_, listed) = send(client().get(url(b, "/api/v1/equipment/cpe/bulk0003/tasks?status=cancelled"))).await;
+    assert_eq!(task_ids(&listed).len(), 3);
+    app.shutdown().await.unwrap();
+}

@@ -46,6 +46,9 @@ pub enum WriteOp {
     Remove(TaskId),
     /// Removes a task and the idempotency key that named it.
     RemoveWithKey(TaskId, String),
+    /// Several changes that stand or fall together (a retry: the new task and the failed one
+    /// that names it).
+    All(Vec<WriteOp>),
 }
 
 /// What an `Idempotency-Key` points to: the task, and a fingerprint of the request that created it.

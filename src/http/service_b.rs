@@ -2,7 +2,7 @@
 
 use super::health::{self, Readiness};
 use super::query::wait_param;
-use super::tasks;
+use super::{bulk, tasks};
 use super::{
     error, method_not_allowed, no_route, reply, request_error, HttpRequest, Routes, CPE_PREFIX, EQUIPMENT_NOT_FOUND,
     PROVISIONING_FAILED, TASK_NOT_FOUND,
@@ -37,9 +37,12 @@ impl Routes for ServiceB {
         let segments = request.segments();
         let route = match segments.as_slice() {
             ["api", "v1", "tasks"] => Route::AllTasks,
+            ["api", "v1", "tasks", "retry"] => Route::Bulk(bulk::Action::Retry),
+            ["api", "v1", "tasks", "cancel"] => Route::Bulk(bulk::Action::Cancel),
             [a, b, c, d, id] if [*a, *b, *c, *d] == CPE_PREFIX => Route::Device(id),
             [a, b, c, d, id, "tasks"] if [*a, *b, *c, *d] == CPE_PREFIX => Route::DeviceTasks(id),
             [a, b, c, d, id, "task", task] if [*a, *b, *c, *d] == CPE_PREFIX => Route::Task(id, task),
+            [a, b, c, d, id, "task", task, "retry"] if [*a, *b, *c, *d] == CPE_PREFIX => Route::Retry(id, task),
             _ => return no_route(&request),
         };
         if !route.methods().contains(&request.method) {
@@ -56,8 +59,15 @@ impl Routes for ServiceB {
                 Err(_) => return error(StatusCode::NOT_FOUND, EQUIPMENT_NOT_FOUND),
             },
         };
+        if route.changes_tasks() {
+            if let Some(refused) = self.refuse_while_stopping() {
+                return refused;
+            }
+        }
         match (route, equipment) {
             (Route::AllTasks, _) => tasks::list(&self.registry, None, &request.query).await,
+            (Route::Bulk(action), _) => bulk::run(&self.registry, &self.publisher, action, &request.body).await,
+            (Route::Retry(_, task), Some(device)) => tasks::retry(&self.registry, &self.publisher, device, task).await,
             (Route::DeviceTasks(_), device) => tasks::list(&self.registry, device, &request.query).await,
             (Route::Device(_), Some(device)) => self.create(device, &request).await,
             (Route::Task(_, task), Some(device)) if request.method == Method::DELETE => {
@@ -72,16 +82,18 @@ impl Routes for ServiceB {
 /// Service B's routes, matched on the raw path segments.
 enum Route<'p> {
     AllTasks,
+    Bulk(bulk::Action),
     Device(&'p str),
     DeviceTasks(&'p str),
     Task(&'p str, &'p str),
+    Retry(&'p str, &'p str),
 }
 
 impl Route<'_> {
     fn methods(&self) -> &'static [Method] {
         match self {
             Self::AllTasks | Self::DeviceTasks(_) => &[Method::GET],
-            Self::Device(_) => &[Method::POST],
+            Self::Device(_) | Self::Retry(..) | Self::Bulk(_) => &[Method::POST],
             Self::Task(..) => &[Method::GET, Method::DELETE],
         }
     }
@@ -89,20 +101,31 @@ impl Route<'_> {
     /// The equipment id in the path, checked before anything else the route does.
     fn equipment(&self) -> Option<&str> {
         match self {
-            Self::AllTasks => None,
-            Self::Device(id) | Self::DeviceTasks(id) | Self::Task(id, _) => Some(id),
+            Self::AllTasks | Self::Bulk(_) => None,
+            Self::Device(id) | Self::DeviceTasks(id) | Self::Task(id, _) | Self::Retry(id, _) => Some(id),
         }
+    }
+
+    /// Routes that queue new tasks: refused with 503 while the process starts or stops.
+    fn changes_tasks(&self) -> bool {
+        matches!(
+            self,
+            Self::Device(_) | Self::Retry(..) | Self::Bulk(bulk::Action::Retry)
+        )
     }
 }
 
 impl ServiceB {
-    async fn create(&self, equipment: EquipmentId, request: &HttpRequest) -> Response {
-        if !self.readiness.accepting.load(Ordering::Acquire) {
-            return error(
+    fn refuse_while_stopping(&self) -> Option<Response> {
+        (!self.readiness.accepting.load(Ordering::Acquire)).then(|| {
+            error(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "Service is starting or shutting down and accepts no new tasks; retry shortly",
-            );
-        }
+            )
+        })
+    }
+
+    async fn create(&self, equipment: EquipmentId, request: &HttpRequest) -> Response {
         let config = match ConfigRequest::from_json(&request.body) {
             Ok(config) => config,
             Err(rejection) => return request_error(rejection),
@@ -172,6 +195,9 @@ impl ServiceB {
         });
         if let Some(last_error) = record.last_error {
             body["lastError"] = json!(last_error);
+        }
+        if let Some(retried_as) = record.retried_as {
+            body["retriedAs"] = json!(retried_as.to_string());
         }
         let mut response = reply(StatusCode::OK, body);
         if !record.status.is_final() {

@@ -3,9 +3,11 @@
 
 use super::query::{format_cursor, list_params};
 use super::{error, reply, TASK_NOT_FOUND};
-use cpe_actors::registry::{Cancel, RegistryHandle};
+use cpe_actors::ports::TaskPublisher;
+use cpe_actors::registry::{Cancel, RegistryHandle, Retry};
 use cpe_actors::{EquipmentId, TaskId, TaskQuery, TaskRecord};
 use serde_json::{json, Value};
+use std::sync::Arc;
 use warp::http::StatusCode;
 use warp::reply::Response;
 
@@ -57,6 +59,72 @@ pub async fn cancel(registry: &RegistryHandle, equipment: EquipmentId, task: &st
     }
 }
 
+/// `POST /api/v1/equipment/cpe/{id}/task/{task}/retry`: a failed task's request runs again as a
+/// new task, stored and queued before the answer (promise 1), like a create.
+pub async fn retry(
+    registry: &RegistryHandle,
+    publisher: &Arc<dyn TaskPublisher>,
+    equipment: EquipmentId,
+    task: &str,
+) -> Response {
+    let Some(task_id) = TaskId::parse(task) else {
+        return error(StatusCode::NOT_FOUND, TASK_NOT_FOUND);
+    };
+    // Detached, so a client that leaves cannot strand a stored retry that was never queued.
+    let work = tokio::spawn(retry_detached(registry.clone(), publisher.clone(), equipment, task_id));
+    work.await.unwrap_or_else(|_| {
+        error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Retry could not be made; retry shortly",
+        )
+    })
+}
+
+async fn retry_detached(
+    registry: RegistryHandle,
+    publisher: Arc<dyn TaskPublisher>,
+    equipment: EquipmentId,
+    task_id: TaskId,
+) -> Response {
+    match retry_one(&registry, &publisher, equipment, task_id).await {
+        Ok(Retry::Created(task)) => reply(StatusCode::OK, json!({"code": 200, "taskId": task.task_id.to_string()})),
+        Ok(Retry::NotFound) => error(StatusCode::NOT_FOUND, TASK_NOT_FOUND),
+        Ok(Retry::NotFailed(status)) => error(
+            StatusCode::CONFLICT,
+            format!("Task is {}; only a failed task can be retried", status.name()),
+        ),
+        Ok(Retry::AlreadyRetried(new_task)) => error(
+            StatusCode::CONFLICT,
+            format!("Task was retried already, as task {new_task}"),
+        ),
+        Err(response) => response,
+    }
+}
+
+/// Stores the retry and queues its new task; undoes the retry when the queue refuses it.
+pub async fn retry_one(
+    registry: &RegistryHandle,
+    publisher: &Arc<dyn TaskPublisher>,
+    equipment: EquipmentId,
+    task_id: TaskId,
+) -> Result<Retry, Response> {
+    let retry = registry.retry(task_id, equipment).await.map_err(unavailable)?;
+    if let Retry::Created(task) = &retry {
+        if let Err(queue_error) = publisher.publish(task).await {
+            tracing::error!(%task_id, %queue_error, "could not queue a retry; undone");
+            if let Err(store_error) = registry.undo_retry(task_id, task.task_id).await {
+                tracing::warn!(%task_id, %store_error, "could not undo the unqueued retry");
+            }
+            return Err(error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Task queue unavailable; the task was not retried, retry shortly",
+            ));
+        }
+        tracing::info!(%task_id, new_task_id = %task.task_id, equipment_id = %task.equipment_id, "task retried");
+    }
+    Ok(retry)
+}
+
 pub fn unavailable(store_error: cpe_actors::ports::StoreError) -> Response {
     tracing::error!(%store_error, "could not read or change tasks");
     error(StatusCode::SERVICE_UNAVAILABLE, "Task store unavailable; retry shortly")
@@ -72,6 +140,7 @@ pub fn task_json(record: &TaskRecord) -> Value {
         "createdAt": rfc3339(record.created_at),
         "updatedAt": rfc3339(record.updated_at),
         "lastError": record.last_error,
+        "retriedAs": record.retried_as.map(|id| id.to_string()),
     })
 }
 

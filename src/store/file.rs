@@ -108,20 +108,7 @@ impl FileStore {
 
     fn write_batch_inner(&self, ops: &[WriteOp]) -> Result<(), StoreError> {
         let txn = self.db.begin_write().map_err(db)?;
-        for op in ops {
-            match op {
-                WriteOp::Put(record) => write_record(&txn, record)?,
-                WriteOp::PutWithKey(record, key, entry) => {
-                    write_record(&txn, record)?;
-                    write_key(&txn, key, entry)?;
-                }
-                WriteOp::Remove(id) => remove_record(&txn, *id)?,
-                WriteOp::RemoveWithKey(id, key) => {
-                    remove_record(&txn, *id)?;
-                    remove_key(&txn, key)?;
-                }
-            }
-        }
+        apply(&txn, ops)?;
         txn.commit().map_err(db)
     }
 
@@ -281,6 +268,26 @@ impl TaskStore for FileStore {
         };
         read().map_err(|e| self.wrap(format_args!("cannot read an idempotency key"), e))
     }
+}
+
+/// Applies changes inside the caller's transaction.
+fn apply(txn: &WriteTransaction, ops: &[WriteOp]) -> Result<(), StoreError> {
+    for op in ops {
+        match op {
+            WriteOp::Put(record) => write_record(txn, record)?,
+            WriteOp::PutWithKey(record, key, entry) => {
+                write_record(txn, record)?;
+                write_key(txn, key, entry)?;
+            }
+            WriteOp::Remove(id) => remove_record(txn, *id)?,
+            WriteOp::RemoveWithKey(id, key) => {
+                remove_record(txn, *id)?;
+                remove_key(txn, key)?;
+            }
+            WriteOp::All(ops) => apply(txn, ops)?,
+        }
+    }
+    Ok(())
 }
 
 /// Writes one record and moves its index entries, inside the caller's transaction.

@@ -183,10 +183,10 @@ impl TaskRecord {
         self.status == TaskStatus::Failed && self.retried_as.is_none()
     }
 
-    /// Notes the retry that replaced this failed task; its parameters now live in the new task.
+    /// Notes the retry that replaced this failed task. Its parameters stay until it is swept, so
+    /// a retry whose new task could not be queued can be undone.
     pub fn mark_retried(&mut self, new_task: TaskId) {
         self.retried_as = Some(new_task);
-        self.request.parameters = Default::default();
         self.updated_at = super::now_millis();
     }
 }

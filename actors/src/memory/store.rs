@@ -47,20 +47,7 @@ impl MemoryStore {
 impl TaskStore for MemoryStore {
     fn write_batch(&self, ops: &[WriteOp]) -> Result<(), StoreError> {
         let (mut records, mut keys) = (self.records(), self.keys());
-        for op in ops {
-            match op {
-                WriteOp::Put(record) => records.insert(record),
-                WriteOp::PutWithKey(record, key, entry) => {
-                    records.insert(record);
-                    keys.insert(key.clone(), *entry);
-                }
-                WriteOp::Remove(id) => records.remove(id),
-                WriteOp::RemoveWithKey(id, key) => {
-                    records.remove(id);
-                    keys.remove(key);
-                }
-            }
-        }
+        apply(&mut records, &mut keys, ops);
         Ok(())
     }
 
@@ -112,5 +99,23 @@ impl TaskStore for MemoryStore {
             .cloned()
             .collect();
         Ok(TaskPage::from_candidates(candidates, query.limit))
+    }
+}
+
+fn apply(records: &mut Records, keys: &mut HashMap<String, IdempotencyEntry>, ops: &[WriteOp]) {
+    for op in ops {
+        match op {
+            WriteOp::Put(record) => records.insert(record),
+            WriteOp::PutWithKey(record, key, entry) => {
+                records.insert(record);
+                keys.insert(key.clone(), *entry);
+            }
+            WriteOp::Remove(id) => records.remove(id),
+            WriteOp::RemoveWithKey(id, key) => {
+                records.remove(id);
+                keys.remove(key);
+            }
+            WriteOp::All(ops) => apply(records, keys, ops),
+        }
     }
 }

@@ -49,6 +49,21 @@ pub enum RegistryMsg {
     /// A change that made a task final is durable: its watchers are told.
     Finalized(TaskRecord),
     List(TaskQuery, Reply<TaskPage>),
+    /// Runs a failed task of this device again as a new task.
+    Retry(TaskId, EquipmentId, Reply<Retry>),
+    /// The retry's new task (second id) could not be queued: forget it.
+    UndoRetry(TaskId, TaskId, Reply<()>),
+}
+
+/// What a retry did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Retry {
+    /// The new task, stored: publish it.
+    Created(TaskMessage),
+    /// No such task, or one of another device.
+    NotFound,
+    NotFailed(TaskStatus),
+    AlreadyRetried(TaskId),
 }
 
 /// What a cancel did.
@@ -79,7 +94,9 @@ impl RegistryMsg {
             Self::Begin(task, _, _) | Self::Finish(task, _, _) => Some((task.task_id, None)),
             Self::Apply(update, _) => Some((update_task(update), None)),
             // Behind a change in flight, so a watcher never misses the change that made it final.
-            Self::Cancel(id, _, _) | Self::Watch(id, _) => Some((*id, None)),
+            Self::Cancel(id, _, _) | Self::Watch(id, _) | Self::Retry(id, _, _) | Self::UndoRetry(id, _, _) => {
+                Some((*id, None))
+            }
             _ => None,
         }
     }
@@ -237,6 +254,12 @@ impl RegistryState {
                 }
             }
             RegistryMsg::List(query, reply) => drop(reply.send(store.list(&query))),
+            RegistryMsg::Retry(id, equipment, reply) => {
+                self.commit(myself, id, None, transitions::retry(store, id, &equipment), reply)
+            }
+            RegistryMsg::UndoRetry(id, new_task, reply) => {
+                self.commit(myself, id, None, transitions::undo_retry(store, id, new_task), reply)
+            }
             RegistryMsg::Settled(..) => {}
         }
     }
@@ -407,6 +430,14 @@ impl RegistryHandle {
     /// The task now and, unless it is final, a receiver for its final record: no polling.
     pub async fn watch(&self, id: TaskId) -> Result<Option<Watch>, StoreError> {
         self.ask(|reply| RegistryMsg::Watch(id, reply)).await
+    }
+
+    pub async fn retry(&self, id: TaskId, equipment: EquipmentId) -> Result<Retry, StoreError> {
+        self.ask(|reply| RegistryMsg::Retry(id, equipment, reply)).await
+    }
+
+    pub async fn undo_retry(&self, id: TaskId, new_task: TaskId) -> Result<(), StoreError> {
+        self.ask(|reply| RegistryMsg::UndoRetry(id, new_task, reply)).await
     }
 
     pub async fn list(&self, query: TaskQuery) -> Result<TaskPage, StoreError> {

@@ -133,3 +133,52 @@ async fn list_answers_newest_first_through_the_registry() {
     assert_eq!(both, expected);
     assert!(rest.next.is_none());
 }
+
+#[tokio::test]
+async fn a_failed_task_is_retried_once_as_a_new_task_and_an_undo_takes_it_back() {
+    let registry = registry().await;
+    let task = created(&registry, "abc123").await;
+    let device = task.equipment_id.clone();
+    registry.begin(&task, false).await.unwrap();
+    let failed = Outcome::Failed {
+        attempts: 1,
+        reason: "device said no".into(),
+    };
+    registry.finish(&task, failed).await.unwrap();
+    let other = EquipmentId::parse("zzz999").unwrap();
+    assert_eq!(registry.retry(task.task_id, other).await.unwrap(), Retry::NotFound);
+
+    let Retry::Created(retry) = registry.retry(task.task_id, device.clone()).await.unwrap() else {
+        panic!("a failed task can be retried");
+    };
+    assert_ne!(retry.task_id, task.task_id);
+    assert_eq!(retry.request, task.request, "the same request, parameters included");
+    let old = registry.get(task.task_id).await.unwrap().unwrap();
+    assert_eq!((old.status, old.retried_as), (TaskStatus::Failed, Some(retry.task_id)));
+    assert_eq!(
+        registry.get(retry.task_id).await.unwrap().unwrap().status,
+        TaskStatus::Queued
+    );
+    assert_eq!(
+        registry.retry(task.task_id, device.clone()).await.unwrap(),
+        Retry::AlreadyRetried(retry.task_id)
+    );
+
+    registry.undo_retry(task.task_id, retry.task_id).await.unwrap();
+    assert!(registry.get(retry.task_id).await.unwrap().is_none());
+    assert!(matches!(
+        registry.retry(task.task_id, device.clone()).await.unwrap(),
+        Retry::Created(_)
+    ));
+
+    let done = created(&registry, "abc123").await;
+    registry.begin(&done, false).await.unwrap();
+    registry
+        .finish(&done, Outcome::Completed { attempts: 1 })
+        .await
+        .unwrap();
+    assert_eq!(
+        registry.retry(done.task_id, device).await.unwrap(),
+        Retry::NotFailed(TaskStatus::Completed)
+    );
+}

@@ -1,7 +1,7 @@
 //! What each registry request changes: pure decisions over the stored record, returned as the
 //! write to make (if any) and the answer to give once that write is durable.
 
-use super::{Cancel, Created};
+use super::{Cancel, Created, Retry};
 use crate::ports::{Begin, IdempotencyEntry, StoreError, TaskStore, WriteOp};
 use crate::{EquipmentId, Outcome, StatusUpdate, TaskId, TaskMessage, TaskRecord, TaskStatus};
 
@@ -78,6 +78,46 @@ pub fn cancel(store: &dyn TaskStore, id: TaskId, equipment: &EquipmentId) -> Pla
             record.cancel();
             Ok((Some(WriteOp::Put(record)), Cancel::Cancelled))
         }
+    }
+}
+
+/// A failed task of this device is run again as a new task with the same request; the failed
+/// one names it (`retried_as`), in the same write.
+pub fn retry(store: &dyn TaskStore, id: TaskId, equipment: &EquipmentId) -> Plan<Retry> {
+    let mut failed = match store.get(id)? {
+        Some(record) if record.equipment_id == *equipment => record,
+        _ => return Ok((None, Retry::NotFound)),
+    };
+    if let Some(earlier) = failed.retried_as {
+        return Ok((None, Retry::AlreadyRetried(earlier)));
+    }
+    if !failed.can_retry() {
+        return Ok((None, Retry::NotFailed(failed.status)));
+    }
+    let task = TaskMessage {
+        task_id: TaskId::new(),
+        equipment_id: failed.equipment_id.clone(),
+        request: failed.request.clone(),
+    };
+    failed.mark_retried(task.task_id);
+    let new = TaskRecord::queued(task.task_id, task.equipment_id.clone(), task.request.clone());
+    Ok((
+        Some(WriteOp::All(vec![WriteOp::Put(new), WriteOp::Put(failed)])),
+        Retry::Created(task),
+    ))
+}
+
+/// Takes back a retry whose new task could not be queued: the failed task may be retried again.
+pub fn undo_retry(store: &dyn TaskStore, id: TaskId, new_task: TaskId) -> Plan<()> {
+    match store.get(id)? {
+        Some(mut failed) if failed.retried_as == Some(new_task) => {
+            failed.retried_as = None;
+            Ok((
+                Some(WriteOp::All(vec![WriteOp::Remove(new_task), WriteOp::Put(failed)])),
+                (),
+            ))
+        }
+        _ => Ok((None, ())),
     }
 }
 

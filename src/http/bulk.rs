@@ -1,0 +1,155 @@
+//! Bulk operator actions on Service B: `POST /api/v1/tasks/retry` re-runs every failed task that
+//! matches a filter, `POST /api/v1/tasks/cancel` cancels every queued one ("Service A was down for
+//! an hour: re-run everything that failed").
+
+use super::tasks::{retry_one, unavailable};
+use super::{error, reply};
+use cpe_actors::ports::TaskPublisher;
+use cpe_actors::registry::{Cancel, RegistryHandle, Retry};
+use cpe_actors::{EquipmentId, TaskQuery, TaskStatus};
+use serde::Deserialize;
+use serde_json::json;
+use std::sync::Arc;
+use warp::http::StatusCode;
+use warp::reply::Response;
+
+/// Devices one bulk call may name.
+const MAX_DEVICES: usize = 1_000;
+/// Tasks read per page while walking the matches.
+const PAGE: usize = 500;
+
+/// The body: which tasks. Both fields are optional; an empty body means every matching task.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct Filter {
+    #[serde(default)]
+    status: Vec<String>,
+    #[serde(default)]
+    equipment_ids: Vec<String>,
+}
+
+#[derive(Clone, Copy)]
+pub enum Action {
+    Retry,
+    Cancel,
+}
+
+impl Action {
+    /// The one status the action applies to.
+    fn status(self) -> TaskStatus {
+        match self {
+            Self::Retry => TaskStatus::Failed,
+            Self::Cancel => TaskStatus::Queued,
+        }
+    }
+}
+
+pub async fn run(
+    registry: &RegistryHandle,
+    publisher: &Arc<dyn TaskPublisher>,
+    action: Action,
+    body: &[u8],
+) -> Response {
+    let devices = match read_filter(action, body) {
+        Ok(devices) => devices,
+        Err((status, message)) => return error(status, message),
+    };
+    let (mut done, mut skipped) = (0u64, 0u64);
+    let scopes: Vec<Option<EquipmentId>> = if devices.is_empty() {
+        vec![None]
+    } else {
+        devices.into_iter().map(Some).collect()
+    };
+    for equipment in scopes {
+        let mut query = TaskQuery {
+            equipment,
+            statuses: vec![action.status()],
+            limit: PAGE,
+            before: None,
+        };
+        loop {
+            let page = match registry.list(query.clone()).await {
+                Ok(page) => page,
+                Err(store_error) => return unavailable(store_error),
+            };
+            for task in &page.tasks {
+                let acted = match action {
+                    Action::Retry => match retry_one(registry, publisher, task.equipment_id.clone(), task.id).await {
+                        Ok(Retry::Created(_)) => true,
+                        Ok(_) => false,
+                        Err(response) => return partial(response, done, skipped),
+                    },
+                    Action::Cancel => match registry.cancel(task.id, task.equipment_id.clone()).await {
+                        Ok(Cancel::Cancelled) => true,
+                        Ok(_) => false,
+                        Err(store_error) => return partial(unavailable(store_error), done, skipped),
+                    },
+                };
+                if acted {
+                    done += 1;
+                } else {
+                    skipped += 1;
+                }
+            }
+            match page.next {
+                Some(next) => query.before = Some(next),
+                None => break,
+            }
+        }
+    }
+    reply(StatusCode::OK, json!({"code": 200, "done": done, "skipped": skipped}))
+}
+
+/// The devices named by the filter (empty: all); otherwise the status and message of the refusal.
+fn read_filter(action: Action, body: &[u8]) -> Result<Vec<EquipmentId>, (StatusCode, String)> {
+    let filter: Filter = if body.iter().all(u8::is_ascii_whitespace) {
+        Filter::default()
+    } else {
+        serde_json::from_slice(body).map_err(|e| {
+            let status = if e.is_syntax() || e.is_eof() {
+                StatusCode::BAD_REQUEST
+            } else {
+                StatusCode::UNPROCESSABLE_ENTITY
+            };
+            (status, format!("Request body is not a valid filter: {e}"))
+        })?
+    };
+    let refuse = |message: String| Err((StatusCode::UNPROCESSABLE_ENTITY, message));
+    let only = action.status().name();
+    if let Some(other) = filter.status.iter().find(|s| s.as_str() != only) {
+        return refuse(format!("status may only be [\"{only}\"] here, got `{}`", shown(other)));
+    }
+    if filter.equipment_ids.len() > MAX_DEVICES {
+        return refuse(format!("equipmentIds may name at most {MAX_DEVICES} devices"));
+    }
+    let mut devices = Vec::with_capacity(filter.equipment_ids.len());
+    for raw in &filter.equipment_ids {
+        match EquipmentId::parse(raw) {
+            Ok(device) => devices.push(device),
+            Err(_) => {
+                return refuse(format!(
+                    "equipmentIds: `{}` is not an equipment id (6 or more letters and digits)",
+                    shown(raw)
+                ))
+            }
+        }
+    }
+    Ok(devices)
+}
+
+/// At most 40 characters of what the client sent.
+fn shown(raw: &str) -> String {
+    raw.chars().take(40).collect()
+}
+
+/// A failure midway: nothing is undone, and the same call may be made again (it skips what is done).
+fn partial(cause: Response, done: u64, skipped: u64) -> Response {
+    tracing::warn!(done, skipped, status = %cause.status(), "bulk action stopped midway");
+    error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!(
+            "Stopped midway, after {done} done and {skipped} skipped: the task store or queue is \
+             unavailable; send the same request again to go on"
+        ),
+    )
+}
