@@ -12,6 +12,8 @@ pub struct Process {
     lines: Receiver<Value>,
     /// Every line seen so far, for assertions over the whole log.
     pub seen: Arc<Mutex<Vec<Value>>>,
+    /// Reads stderr until the process closes it; joined on exit, so `seen` then holds every line.
+    reader: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Process {
@@ -28,14 +30,19 @@ impl Process {
         let (sender, lines) = std::sync::mpsc::channel();
         let seen = Arc::new(Mutex::new(Vec::new()));
         let keep = seen.clone();
-        std::thread::spawn(move || {
+        let reader = std::thread::spawn(move || {
             for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
                 let value = serde_json::from_str(&line).unwrap_or(Value::String(line));
                 keep.lock().unwrap().push(value.clone());
                 let _ = sender.send(value);
             }
         });
-        Process { child, lines, seen }
+        Process {
+            child,
+            lines,
+            seen,
+            reader: Some(reader),
+        }
     }
 
     /// The `addr` field of the first log line whose message contains `text`.
@@ -80,7 +87,11 @@ impl Process {
 
     /// Waits for the process to exit; its exit code (None when a signal killed it).
     pub fn wait(&mut self) -> Option<i32> {
-        self.child.wait().ok().and_then(|s| s.code())
+        let code = self.child.wait().ok().and_then(|s| s.code());
+        if let Some(reader) = self.reader.take() {
+            let _ = reader.join();
+        }
+        code
     }
 
     /// Waits until a log line's message contains `text`; false if none did within `limit`.
