@@ -46,6 +46,16 @@ pub enum Command {
         #[arg(long, value_parser = parse_https_url)]
         url: Option<String>,
     },
+    /// Client: create a configuration task for one device (and wait for its outcome with --wait).
+    Configure(crate::client::args::ConfigureArgs),
+    /// Client: show a task's status (and wait until it is final with --wait).
+    Status(crate::client::args::StatusArgs),
+    /// Client: list tasks, newest first, of all devices or one.
+    Tasks(crate::client::args::TasksArgs),
+    /// Client: cancel a queued task.
+    Cancel(crate::client::args::TaskArgs),
+    /// Client: retry a failed task, or every failed task with --all-failed.
+    Retry(crate::client::args::RetryArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

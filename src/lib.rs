@@ -1,6 +1,7 @@
 //! cpe-config: the adapters (HTTP, TLS, RabbitMQ, Service A client, stores) and the app that wires
 //! them to the actors of `cpe-actors`.
 
+pub mod client;
 pub mod config;
 pub mod duration;
 pub mod healthcheck;

@@ -10,10 +10,16 @@ use std::process::ExitCode;
 async fn main() -> ExitCode {
     tls::install_crypto_provider();
     let cli = Cli::parse();
+    if let Some(command) = &cli.command {
+        if let Some(exit) = cpe_config::client::run(command, &cli.config).await {
+            return exit;
+        }
+    }
     telemetry::init(cli.config.log_format);
     let result = match cli.command {
         Some(Command::Certs { force, if_missing }) => generate_certs(&cli.config.certs_dir, force, if_missing),
         Some(Command::Healthcheck { url }) => cpe_config::healthcheck::run(&cli.config, url).await,
+        Some(_) => unreachable!("client commands returned above"),
         None => {
             if let Err(problem) = cli.config.validate() {
                 use clap::CommandFactory;
