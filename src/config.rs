@@ -56,6 +56,9 @@ pub enum Command {
     Cancel(crate::client::args::TaskArgs),
     /// Client: retry a failed task, or every failed task with --all-failed.
     Retry(crate::client::args::RetryArgs),
+    /// Client: configure every device of a CSV or JSON-lines file; safe to run again after an
+    /// interruption (nothing is created twice).
+    Campaign(crate::client::args::CampaignArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

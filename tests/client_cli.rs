@@ -123,3 +123,105 @@ fn bad_input_and_no_answer_exit_two_with_a_message() {
         .unwrap();
     assert!(stdout(&help).contains("--password-file"));
 }
+
+fn campaign_file(name: &str, rows: usize, bad: bool) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("cpe-campaign-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut text = String::from("serial,timeoutInSeconds,username,password,vlan,interfaces\n");
+    for n in 0..rows {
+        text.push_str(&format!("{name}{n:04},14,admin,secret{n},534,1 2 3 4\n"));
+        if bad && n == 3 {
+            text.push_str("not-a-serial,14,admin,x,1,1\n");
+        }
+    }
+    let path = dir.join("devices.csv");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// Every task Service B holds, newest first, through the API.
+async fn all_tasks(url: &str) -> Vec<serde_json::Value> {
+    let (status, page) = common::send(common::client().get(format!("{url}/api/v1/tasks?limit=500"))).await;
+    assert_eq!(status, 200, "{page}");
+    page["tasks"].as_array().unwrap().clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_campaign_reports_bad_rows_writes_results_and_sums_up() {
+    let (_server, url) = server(&[]);
+    let file = campaign_file("campa", 40, true);
+    let done = client(
+        &url,
+        &["campaign", file.to_str().unwrap(), "--wait", "--concurrency", "10"],
+    );
+    let all = everything(&done);
+    assert_eq!(
+        done.status.code(),
+        Some(2),
+        "a bad row makes the exit code non-zero: {all}"
+    );
+    assert!(
+        all.contains("line 6: skipped, not sent") && all.contains("not-a-serial"),
+        "{all}"
+    );
+    assert!(
+        stdout(&done).contains("completed") && stdout(&done).contains("40"),
+        "{all}"
+    );
+    assert!(!all.contains("secret1"), "no password is printed");
+    let results = std::fs::read_to_string(file.with_extension("results.csv")).unwrap();
+    assert_eq!(results.lines().count(), 41, "{results}");
+    assert_eq!(
+        results.lines().filter(|l| l.contains(",completed,")).count(),
+        40,
+        "{results}"
+    );
+    assert_eq!(all_tasks(&url).await.len(), 40);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupted_campaign_run_again_ends_every_row_exactly_once() {
+    let (_server, url) = server(&["--config-delay=300ms"]);
+    let file = campaign_file("campb", 200, false);
+    let mut first = Command::new(env!("CARGO_BIN_EXE_cpe-config"))
+        .args([
+            "campaign",
+            file.to_str().unwrap(),
+            "--wait",
+            "--concurrency",
+            "5",
+            "--url",
+            &url,
+        ])
+        .arg(format!("--certs-dir={}", common::certs_dir().display()))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let url_for_poll = url.clone();
+    common::eventually(Duration::from_secs(30), "the first run to create some tasks", || {
+        let url = url_for_poll.clone();
+        async move { (all_tasks(&url).await.len() >= 20).then_some(()) }
+    })
+    .await;
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let before = all_tasks(&url).await.len();
+    assert!(before < 200, "the first run was cut short ({before} tasks)");
+
+    let again = client(
+        &url,
+        &["campaign", file.to_str().unwrap(), "--wait", "--concurrency", "50"],
+    );
+    assert_eq!(again.status.code(), Some(0), "{}", everything(&again));
+    let tasks = all_tasks(&url).await;
+    assert_eq!(tasks.len(), 200, "one task per row, none twice");
+    let mut serials: Vec<&str> = tasks.iter().map(|t| t["equipmentId"].as_str().unwrap()).collect();
+    serials.sort();
+    serials.dedup();
+    assert_eq!(serials.len(), 200);
+    assert!(
+        tasks.iter().all(|t| t["status"] == "completed"),
+        "every row ends completed"
+    );
+}

@@ -1,4 +1,5 @@
-//! The command line of the client subcommands: `configure`, `status`, `tasks`, `cancel`, `retry`.
+//! The command line of the client subcommands: `configure`, `status`, `tasks`, `cancel`, `retry`,
+//! `campaign`.
 
 use clap::{Args, ValueEnum};
 use std::path::PathBuf;
@@ -98,6 +99,25 @@ pub struct RetryArgs {
     /// With --all-failed: only these devices; repeatable.
     #[arg(long = "device", requires = "all_failed")]
     pub devices: Vec<String>,
+    #[command(flatten)]
+    pub connection: Connection,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CampaignArgs {
+    /// CSV with a header row (`serial`, optional `timeoutInSeconds`, then one column per parameter;
+    /// a list of integers written with spaces: `1 2 3 4`), or JSON lines of
+    /// `{"serial": ..., "timeoutInSeconds": ..., "parameters": {...}}`.
+    pub file: PathBuf,
+    /// Requests in flight at once.
+    #[arg(long, default_value_t = 200)]
+    pub concurrency: usize,
+    /// Watch every task until it is final; the exit code is 0 only if every row completed.
+    #[arg(long)]
+    pub wait: bool,
+    /// Where to write serial, taskId, status and last error per row [default: <file>.results.csv].
+    #[arg(long)]
+    pub results: Option<PathBuf>,
     #[command(flatten)]
     pub connection: Connection,
 }

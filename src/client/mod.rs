@@ -2,7 +2,9 @@
 //! Exit codes: 0 done (completed), 1 the task failed or was cancelled, 2 bad input or no answer.
 
 pub mod args;
+mod campaign;
 mod commands;
+mod rows;
 
 use anyhow::{anyhow, Context, Result};
 use args::{Connection, Output};
@@ -59,14 +61,22 @@ impl Client {
 
     /// Sends one request; the HTTP status and the JSON answer, or why there was none.
     pub async fn call(&self, method: Method, path: &str, body: Option<&Value>) -> Result<(u16, Value)> {
-        let url = format!("{}{path}", self.base);
-        let mut request = self.http.request(method, &url);
-        if let Some(token) = &self.token {
-            request = request.bearer_auth(token);
-        }
+        let mut request = self.request(method, path);
         if let Some(body) = body {
             request = request.json(body);
         }
+        self.send(request).await
+    }
+
+    fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
+        let request = self.http.request(method, format!("{}{path}", self.base));
+        match &self.token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        }
+    }
+
+    async fn send(&self, request: reqwest::RequestBuilder) -> Result<(u16, Value)> {
         let response = request
             .send()
             .await
@@ -104,6 +114,7 @@ pub async fn run(command: &crate::config::Command, config: &crate::config::Confi
         Command::Tasks(args) => &args.connection,
         Command::Cancel(args) => &args.connection,
         Command::Retry(args) => &args.connection,
+        Command::Campaign(args) => &args.connection,
         _ => return None,
     };
     let result = match Client::new(connection, &config.certs_dir, config.api_token.clone()) {
@@ -114,6 +125,7 @@ pub async fn run(command: &crate::config::Command, config: &crate::config::Confi
             Command::Tasks(args) => tasks(&client, args).await,
             Command::Cancel(args) => cancel(&client, args).await,
             Command::Retry(args) => retry(&client, args).await,
+            Command::Campaign(args) => campaign::run(&client, args).await,
             _ => unreachable!("only client commands reach here"),
         },
     };
