@@ -9,12 +9,14 @@ use std::time::Duration;
 /// A client that gives up after `after`: reqwest drops the request, which closes the HTTP/1.1
 /// connection or resets the HTTP/2 stream while Service B may be between the store and the queue.
 fn impatient_client(http2: bool, after: Duration) -> reqwest::Client {
-    let pem = std::fs::read(certs_dir().join("cert.pem")).unwrap();
-    let builder = reqwest::Client::builder()
-        .tls_certs_only([reqwest::Certificate::from_pem(&pem).unwrap()])
-        .timeout(after);
-    let builder = if http2 { builder } else { builder.http1_only() };
-    builder.build().unwrap()
+    client_built(|builder| {
+        let builder = builder.timeout(after);
+        if http2 {
+            builder
+        } else {
+            builder.http1_only()
+        }
+    })
 }
 
 /// Sends `rounds` keyed POSTs that are abandoned within 12 ms, retries each with its key, and

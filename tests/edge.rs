@@ -182,12 +182,7 @@ async fn oversized_bodies_get_their_413_on_both_protocols() {
 }
 
 fn reqwest_h2() -> reqwest::Client {
-    let pem = std::fs::read(certs_dir().join("cert.pem")).unwrap();
-    reqwest::Client::builder()
-        .tls_certs_only([reqwest::Certificate::from_pem(&pem).unwrap()])
-        .http2_prior_knowledge()
-        .build()
-        .unwrap()
+    client_built(|builder| builder.http2_prior_knowledge())
 }
 
 #[tokio::test]

@@ -7,15 +7,6 @@ use common::*;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
-fn http1_client() -> reqwest::Client {
-    let pem = std::fs::read(certs_dir().join("cert.pem")).unwrap();
-    reqwest::Client::builder()
-        .tls_certs_only([reqwest::Certificate::from_pem(&pem).unwrap()])
-        .http1_only()
-        .build()
-        .unwrap()
-}
-
 fn task_ids(page: &Value) -> Vec<String> {
     page["tasks"]
         .as_array()

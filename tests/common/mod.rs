@@ -45,11 +45,19 @@ pub async fn start(extra: &[&str]) -> App {
 }
 
 pub fn client() -> reqwest::Client {
+    client_built(|builder| builder)
+}
+
+/// A client held to HTTP/1.1 (`client()` speaks HTTP/2 when the server offers it).
+pub fn http1_client() -> reqwest::Client {
+    client_built(|builder| builder.http1_only())
+}
+
+/// A client that trusts the test certificate, shaped further by `shape`.
+pub fn client_built(shape: impl FnOnce(reqwest::ClientBuilder) -> reqwest::ClientBuilder) -> reqwest::Client {
     let pem = std::fs::read(certs_dir().join("cert.pem")).unwrap();
-    reqwest::Client::builder()
-        .tls_certs_only([reqwest::Certificate::from_pem(&pem).unwrap()])
-        .build()
-        .unwrap()
+    let builder = reqwest::Client::builder().tls_certs_only([reqwest::Certificate::from_pem(&pem).unwrap()]);
+    shape(builder).build().unwrap()
 }
 
 pub fn url(addr: Option<std::net::SocketAddr>, path: &str) -> String {
