@@ -53,6 +53,7 @@ async fn rig(script: Vec<ProvisionError>) -> Rig {
             max_delay: Duration::from_millis(5),
         },
         call_timeout: Duration::from_secs(5),
+        observer: Arc::new(crate::observe::Unobserved),
     };
     Rig {
         queue: InProcessQueue::default(),
@@ -277,6 +278,7 @@ async fn retry_after_is_waited_instead_of_the_backoff() {
             max_delay: Duration::from_secs(60),
         },
         call_timeout: Duration::from_secs(50),
+        observer: Arc::new(crate::observe::Unobserved),
     };
     let queue = InProcessQueue::default();
     queue.publish(&task()).await.unwrap();
@@ -334,6 +336,7 @@ async fn a_resumed_task_waits_out_the_earlier_calls_deadline_before_calling() {
         sink: Arc::new(ResumedJustNow),
         retry: RetryPolicy::default(),
         call_timeout: Duration::from_secs(60),
+        observer: Arc::new(crate::observe::Unobserved),
     };
     let queue = InProcessQueue::default();
     queue.publish(&task()).await.unwrap();
