@@ -2,6 +2,7 @@
 //! TLS server that serves them.
 
 pub mod health;
+pub mod observe;
 pub mod query;
 pub mod server;
 pub mod service_a;
@@ -48,6 +49,11 @@ impl HttpRequest {
 #[async_trait]
 pub trait Routes: Send + Sync + 'static {
     async fn handle(&self, request: HttpRequest) -> Response;
+
+    /// Where requests are counted and timed (see `observe.rs`); None: not measured.
+    fn observer(&self) -> Option<observe::HttpObserver> {
+        None
+    }
 }
 
 /// `{"code": N, "message": "..."}` with HTTP status N.
@@ -88,8 +94,9 @@ pub fn no_route(request: &HttpRequest) -> Response {
 /// The warp filter that serves `routes`: reads the body within [`BODY_LIMIT`], and turns a panic
 /// into a JSON 500 instead of a dropped connection.
 pub fn filter(routes: Arc<dyn Routes>) -> BoxedFilter<(Response,)> {
+    let observer = routes.observer();
     let query = warp::query::raw().or(warp::any().map(String::new)).unify();
-    warp::method()
+    let served = warp::method()
         .and(warp::path::full())
         .and(query)
         .and(warp::header::headers_cloned())
@@ -118,8 +125,8 @@ pub fn filter(routes: Arc<dyn Routes>) -> BoxedFilter<(Response,)> {
                     }
                 }
             },
-        )
-        .boxed()
+        );
+    observe::wrap(served, observer)
 }
 
 async fn read_body<B: Buf>(
