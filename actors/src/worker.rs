@@ -170,7 +170,7 @@ async fn call_once(deps: &WorkerDeps, task: &TaskMessage) -> Result<(), Provisio
     let mut call = AbortOnDrop(tokio::spawn(async move {
         provisioner.configure(&equipment, &request).await
     }));
-    let started = std::time::Instant::now();
+    let started = tokio::time::Instant::now();
     let result = match tokio::time::timeout(deps.call_timeout, &mut call.0).await {
         Ok(Ok(result)) => result,
         Ok(Err(joined)) if joined.is_panic() => {
