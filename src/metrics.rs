@@ -17,7 +17,7 @@ use prometheus_client::metrics::family::{Family, MetricConstructor};
 use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 use warp::http::{Method, StatusCode};
 
@@ -100,7 +100,9 @@ pub struct Metrics {
 /// What gauges are read from at scrape time, attached once the app has built them.
 #[derive(Default)]
 struct Sources {
-    store: OnceLock<Arc<dyn TaskStore>>,
+    /// Weak: an open connection may keep the metrics alive after a stop, and must not keep the
+    /// store's file locked, so the app can start again on the same data directory.
+    store: OnceLock<Weak<dyn TaskStore>>,
     links: OnceLock<Vec<(&'static str, AmqpLink)>>,
 }
 
@@ -210,8 +212,8 @@ impl Metrics {
     }
 
     /// The store the task gauges are read from (Service B's).
-    pub fn watch_store(&self, store: Arc<dyn TaskStore>) {
-        let _ = self.sources.store.set(store);
+    pub fn watch_store(&self, store: &Arc<dyn TaskStore>) {
+        let _ = self.sources.store.set(Arc::downgrade(store));
     }
 
     /// The broker links whose state and reconnects are shown, by name (`publish`, `consume`).
@@ -328,7 +330,7 @@ impl std::fmt::Debug for StoreGauges {
 
 impl Collector for StoreGauges {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let Some(store) = self.0.store.get() else {
+        let Some(store) = self.0.store.get().and_then(Weak::upgrade) else {
             return Ok(());
         };
         let counts = match store.counts() {

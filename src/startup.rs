@@ -74,7 +74,7 @@ impl App {
 
         let registry = if config.runs_service_b() {
             let store = open_store(&config)?;
-            metrics.watch_store(store.clone());
+            metrics.watch_store(&store);
             let slot = Slot::default();
             children.push(Box::new(RegistrySpec {
                 store,
