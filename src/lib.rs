@@ -7,6 +7,7 @@ pub mod duration;
 pub mod healthcheck;
 pub mod http;
 pub mod limits;
+pub mod metrics;
 pub mod provisioner;
 pub mod queue;
 pub mod redact;

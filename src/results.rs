@@ -54,6 +54,12 @@ impl ResultsQueue {
         }
     }
 
+    /// The two connections by role, for the broker metrics.
+    pub fn links(&self) -> Vec<(&'static str, AmqpLink)> {
+        let [publish, consume] = self.links.clone();
+        vec![("publish", publish), ("consume", consume)]
+    }
+
     pub fn sink(&self) -> Arc<dyn StatusSink> {
         Arc::new(ResultsSink {
             publisher: self.publisher.clone(),

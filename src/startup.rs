@@ -4,8 +4,10 @@
 use crate::config::{Config, Role, StoreKind};
 use crate::http::connections::Connections;
 use crate::http::health::Readiness;
+use crate::http::observe::{HttpObserver, Observed};
 use crate::http::server::{EdgeLimits, ServerArgs, ServerSpec};
 use crate::http::{service_a::ServiceA, service_b::ServiceB, Routes};
+use crate::metrics::Metrics;
 use crate::provisioner::ServiceAClient;
 use crate::transport::Transport;
 use crate::{duration::format_duration, tls};
@@ -55,6 +57,8 @@ impl App {
         }
         let acceptor = TlsAcceptor::from(tls::server_config(&config.certs_dir)?);
         let transport = Transport::open(&config).await?;
+        let metrics = Metrics::new(&config);
+        metrics.watch_links(transport.broker_links());
         if config.amqp_url.is_some() && config.lease() > BROKER_ACK_TIMEOUT {
             tracing::warn!(
                 lease = %format_duration(config.lease()),
@@ -77,6 +81,7 @@ impl App {
 
         let registry = if config.runs_service_b() {
             let store = open_store(&config)?;
+            metrics.watch_store(&store);
             let slot = Slot::default();
             children.push(Box::new(RegistrySpec {
                 store,
@@ -107,7 +112,8 @@ impl App {
                     queues: vec![],
                 },
             };
-            children.push(server_spec("service-a", listener, &acceptor, Arc::new(routes), &limits));
+            let routes = observed(routes, "service_a", &metrics);
+            children.push(server_spec("service-a", listener, &acceptor, routes, &limits));
             let delay = format_duration(config.config_delay);
             announce.push(Box::new(
                 move || tracing::info!(%addr, %delay, "Service A (cpe_locate_service) listening on https"),
@@ -134,6 +140,7 @@ impl App {
                     ..RetryPolicy::default()
                 },
                 call_timeout: config.call_timeout(),
+                observer: metrics.clone(),
             });
             let slot = Slot::default();
             children.push(Box::new(PoolSpec {
@@ -186,8 +193,10 @@ impl App {
                 publisher: transport.publisher.clone(),
                 readiness,
                 api_token: config.api_token.clone(),
+                metrics: metrics.clone(),
             };
-            children.push(server_spec("service-b", listener, &acceptor, Arc::new(routes), &limits));
+            let routes = observed(routes, "service_b", &metrics);
+            children.push(server_spec("service-b", listener, &acceptor, routes, &limits));
             let queue = transport.tasks.describe();
             announce.push(Box::new(
                 move || tracing::info!(%addr, %queue, "Service B (config_status_service) listening on https"),
@@ -310,6 +319,17 @@ fn open_store(config: &Config) -> Result<Arc<dyn TaskStore>> {
 fn bind(addr: SocketAddr, option: &str) -> Result<Arc<std::net::TcpListener>> {
     let listener = crate::http::listener::bind(addr).with_context(|| format!("cannot listen on {addr} ({option})"))?;
     Ok(Arc::new(listener))
+}
+
+/// A service's routes with `/metrics` and request counts added.
+fn observed(routes: impl Routes, service: &'static str, metrics: &Arc<Metrics>) -> Arc<dyn Routes> {
+    Arc::new(Observed {
+        inner: Arc::new(routes),
+        observer: HttpObserver {
+            metrics: metrics.clone(),
+            service,
+        },
+    })
 }
 
 fn server_spec(

@@ -41,6 +41,11 @@ impl Transport {
         }
     }
 
+    /// The RabbitMQ links, by role; none for the in-process queue.
+    pub fn broker_links(&self) -> Vec<(&'static str, crate::queue::amqp::AmqpLink)> {
+        self.amqp.as_ref().map(|results| results.links()).unwrap_or_default()
+    }
+
     /// Where a worker process reports outcomes: the results queue.
     pub fn results_sink(&self) -> Option<Arc<dyn StatusSink>> {
         self.amqp.as_ref().map(|results| results.sink())

@@ -120,6 +120,9 @@ mod tests {
         fn list(&self, query: &crate::TaskQuery) -> Result<crate::TaskPage, StoreError> {
             self.inner.list(query)
         }
+        fn counts(&self) -> Result<crate::ports::StoreCounts, StoreError> {
+            self.inner.counts()
+        }
     }
 
     #[tokio::test]

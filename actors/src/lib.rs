@@ -6,6 +6,7 @@ pub mod consumer;
 pub mod domain;
 pub mod group_commit;
 pub mod memory;
+pub mod observe;
 pub mod pool;
 pub mod ports;
 pub mod registry;

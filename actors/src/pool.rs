@@ -71,6 +71,7 @@ impl Actor for Pool {
         for _ in 0..args.size.max(1) {
             spawn_worker(&myself, &mut state).await?;
         }
+        report_slots(&state);
         Ok(state)
     }
 
@@ -90,6 +91,9 @@ impl Actor for Pool {
     ) -> Result<(), ActorProcessingErr> {
         match msg {
             PoolMsg::Dispatch(delivery) => {
+                if delivery.redelivered {
+                    state.deps.observer.redelivered();
+                }
                 if state.draining.is_some() {
                     requeue_later(delivery);
                     return Ok(());
@@ -123,6 +127,7 @@ impl Actor for Pool {
                 });
             }
         }
+        report_slots(state);
         Ok(())
     }
 
@@ -149,8 +154,14 @@ impl Actor for Pool {
         }
         spawn_worker(&myself, state).await?;
         assign(state);
+        report_slots(state);
         Ok(())
     }
+}
+
+/// Two gauges set from the pool's own state after every change: cheaper than asking the pool at scrape time.
+fn report_slots(state: &PoolState) {
+    state.deps.observer.slots(state.busy.len(), state.workers.len());
 }
 
 async fn spawn_worker(pool: &ActorRef<PoolMsg>, state: &mut PoolState) -> Result<(), ActorProcessingErr> {

@@ -1,7 +1,7 @@
 //! Ports: what the actors need from the outside world. Adapters live in the `cpe-config` crate;
 //! in-memory ones live in [`crate::memory`].
 
-use crate::{ConfigRequest, EquipmentId, Outcome, TaskId, TaskMessage, TaskPage, TaskQuery, TaskRecord};
+use crate::{ConfigRequest, EquipmentId, Outcome, TaskId, TaskMessage, TaskPage, TaskQuery, TaskRecord, TaskStatus};
 use async_trait::async_trait;
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,6 +22,9 @@ pub trait TaskStore: Send + Sync + 'static {
     /// One page of tasks, newest first, read from indexes so a page costs about the same however
     /// many tasks are kept.
     fn list(&self, query: &TaskQuery) -> Result<TaskPage, StoreError>;
+    /// How many tasks are kept in each status, and when the oldest queued one was created: kept up
+    /// to date by every write, so a metrics scrape costs the same however many tasks are kept.
+    fn counts(&self) -> Result<StoreCounts, StoreError>;
 
     /// Stores a new record, or replaces one with the same id.
     fn put(&self, record: &TaskRecord) -> Result<(), StoreError> {
@@ -35,6 +38,21 @@ pub trait TaskStore: Send + Sync + 'static {
     /// Stores a new record together with its idempotency key, in one durable write.
     fn put_with_key(&self, record: &TaskRecord, key: &str, entry: &IdempotencyEntry) -> Result<(), StoreError> {
         self.write_batch(&[WriteOp::PutWithKey(record.clone(), key.to_owned(), *entry)])
+    }
+}
+
+/// The store's tallies, read by a metrics scrape.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StoreCounts {
+    /// Tasks per status, in the order of [`TaskStatus::ALL`].
+    pub by_status: [u64; 5],
+    /// Milliseconds since the Unix epoch at which the oldest queued task was created.
+    pub oldest_queued: Option<u64>,
+}
+
+impl StoreCounts {
+    pub fn of(&self, status: TaskStatus) -> u64 {
+        self.by_status[status as usize]
     }
 }
 

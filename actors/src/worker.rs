@@ -1,5 +1,6 @@
 //! A worker actor runs one delivery at a time: check, call Service A (with retries), record, then ack.
 
+use crate::observe::{CallOutcome, Finished, Observer};
 use crate::pool::PoolMsg;
 use crate::ports::{Begin, Delivery, ProvisionError, Provisioner, StatusSink};
 use crate::retry::RetryPolicy;
@@ -16,6 +17,8 @@ pub struct WorkerDeps {
     pub retry: RetryPolicy,
     /// Deadline of one call to Service A.
     pub call_timeout: Duration,
+    /// Where calls, finished tasks and the pool's slots are reported (metrics).
+    pub observer: Arc<dyn Observer>,
 }
 
 /// How a delivery was settled: returned for logs and tests.
@@ -109,6 +112,11 @@ pub async fn process(deps: &WorkerDeps, delivery: Delivery) -> Settlement {
         settle(&delivery, Acking::Requeue).await;
         return Settlement::Requeued;
     }
+    deps.observer.task_finished(match &outcome {
+        Outcome::Completed { .. } => Finished::Completed,
+        Outcome::Failed { attempts, .. } if *attempts >= deps.retry.max_attempts => Finished::DeadLettered,
+        Outcome::Failed { .. } => Finished::Failed,
+    });
     match &outcome {
         Outcome::Failed { reason, attempts } if *attempts >= deps.retry.max_attempts => {
             settle(&delivery, Acking::DeadLetter).await;
@@ -162,7 +170,8 @@ async fn call_once(deps: &WorkerDeps, task: &TaskMessage) -> Result<(), Provisio
     let mut call = AbortOnDrop(tokio::spawn(async move {
         provisioner.configure(&equipment, &request).await
     }));
-    match tokio::time::timeout(deps.call_timeout, &mut call.0).await {
+    let started = tokio::time::Instant::now();
+    let result = match tokio::time::timeout(deps.call_timeout, &mut call.0).await {
         Ok(Ok(result)) => result,
         Ok(Err(joined)) if joined.is_panic() => {
             tracing::error!(task_id = %task.task_id, equipment_id = %task.equipment_id, "the call to Service A panicked; counted as a failed attempt");
@@ -170,7 +179,17 @@ async fn call_once(deps: &WorkerDeps, task: &TaskMessage) -> Result<(), Provisio
         }
         Ok(Err(_)) => Err(ProvisionError::Transport("the call was cancelled".into())),
         Err(_) => Err(ProvisionError::Timeout(deps.call_timeout)),
-    }
+    };
+    // Measured here rather than in the adapter: only the worker knows that it gave up at the
+    // deadline, and this holds for any provisioner.
+    let outcome = match &result {
+        Ok(()) => CallOutcome::Ok,
+        Err(ProvisionError::Timeout(_)) => CallOutcome::Timeout,
+        Err(error) if error.is_transient() => CallOutcome::Transient,
+        Err(_) => CallOutcome::Permanent,
+    };
+    deps.observer.call_ended(outcome, started.elapsed());
+    result
 }
 
 /// An earlier call for this task may still be running at the device (its worker died, or its

@@ -53,6 +53,7 @@ async fn rig(script: Vec<ProvisionError>) -> Rig {
             max_delay: Duration::from_millis(5),
         },
         call_timeout: Duration::from_secs(5),
+        observer: Arc::new(crate::observe::Unobserved),
     };
     Rig {
         queue: InProcessQueue::default(),
@@ -277,6 +278,7 @@ async fn retry_after_is_waited_instead_of_the_backoff() {
             max_delay: Duration::from_secs(60),
         },
         call_timeout: Duration::from_secs(50),
+        observer: Arc::new(crate::observe::Unobserved),
     };
     let queue = InProcessQueue::default();
     queue.publish(&task()).await.unwrap();
@@ -334,6 +336,7 @@ async fn a_resumed_task_waits_out_the_earlier_calls_deadline_before_calling() {
         sink: Arc::new(ResumedJustNow),
         retry: RetryPolicy::default(),
         call_timeout: Duration::from_secs(60),
+        observer: Arc::new(crate::observe::Unobserved),
     };
     let queue = InProcessQueue::default();
     queue.publish(&task()).await.unwrap();
@@ -346,4 +349,56 @@ async fn a_resumed_task_waits_out_the_earlier_calls_deadline_before_calling() {
         "called after {:?}",
         called - started
     );
+}
+
+/// Hangs on its first call, then answers 404.
+#[derive(Default)]
+struct HangsThenUnknown(AtomicU32);
+
+#[async_trait]
+impl Provisioner for HangsThenUnknown {
+    async fn configure(&self, _: &EquipmentId, _: &ConfigRequest) -> Result<(), ProvisionError> {
+        if self.0.fetch_add(1, Ordering::SeqCst) == 0 {
+            std::future::pending::<()>().await;
+        }
+        Err(ProvisionError::NotFound)
+    }
+}
+
+/// Notes every event, in order.
+#[derive(Default)]
+struct Recording(Mutex<Vec<String>>);
+
+impl crate::observe::Observer for Recording {
+    fn call_ended(&self, outcome: crate::observe::CallOutcome, took: Duration) {
+        self.0.lock().unwrap().push(format!("{outcome:?} {}s", took.as_secs()));
+    }
+    fn task_finished(&self, result: crate::observe::Finished) {
+        self.0.lock().unwrap().push(format!("{result:?}"));
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn calls_are_observed_by_outcome_and_a_dropped_call_as_a_timeout() {
+    let observer = Arc::new(Recording::default());
+    let deps = WorkerDeps {
+        provisioner: Arc::new(HangsThenUnknown::default()),
+        sink: Arc::new(Counting),
+        retry: RetryPolicy {
+            max_attempts: 3,
+            base: Duration::from_millis(10),
+            max_delay: Duration::from_millis(10),
+        },
+        call_timeout: Duration::from_secs(5),
+        observer: observer.clone(),
+    };
+    let queue = InProcessQueue::default();
+    queue.publish(&task()).await.unwrap();
+    let delivery = queue.subscribe().await.unwrap().next().await.unwrap();
+    assert!(matches!(
+        process(&deps, delivery).await,
+        Settlement::Acked(Some(Outcome::Failed { attempts: 2, .. }))
+    ));
+    // A 404 before the last attempt is a plain failure, not a dead letter.
+    assert_eq!(*observer.0.lock().unwrap(), ["Timeout 5s", "Permanent 0s", "Failed"]);
 }

@@ -4,6 +4,7 @@
 
 use super::tasks::{retry_one, unavailable};
 use super::{error, reply};
+use cpe_actors::observe::{Finished, Observer};
 use cpe_actors::ports::TaskPublisher;
 use cpe_actors::registry::{Cancel, RegistryHandle, Retry};
 use cpe_actors::{EquipmentId, TaskQuery, TaskStatus};
@@ -47,6 +48,7 @@ impl Action {
 pub async fn run(
     registry: &RegistryHandle,
     publisher: &Arc<dyn TaskPublisher>,
+    observer: &dyn Observer,
     action: Action,
     body: &[u8],
 ) -> Response {
@@ -80,7 +82,10 @@ pub async fn run(
                         Err(response) => return partial(response, done, skipped),
                     },
                     Action::Cancel => match registry.cancel(task.id, task.equipment_id.clone()).await {
-                        Ok(Cancel::Cancelled) => true,
+                        Ok(Cancel::Cancelled) => {
+                            observer.task_finished(Finished::Cancelled);
+                            true
+                        }
                         Ok(_) => false,
                         Err(store_error) => return partial(unavailable(store_error), done, skipped),
                     },

@@ -7,6 +7,7 @@ pub mod edge;
 pub mod h1_errors;
 pub mod health;
 pub mod listener;
+pub mod observe;
 pub mod query;
 pub mod server;
 pub mod service_a;
@@ -60,6 +61,11 @@ impl HttpRequest {
 #[async_trait]
 pub trait Routes: Send + Sync + 'static {
     async fn handle(&self, request: HttpRequest) -> Response;
+
+    /// Where requests are counted and timed (see `observe.rs`); None: not measured.
+    fn observer(&self) -> Option<observe::HttpObserver> {
+        None
+    }
 }
 
 /// `{"code": N, "message": "..."}` with HTTP status N.
@@ -98,10 +104,11 @@ pub fn no_route(request: &HttpRequest) -> Response {
 }
 
 /// The warp filter that serves `routes`: reads the body within [`BODY_LIMIT`] and `body_timeout`,
-/// and turns a panic of the handler into a JSON 500 instead of a dropped connection.
+/// turns a panic of the handler into a JSON 500 instead of a dropped connection, and counts it.
 pub fn filter(routes: Arc<dyn Routes>, body_timeout: Duration) -> BoxedFilter<(Response,)> {
+    let observer = routes.observer();
     let query = warp::query::raw().or(warp::any().map(String::new)).unify();
-    warp::method()
+    let served = warp::method()
         .and(warp::path::full())
         .and(query)
         .and(warp::header::headers_cloned())
@@ -130,8 +137,8 @@ pub fn filter(routes: Arc<dyn Routes>, body_timeout: Duration) -> BoxedFilter<(R
                     }
                 }
             },
-        )
-        .boxed()
+        );
+    observe::wrap(served, observer)
 }
 
 enum BodyError {

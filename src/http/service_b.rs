@@ -7,6 +7,7 @@ use super::{
     error, method_not_allowed, no_route, reply, request_error, HttpRequest, Routes, CPE_PREFIX, EQUIPMENT_NOT_FOUND,
     PROVISIONING_FAILED, TASK_NOT_FOUND,
 };
+use crate::metrics::{Admission, Metrics};
 use async_trait::async_trait;
 use cpe_actors::ports::TaskPublisher;
 use cpe_actors::registry::{Created, RegistryHandle, Watch};
@@ -26,6 +27,8 @@ pub struct ServiceB {
     pub readiness: Readiness,
     /// When set, every task route requires `Authorization: Bearer <token>`.
     pub api_token: Option<String>,
+    /// Counts creates and cancels.
+    pub metrics: Arc<Metrics>,
 }
 
 #[async_trait]
@@ -61,17 +64,29 @@ impl Routes for ServiceB {
         };
         if route.changes_tasks() {
             if let Some(refused) = self.refuse_while_stopping() {
+                if matches!(route, Route::Device(_)) {
+                    self.metrics.task_created(Admission::Refused);
+                }
                 return refused;
             }
         }
         match (route, equipment) {
             (Route::AllTasks, _) => tasks::list(&self.registry, None, &request.query).await,
-            (Route::Bulk(action), _) => bulk::run(&self.registry, &self.publisher, action, &request.body).await,
+            (Route::Bulk(action), _) => {
+                bulk::run(
+                    &self.registry,
+                    &self.publisher,
+                    self.metrics.as_ref(),
+                    action,
+                    &request.body,
+                )
+                .await
+            }
             (Route::Retry(_, task), Some(device)) => tasks::retry(&self.registry, &self.publisher, device, task).await,
             (Route::DeviceTasks(_), device) => tasks::list(&self.registry, device, &request.query).await,
             (Route::Device(_), Some(device)) => self.create(device, &request).await,
             (Route::Task(_, task), Some(device)) if request.method == Method::DELETE => {
-                tasks::cancel(&self.registry, device, task).await
+                tasks::cancel(&self.registry, self.metrics.as_ref(), device, task).await
             }
             (Route::Task(_, task), Some(device)) => self.status(device, task, &request.query).await,
             (_, None) => no_route(&request),
@@ -125,14 +140,22 @@ impl ServiceB {
         })
     }
 
+    /// A create refused before the hand-over is counted here; the hand-over counts its own end,
+    /// which it reaches even when the client leaves.
     async fn create(&self, equipment: EquipmentId, request: &HttpRequest) -> Response {
         let config = match ConfigRequest::from_json(&request.body) {
             Ok(config) => config,
-            Err(rejection) => return request_error(rejection),
+            Err(rejection) => {
+                self.metrics.task_created(Admission::Refused);
+                return request_error(rejection);
+            }
         };
         let key = match idempotency_key(request) {
             Ok(key) => key,
-            Err(rejection) => return *rejection,
+            Err(rejection) => {
+                self.metrics.task_created(Admission::Refused);
+                return *rejection;
+            }
         };
         let task = TaskMessage {
             task_id: TaskId::new(),
@@ -143,8 +166,14 @@ impl ServiceB {
         // stream) drops the request's future, and a task stored but never published would then be
         // returned to a retry with the same Idempotency-Key and never run. The spawned hand-over
         // always finishes, whatever the client does.
-        let handover = tokio::spawn(accept(self.registry.clone(), self.publisher.clone(), task, key));
+        let (registry, publisher, metrics) = (self.registry.clone(), self.publisher.clone(), self.metrics.clone());
+        let handover = tokio::spawn(async move {
+            let (admission, response) = accept(registry, publisher, task, key).await;
+            metrics.task_created(admission);
+            response
+        });
         handover.await.unwrap_or_else(|join_error| {
+            self.metrics.task_created(Admission::Refused);
             tracing::error!(%join_error, "the task hand-over stopped unexpectedly");
             error(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -238,7 +267,7 @@ async fn accept(
     publisher: Arc<dyn TaskPublisher>,
     task: TaskMessage,
     key: Option<String>,
-) -> Response {
+) -> (Admission, Response) {
     let record = TaskRecord::queued(task.task_id, task.equipment_id.clone(), task.request.clone());
     let (stored, published) = match key.clone() {
         // Without a key nothing depends on the store's answer: store and publish together, so
@@ -252,12 +281,12 @@ async fn accept(
     };
     match stored {
         Ok(Created::New) => {}
-        Ok(Created::Existing(task_id)) => return accepted(task_id),
+        Ok(Created::Existing(task_id)) => return (Admission::Duplicate, accepted(task_id)),
         Ok(Created::Conflict) => {
-            return error(
+            return refused(error(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "Idempotency-Key was already used with a different request",
-            )
+            ))
         }
         Err(store_error) => {
             if matches!(published, Some(Ok(()))) {
@@ -265,10 +294,10 @@ async fn accept(
                 tracing::error!(task_id = %task.task_id, %store_error, "task queued but not stored");
             }
             tracing::error!(%store_error, "could not store a new task");
-            return error(
+            return refused(error(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "Task store unavailable; the task was not accepted, retry shortly",
-            );
+            ));
         }
     }
     let published = match published {
@@ -280,13 +309,17 @@ async fn accept(
         if let Err(store_error) = registry.remove(task.task_id, key).await {
             tracing::warn!(task_id = %task.task_id, %store_error, "could not forget the unqueued task");
         }
-        return error(
+        return refused(error(
             StatusCode::SERVICE_UNAVAILABLE,
             "Task queue unavailable; the task was not accepted, retry shortly",
-        );
+        ));
     }
     tracing::info!(task_id = %task.task_id, equipment_id = %task.equipment_id, "task accepted");
-    accepted(task.task_id)
+    (Admission::Accepted, accepted(task.task_id))
+}
+
+fn refused(response: Response) -> (Admission, Response) {
+    (Admission::Refused, response)
 }
 
 fn accepted(task_id: TaskId) -> Response {

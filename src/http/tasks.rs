@@ -3,6 +3,7 @@
 
 use super::query::{format_cursor, list_params};
 use super::{error, reply, TASK_NOT_FOUND};
+use cpe_actors::observe::{Finished, Observer};
 use cpe_actors::ports::TaskPublisher;
 use cpe_actors::registry::{Cancel, RegistryHandle, Retry};
 use cpe_actors::{EquipmentId, TaskId, TaskQuery, TaskRecord};
@@ -37,15 +38,24 @@ pub async fn list(registry: &RegistryHandle, equipment: Option<EquipmentId>, que
 }
 
 /// `DELETE /api/v1/equipment/cpe/{id}/task/{task}`: a queued task is cancelled and never runs.
-pub async fn cancel(registry: &RegistryHandle, equipment: EquipmentId, task: &str) -> Response {
+/// A cancel is a task's final outcome: `observer` counts it with the others.
+pub async fn cancel(
+    registry: &RegistryHandle,
+    observer: &dyn Observer,
+    equipment: EquipmentId,
+    task: &str,
+) -> Response {
     let Some(task_id) = TaskId::parse(task) else {
         return error(StatusCode::NOT_FOUND, TASK_NOT_FOUND);
     };
     match registry.cancel(task_id, equipment).await {
-        Ok(Cancel::Cancelled) => reply(
-            StatusCode::OK,
-            json!({"code": 200, "message": "Task was cancelled", "status": "cancelled"}),
-        ),
+        Ok(Cancel::Cancelled) => {
+            observer.task_finished(Finished::Cancelled);
+            reply(
+                StatusCode::OK,
+                json!({"code": 200, "message": "Task was cancelled", "status": "cancelled"}),
+            )
+        }
         Ok(Cancel::NotFound) => error(StatusCode::NOT_FOUND, TASK_NOT_FOUND),
         Ok(Cancel::Running) => error(
             StatusCode::CONFLICT,

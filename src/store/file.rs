@@ -16,7 +16,7 @@ mod browse;
 mod codec;
 
 use codec::{decode, decode_key_entry, encode, encode_key_entry, Header};
-use cpe_actors::ports::{IdempotencyEntry, StoreError, TaskStore, WriteOp};
+use cpe_actors::ports::{IdempotencyEntry, StoreCounts, StoreError, TaskStore, WriteOp};
 use cpe_actors::{TaskId, TaskPage, TaskQuery, TaskRecord};
 use redb::{
     Database, DatabaseError, ReadableDatabase, ReadableTable, ReadableTableMetadata, Table, TableDefinition,
@@ -154,12 +154,18 @@ impl FileStore {
             for key in &keys {
                 finals.remove(key).map_err(db)?;
                 let (updated_at, id) = split_key(key);
-                let current = records.get(id.as_bytes()).map_err(db)?;
-                let matches = current
-                    .and_then(|value| Header::decode(value.value()))
-                    .is_some_and(|h| h.status.is_final() && h.updated_at == updated_at);
-                if matches {
+                let current = records
+                    .get(id.as_bytes())
+                    .map_err(db)?
+                    .map(|value| value.value().to_vec());
+                let header = current.as_deref().and_then(Header::decode);
+                if let Some(header) = header.filter(|h| h.status.is_final() && h.updated_at == updated_at) {
                     records.remove(id.as_bytes()).map_err(db)?;
+                    // The browsing indexes and the tallies let go of it too.
+                    match current.map(|value| decode(id, &value)) {
+                        Some(Ok(record)) => browse::remove(&txn, &record)?,
+                        _ => browse::untally(&txn, header.status)?,
+                    }
                     removed += 1;
                 }
             }
@@ -257,6 +263,11 @@ impl TaskStore for FileStore {
     fn list(&self, query: &TaskQuery) -> Result<TaskPage, StoreError> {
         let read = || browse::list(&self.db.begin_read().map_err(db)?, query);
         read().map_err(|e| self.wrap(format_args!("cannot list tasks"), e))
+    }
+
+    fn counts(&self) -> Result<StoreCounts, StoreError> {
+        let read = || browse::counts(&self.db.begin_read().map_err(db)?);
+        read().map_err(|e| self.wrap(format_args!("cannot count tasks"), e))
     }
 
     fn idempotency(&self, key: &str) -> Result<Option<IdempotencyEntry>, StoreError> {

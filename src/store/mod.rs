@@ -4,3 +4,6 @@ pub mod file;
 
 #[cfg(test)]
 mod listing_tests;
+
+#[cfg(test)]
+mod counts_tests;

@@ -1,7 +1,7 @@
 //! A task store in a map: fast, and gone with the process (like the original system).
 
-use crate::ports::{IdempotencyEntry, StoreError, TaskStore, WriteOp};
-use crate::{Cursor, TaskId, TaskPage, TaskQuery, TaskRecord};
+use crate::ports::{IdempotencyEntry, StoreCounts, StoreError, TaskStore, WriteOp};
+use crate::{Cursor, TaskId, TaskPage, TaskQuery, TaskRecord, TaskStatus};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
 
@@ -11,24 +11,41 @@ pub struct MemoryStore {
     keys: Mutex<HashMap<String, IdempotencyEntry>>,
 }
 
-/// The records and their creation-order index, changed together under one lock.
+/// The records, their creation-order index and the tallies of [`StoreCounts`], changed together
+/// under one lock.
 #[derive(Default)]
 struct Records {
     by_id: HashMap<TaskId, TaskRecord>,
     by_created: BTreeSet<Cursor>,
+    /// Queued tasks in creation order: the first is the oldest, without a walk past older final ones.
+    queued: BTreeSet<Cursor>,
+    counts: [u64; 5],
 }
 
 impl Records {
     fn insert(&mut self, record: &TaskRecord) {
         if let Some(old) = self.by_id.insert(record.id, record.clone()) {
             self.by_created.remove(&Cursor::of(&old));
+            self.untally(&old);
         }
         self.by_created.insert(Cursor::of(record));
+        self.counts[record.status as usize] += 1;
+        if record.status == TaskStatus::Queued {
+            self.queued.insert(Cursor::of(record));
+        }
     }
 
     fn remove(&mut self, id: &TaskId) {
         if let Some(old) = self.by_id.remove(id) {
             self.by_created.remove(&Cursor::of(&old));
+            self.untally(&old);
+        }
+    }
+
+    fn untally(&mut self, old: &TaskRecord) {
+        self.counts[old.status as usize] -= 1;
+        if old.status == TaskStatus::Queued {
+            self.queued.remove(&Cursor::of(old));
         }
     }
 }
@@ -100,6 +117,14 @@ impl TaskStore for MemoryStore {
             .collect();
         Ok(TaskPage::from_candidates(candidates, query.limit))
     }
+
+    fn counts(&self) -> Result<StoreCounts, StoreError> {
+        let records = self.records();
+        Ok(StoreCounts {
+            by_status: records.counts,
+            oldest_queued: records.queued.first().map(|at| at.created_at),
+        })
+    }
 }
 
 fn apply(records: &mut Records, keys: &mut HashMap<String, IdempotencyEntry>, ops: &[WriteOp]) {
@@ -117,5 +142,42 @@ fn apply(records: &mut Records, keys: &mut HashMap<String, IdempotencyEntry>, op
             }
             WriteOp::All(ops) => apply(records, keys, ops),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{ConfigRequest, EquipmentId, Outcome};
+
+    fn record(created_at: u64) -> TaskRecord {
+        let request = ConfigRequest::from_json(br#"{"timeoutInSeconds": 1, "parameters": {}}"#).unwrap();
+        let mut record = TaskRecord::queued(TaskId::new(), EquipmentId::parse("abc123").unwrap(), request);
+        record.created_at = created_at;
+        record
+    }
+
+    #[test]
+    fn counts_follow_every_change() {
+        let store = MemoryStore::default();
+        let (mut a, b, c) = (record(10), record(20), record(30));
+        for r in [&a, &b, &c] {
+            store.put(r).unwrap();
+        }
+        let counts = store.counts().unwrap();
+        assert_eq!((counts.of(TaskStatus::Queued), counts.oldest_queued), (3, Some(10)));
+
+        assert!(a.move_to(TaskStatus::Running));
+        store.put(&a).unwrap();
+        assert!(a.finish(&Outcome::Completed { attempts: 1 }));
+        store.put(&a).unwrap();
+        store.remove(c.id).unwrap();
+        let counts = store.counts().unwrap();
+        assert_eq!(counts.by_status, [1, 0, 1, 0, 0]);
+        assert_eq!(counts.oldest_queued, Some(20));
+
+        store.remove_final_before(u64::MAX).unwrap();
+        store.remove(b.id).unwrap();
+        assert_eq!(store.counts().unwrap(), StoreCounts::default());
     }
 }

@@ -7,6 +7,7 @@ use super::topology::QueueSpec;
 use cpe_actors::ports::QueueError;
 use lapin::{Channel, Connection, ConnectionProperties};
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -26,6 +27,8 @@ struct LinkInner {
     live: Mutex<Option<Live>>,
     /// One connect at a time: callers that arrive meanwhile wait for it rather than open their own.
     connecting: tokio::sync::Mutex<()>,
+    /// Connections opened so far; every one after the first is a reconnect (metrics).
+    connects: AtomicU64,
 }
 
 #[derive(Clone)]
@@ -48,6 +51,7 @@ impl AmqpLink {
             connect_timeout: config.connect_timeout,
             live: Mutex::new(None),
             connecting: tokio::sync::Mutex::new(()),
+            connects: AtomicU64::new(0),
         };
         Ok(Self { inner: Arc::new(inner) })
     }
@@ -55,6 +59,11 @@ impl AmqpLink {
     /// `host:port` of the broker.
     pub fn host(&self) -> &str {
         &self.inner.host
+    }
+
+    /// How many connections this link has opened, the first included.
+    pub fn connects(&self) -> u64 {
+        self.inner.connects.load(Ordering::Relaxed)
     }
 
     /// True while a connection is open: the readiness check.
@@ -128,6 +137,7 @@ impl AmqpLink {
             }
         };
         tracing::info!(%host, "connected to RabbitMQ");
+        self.inner.connects.fetch_add(1, Ordering::Relaxed);
         Ok(Live {
             connection: Arc::new(connection),
             declared: Default::default(),

@@ -1,20 +1,23 @@
 //! The browsing indexes of the file store, for task listing and search, newest first:
 //! - `tasks_by_created`: created_at (big-endian) ++ task id → (), every task;
 //! - `tasks_by_status`: status byte ++ created_at ++ task id → (), every task under its current status;
-//! - `tasks_by_device`: equipment id ++ 0 ++ created_at ++ task id → (), every task of a device.
+//! - `tasks_by_device`: equipment id ++ 0 ++ created_at ++ task id → (), every task of a device;
+//! - `task_counts`: status byte → how many tasks have that status, for metrics.
 //!
 //! Changed in the same write transaction as the record. A page reads at most `limit + 1` entries per
 //! index it walks, so it costs about the same at a million tasks as at a thousand.
 
+use super::codec::Header;
 use super::codec::{decode, status_byte};
 use super::{db, index_key, split_key, IndexKey, RECORDS};
-use cpe_actors::ports::StoreError;
+use cpe_actors::ports::{StoreCounts, StoreError};
 use cpe_actors::{Cursor, TaskId, TaskPage, TaskQuery, TaskRecord, TaskStatus};
 use redb::{ReadTransaction, ReadableTable, ReadableTableMetadata, TableDefinition, WriteTransaction};
 
 const BY_CREATED: TableDefinition<IndexKey, ()> = TableDefinition::new("tasks_by_created");
 const BY_STATUS: TableDefinition<StatusKey, ()> = TableDefinition::new("tasks_by_status");
 const BY_DEVICE: TableDefinition<&[u8], ()> = TableDefinition::new("tasks_by_device");
+const COUNTS: TableDefinition<u8, u64> = TableDefinition::new("task_counts");
 
 type StatusKey = [u8; 25];
 
@@ -35,7 +38,49 @@ pub(super) fn prepare(txn: &WriteTransaction) -> Result<(), StoreError> {
             }
         }
     }
+    let mut counts = txn.open_table(COUNTS).map_err(db)?;
+    if counts.is_empty().map_err(db)? && !records.is_empty().map_err(db)? {
+        // A file from before the tallies: count once, from the records themselves.
+        for entry in records.iter().map_err(db)? {
+            if let Some(header) = Header::decode(entry.map_err(db)?.1.value()) {
+                add(&mut counts, header.status, 1)?;
+            }
+        }
+    }
     Ok(())
+}
+
+fn add(counts: &mut redb::Table<'_, u8, u64>, status: TaskStatus, delta: i64) -> Result<(), StoreError> {
+    let key = status_byte(status);
+    let now = counts.get(key).map_err(db)?.map_or(0, |v| v.value());
+    counts.insert(key, now.saturating_add_signed(delta)).map_err(db)?;
+    Ok(())
+}
+
+/// Takes a record that could not be decoded (so its index keys are unknown) out of the tallies.
+pub(super) fn untally(txn: &WriteTransaction, status: TaskStatus) -> Result<(), StoreError> {
+    tally(txn, status, -1)
+}
+
+/// Changes one status's tally inside the caller's transaction.
+fn tally(txn: &WriteTransaction, status: TaskStatus, delta: i64) -> Result<(), StoreError> {
+    add(&mut txn.open_table(COUNTS).map_err(db)?, status, delta)
+}
+
+/// The tallies, and the oldest queued task from the front of the status index.
+pub(super) fn counts(txn: &ReadTransaction) -> Result<StoreCounts, StoreError> {
+    let table = txn.open_table(COUNTS).map_err(db)?;
+    let mut counts = StoreCounts::default();
+    for status in TaskStatus::ALL {
+        counts.by_status[status as usize] = table.get(status_byte(status)).map_err(db)?.map_or(0, |v| v.value());
+    }
+    let by_status = txn.open_table(BY_STATUS).map_err(db)?;
+    let low = status_key(TaskStatus::Queued, 0, &TaskId::from_bytes([0; 16]));
+    let high = prefixed(status_byte(TaskStatus::Queued), &[0xff; 24]);
+    if let Some(first) = by_status.range(low..high).map_err(db)?.next() {
+        counts.oldest_queued = Some(cursor_of(&first.map_err(db)?.0.value()[1..]).created_at);
+    }
+    Ok(counts)
 }
 
 /// Files a record the store did not hold before.
@@ -48,6 +93,7 @@ pub(super) fn insert(txn: &WriteTransaction, record: &TaskRecord) -> Result<(), 
 }
 
 fn insert_status_and_device(txn: &WriteTransaction, record: &TaskRecord) -> Result<(), StoreError> {
+    tally(txn, record.status, 1)?;
     let mut by_status = txn.open_table(BY_STATUS).map_err(db)?;
     by_status
         .insert(status_key(record.status, record.created_at, &record.id), ())
@@ -71,6 +117,8 @@ pub(super) fn restatus(
     to: TaskStatus,
 ) -> Result<(), StoreError> {
     if from != to {
+        tally(txn, from, -1)?;
+        tally(txn, to, 1)?;
         let mut by_status = txn.open_table(BY_STATUS).map_err(db)?;
         by_status.remove(status_key(from, created_at, id)).map_err(db)?;
         by_status.insert(status_key(to, created_at, id), ()).map_err(db)?;
@@ -80,6 +128,7 @@ pub(super) fn restatus(
 
 /// Takes a removed record out of every browsing index.
 pub(super) fn remove(txn: &WriteTransaction, record: &TaskRecord) -> Result<(), StoreError> {
+    tally(txn, record.status, -1)?;
     let mut by_created = txn.open_table(BY_CREATED).map_err(db)?;
     by_created
         .remove(index_key(record.created_at, &record.id))
