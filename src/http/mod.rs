@@ -7,6 +7,7 @@ pub mod edge;
 pub mod h1_errors;
 pub mod health;
 pub mod listener;
+pub mod openapi;
 pub mod query;
 pub mod server;
 pub mod service_a;

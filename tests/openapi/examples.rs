@@ -1,0 +1,374 @@
+//! Every example of both documents against the running app: each request example is sent, each
+//! answer meets the document's schema for its status (strictly: no undocumented field), and each
+//! response example is exactly an answer the app gave, but for the fields that differ per task.
+//! An example no scenario produces fails the test unless listed in [`NOT_PRODUCED`] with a reason.
+
+use super::common::*;
+use super::doc;
+use super::schema::Validator;
+use cpe_config::http::openapi::{document, Service};
+use serde_json::Value;
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// Fields whose value differs per task or run: present and valid, but not compared.
+const DYNAMIC: &[&str] = &["taskId", "attempts", "lastError", "tasks", "nextCursor"];
+
+/// Examples this test cannot produce, and why (by example name, in any operation).
+const NOT_PRODUCED: &[(&str, &str)] = &[
+    (
+        "notAPath",
+        "answered by the edge change of the HTTP server (hyper refuses such targets itself)",
+    ),
+    ("bodyTimeout", "takes `--body-timeout` (30 s); the edge change tests it"),
+    (
+        "uriTooLong",
+        "answered by hyper's HTTP/1.1 parser; its JSON body comes with the edge change",
+    ),
+    (
+        "headerTooLarge",
+        "answered by hyper's HTTP/1.1 parser; its JSON body comes with the edge change",
+    ),
+    (
+        "notReady",
+        "only while starting or stopping; tests/rabbitmq.rs shows a lost broker",
+    ),
+    ("notAccepting", "only while starting or stopping"),
+    ("storeDown", "needs a failing store"),
+    ("queueDown", "needs a failing broker; tests/rabbitmq.rs shows it"),
+];
+
+const DEVICE: &str = "abc123";
+
+struct Checker {
+    covered: BTreeSet<(String, String)>,
+    used_requests: BTreeSet<String>,
+}
+
+fn key(service: Service, name: &str) -> String {
+    format!("{service:?} {name}")
+}
+
+impl Checker {
+    /// Checks an answer against the example `name` of `operation`, and marks that example produced.
+    fn answer(&mut self, service: Service, operation: &str, name: &str, (status, body): (u16, Value)) {
+        let document = document(service);
+        let validator = Validator::new(document, true);
+        let found = doc::operations(document)
+            .into_iter()
+            .find(|op| op.id == operation)
+            .unwrap();
+        let examples = doc::response_examples(&validator, &found);
+        let example = examples
+            .iter()
+            .find(|e| e.name == name)
+            .unwrap_or_else(|| panic!("{operation} has no example {name}"));
+        let at = format!("{service:?} {operation} `{name}`");
+        assert_eq!(status, example.status, "{at}: {body}");
+        let schema = doc::answer_schema(&validator, document, operation, status).unwrap();
+        validator
+            .validate(schema, &body)
+            .unwrap_or_else(|why| panic!("{at}: the answer breaks the document: {why}"));
+        let strip = |value: &Value| {
+            let mut value = value.clone();
+            if let Some(object) = value.as_object_mut() {
+                object.retain(|field, _| !DYNAMIC.contains(&field.as_str()));
+            }
+            value
+        };
+        assert_eq!(strip(&body), strip(example.value), "{at}: the app answered {body}");
+        let place = example.component.unwrap_or(operation);
+        self.covered.insert((key(service, place), name.to_owned()));
+    }
+
+    /// A request body example from the document, as sent.
+    fn body(&mut self, service: Service, operation: &str, name: &str) -> String {
+        self.used_requests
+            .insert(key(service, &format!("{operation} body {name}")));
+        let op = doc::operations(document(service))
+            .into_iter()
+            .find(|op| op.id == operation)
+            .unwrap();
+        op.body["requestBody"]["content"]["application/json"]["examples"][name]["value"].to_string()
+    }
+
+    /// A parameter example from the document, as text.
+    fn param(&mut self, service: Service, parameter: &str, name: &str) -> String {
+        self.used_requests.insert(key(service, &format!("{parameter} {name}")));
+        let validator = Validator::new(document(service), false);
+        let (_, _, value) = doc::request_examples(&validator, document(service))
+            .into_iter()
+            .find(|(k, _, _)| *k == format!("{parameter} {name}"))
+            .unwrap();
+        match value {
+            Value::String(text) => text.clone(),
+            Value::Array(items) => items.iter().map(|v| v.as_str().unwrap()).collect::<Vec<_>>().join(","),
+            other => other.to_string(),
+        }
+    }
+
+    /// Fails on any example (or request example) of a served operation that nothing produced.
+    fn all_covered(&self) {
+        let mut missing = Vec::new();
+        for service in [Service::A, Service::B] {
+            let document = document(service);
+            let validator = Validator::new(document, true);
+            for operation in doc::operations(document).iter().filter(|op| !op.pending) {
+                for example in doc::response_examples(&validator, operation) {
+                    let place = key(service, example.component.unwrap_or(operation.id));
+                    let exempt = NOT_PRODUCED.iter().any(|(name, _)| *name == example.name);
+                    if !exempt && !self.covered.contains(&(place.clone(), example.name.to_owned())) {
+                        missing.push(format!("{place} {} `{}`", example.status, example.name));
+                    }
+                }
+            }
+            for (name, _, _) in doc::request_examples(&validator, document) {
+                if !self.used_requests.contains(&key(service, &name)) {
+                    missing.push(format!("{service:?} request example {name}"));
+                }
+            }
+        }
+        assert!(
+            missing.is_empty(),
+            "examples no scenario produced:\n{}",
+            missing.join("\n")
+        );
+    }
+}
+
+fn cpe(addr: Option<SocketAddr>, rest: &str) -> String {
+    url(addr, &format!("/api/v1/equipment/cpe/{rest}"))
+}
+
+/// The bodies that answer each body-error example of a POST.
+fn body_errors() -> [(&'static str, &'static str); 5] {
+    [
+        ("notJson", "x"),
+        ("missingField", r#"{"parameters": {}}"#),
+        (
+            "vlanOutOfRange",
+            r#"{"timeoutInSeconds": 14, "parameters": {"vlan": 5000}}"#,
+        ),
+        ("unknownField", r#"{"timeoutInSeconds": 14, "parameters": {}, "x": 1}"#),
+        (
+            "duplicateKey",
+            r#"{"timeoutInSeconds": 14, "parameters": {"vlan": 5, "vlan": 534}}"#,
+        ),
+    ]
+}
+
+#[tokio::test]
+async fn every_example_is_an_answer_of_the_running_app() {
+    let mut check = Checker {
+        covered: BTreeSet::new(),
+        used_requests: BTreeSet::new(),
+    };
+    let (a, b) = (Service::A, Service::B);
+    // One configuration takes 1.5 s, so a task can be seen queued and running.
+    let app = start(&["--config-delay=1500ms", "--call-timeout=10s"]).await;
+    let (sa, sb) = (app.service_a_addr, app.service_b_addr);
+    let device = check.param(b, "id", "device");
+    assert_eq!(device, DEVICE);
+
+    // Service B: create, with and without an Idempotency-Key.
+    let object_form = check.body(b, "createTask", "objectForm");
+    let list_form = check.body(b, "createTask", "listForm");
+    let idem = check.param(b, "Idempotency-Key", "key");
+    let post = |body: &str| client().post(cpe(sb, &device)).body(body.to_owned());
+    let first = send(post(&object_form).header("Idempotency-Key", &idem)).await;
+    let first_id = first.1["taskId"].as_str().unwrap().to_owned();
+    check.answer(b, "createTask", "accepted", first);
+    let again = send(post(&list_form).header("Idempotency-Key", &idem)).await;
+    assert_eq!(
+        again.1["taskId"],
+        first_id.as_str(),
+        "the same key and request give the first task"
+    );
+    check.answer(b, "createTask", "accepted", again);
+    let other = object_form.replace("14", "15");
+    check.answer(
+        b,
+        "createTask",
+        "keyReused",
+        send(post(&other).header("Idempotency-Key", &idem)).await,
+    );
+    check.answer(
+        b,
+        "createTask",
+        "badKey",
+        send(post(&object_form).header("Idempotency-Key", "order 4711")).await,
+    );
+    let second = send(post(&object_form)).await.1["taskId"].as_str().unwrap().to_owned();
+    let third = send(post(&object_form)).await.1["taskId"].as_str().unwrap().to_owned();
+    for (name, body) in body_errors() {
+        check.answer(b, "createTask", name, send(post(body)).await);
+        check.answer(
+            a,
+            "configureDevice",
+            name,
+            send(client().post(cpe(sa, DEVICE)).body(body)).await,
+        );
+    }
+    for (service, addr, operation) in [(b, sb, "createTask"), (a, sa, "configureDevice")] {
+        let bad = client().post(cpe(addr, "abc")).body(object_form.clone());
+        check.answer(service, operation, "equipmentNotFound", send(bad).await);
+        let huge = format!(
+            r#"{{"timeoutInSeconds": 14, "parameters": {{"blob": "{}"}}}}"#,
+            "x".repeat(70 * 1024)
+        );
+        check.answer(
+            service,
+            operation,
+            "tooLarge",
+            send(client().post(cpe(addr, DEVICE)).body(huge)).await,
+        );
+    }
+
+    // Status and cancel: the first task runs, the second and third wait behind it (same device).
+    let task = |id: &str| cpe(sb, &format!("{DEVICE}/task/{id}"));
+    let running = eventually(Duration::from_secs(10), "the first task to run", || async {
+        let answer = send(client().get(task(&first_id))).await;
+        (answer.1["status"] == "running").then_some(answer)
+    })
+    .await;
+    check.answer(b, "getTaskStatus", "running", running);
+    check.answer(b, "getTaskStatus", "queued", send(client().get(task(&second))).await);
+    check.answer(b, "cancelTask", "running", send(client().delete(task(&first_id))).await);
+    check.answer(b, "cancelTask", "cancelled", send(client().delete(task(&third))).await);
+    check.answer(b, "getTaskStatus", "cancelled", send(client().get(task(&third))).await);
+    let wait = check.param(b, "wait", "thirtySeconds");
+    let done = send(client().get(format!("{}?wait={wait}", task(&first_id)))).await;
+    check.answer(b, "getTaskStatus", "completed", done);
+    check.answer(b, "cancelTask", "final", send(client().delete(task(&first_id))).await);
+    let unknown = check.param(b, "task", "task");
+    check.answer(
+        b,
+        "getTaskStatus",
+        "taskNotFound",
+        send(client().get(task(&unknown))).await,
+    );
+    check.answer(
+        b,
+        "cancelTask",
+        "taskNotFound",
+        send(client().delete(task(&unknown))).await,
+    );
+    let elsewhere = cpe(sb, &format!("abc/task/{unknown}"));
+    check.answer(
+        b,
+        "getTaskStatus",
+        "equipmentNotFound",
+        send(client().get(&elsewhere)).await,
+    );
+    check.answer(
+        b,
+        "cancelTask",
+        "equipmentNotFound",
+        send(client().delete(&elsewhere)).await,
+    );
+    for (name, wait) in [("waitTooLong", "61s"), ("waitWithoutUnit", "30")] {
+        let answer = send(client().get(format!("{}?wait={wait}", task(&first_id)))).await;
+        check.answer(b, "getTaskStatus", name, answer);
+    }
+
+    // Listings' bad input.
+    for (operation, path) in [
+        ("listTasks", url(sb, "/api/v1/tasks")),
+        ("listDeviceTasks", cpe(sb, &format!("{DEVICE}/tasks"))),
+    ] {
+        for (name, query) in [
+            ("limitOutOfRange", "limit=0"),
+            ("badCursor", "cursor=zzz"),
+            ("badStatus", "status=done"),
+            ("unknownParameter", "sort=asc"),
+        ] {
+            check.answer(b, operation, name, send(client().get(format!("{path}?{query}"))).await);
+        }
+    }
+    let answer = send(client().get(cpe(sb, "abc/tasks"))).await;
+    check.answer(b, "listDeviceTasks", "equipmentNotFound", answer);
+
+    // Health of both services, and Service A's success.
+    for (service, addr) in [(a, sa), (b, sb)] {
+        check.answer(
+            service,
+            "healthz",
+            "alive",
+            send(client().get(url(addr, "/healthz"))).await,
+        );
+        check.answer(
+            service,
+            "readyz",
+            "ready",
+            send(client().get(url(addr, "/readyz"))).await,
+        );
+    }
+    let object_form_a = check.body(a, "configureDevice", "objectForm");
+    let list_form_a = check.body(a, "configureDevice", "listForm");
+    check.param(a, "id", "device");
+    for body in [object_form_a, list_form_a] {
+        check.answer(
+            a,
+            "configureDevice",
+            "configured",
+            send(client().post(cpe(sa, DEVICE)).body(body)).await,
+        );
+    }
+    app.shutdown().await.unwrap();
+
+    // A device that always fails: failed tasks, their listing, and Service A's 500.
+    let failing = start(&["--fail-rate=1", "--max-attempts=1", "--config-delay=0s"]).await;
+    let (fa, fb) = (failing.service_a_addr, failing.service_b_addr);
+    let mut failed = Vec::new();
+    for _ in 0..2 {
+        let id = send(client().post(cpe(fb, DEVICE)).body(EXAMPLE)).await.1["taskId"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let answer = send(client().get(format!("{}?wait=30s", cpe(fb, &format!("{DEVICE}/task/{id}"))))).await;
+        failed.push(answer);
+    }
+    check.answer(b, "getTaskStatus", "failed", failed.remove(0));
+    let status = check.param(b, "status", "failed");
+    for (operation, path) in [
+        ("listTasks", url(fb, "/api/v1/tasks")),
+        ("listDeviceTasks", cpe(fb, &format!("{DEVICE}/tasks"))),
+    ] {
+        let page = send(client().get(format!("{path}?status={status}&limit=1"))).await;
+        assert!(
+            page.1["nextCursor"].is_string(),
+            "two failed tasks make two pages: {}",
+            page.1
+        );
+        assert_eq!(page.1["tasks"][0]["status"], "failed");
+        check.answer(b, operation, "page", page);
+    }
+    check.answer(
+        a,
+        "configureDevice",
+        "deviceFailed",
+        send(client().post(cpe(fa, DEVICE)).body(EXAMPLE)).await,
+    );
+    failing.shutdown().await.unwrap();
+
+    // With a token: every task route refuses a request without it.
+    let guarded = start(&["--api-token=openapi-test-token-0123"]).await;
+    let gb = guarded.service_b_addr;
+    let some_task = cpe(gb, &format!("{DEVICE}/task/{unknown}"));
+    for (operation, request) in [
+        ("createTask", client().post(cpe(gb, DEVICE)).body(EXAMPLE)),
+        ("getTaskStatus", client().get(&some_task)),
+        ("cancelTask", client().delete(&some_task)),
+        ("listDeviceTasks", client().get(cpe(gb, &format!("{DEVICE}/tasks")))),
+        ("listTasks", client().get(url(gb, "/api/v1/tasks"))),
+    ] {
+        let response = request.send().await.unwrap();
+        assert_eq!(response.headers()["www-authenticate"], "Bearer", "{operation}");
+        let status = response.status().as_u16();
+        check.answer(b, operation, "unauthorized", (status, response.json().await.unwrap()));
+    }
+    guarded.shutdown().await.unwrap();
+
+    check.all_covered();
+}
