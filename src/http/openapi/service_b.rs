@@ -14,6 +14,7 @@ const TASK_ID: &str = "0b5f3a52-4f0e-4c8a-9a57-3f1de0c2a4b1";
 const NEW_TASK_ID: &str = "7d1c9e20-8a4b-4f6e-b5a3-2c9d0e1f4a6b";
 const UNAUTHORIZED: &str = "Missing or wrong bearer token in the Authorization header";
 const STORE_DOWN: &str = "Task store unavailable; retry shortly";
+const NOT_ACCEPTING: &str = "Service is starting or shutting down and accepts no new tasks; retry shortly";
 
 pub fn document() -> Value {
     let mut paths = Map::new();
@@ -22,8 +23,14 @@ pub fn document() -> Value {
     paths.insert("/api/v1/equipment/cpe/{id}/task/{task}/retry".into(), retry());
     paths.insert("/api/v1/equipment/cpe/{id}/tasks".into(), list("listDeviceTasks", true));
     paths.insert("/api/v1/tasks".into(), list("listTasks", false));
-    paths.insert("/api/v1/tasks/retry".into(), bulk("retryTasks", "Retry"));
-    paths.insert("/api/v1/tasks/cancel".into(), bulk("cancelTasks", "Cancel"));
+    paths.insert(
+        "/api/v1/tasks/retry".into(),
+        bulk("retryTasks", "Retry", "failed", "queued"),
+    );
+    paths.insert(
+        "/api/v1/tasks/cancel".into(),
+        bulk("cancelTasks", "Cancel", "queued", "failed"),
+    );
     paths.extend(health_paths("config_status_service"));
     paths.insert("/metrics".into(), metrics_path());
     paths.insert(super::PATH.into(), openapi_path());
@@ -78,6 +85,9 @@ fn create() -> Value {
     bad["content"]["application/json"]["examples"]["badKey"] = json!({
         "value": {"code": 400, "message": "Idempotency-Key must be 1 to 255 visible ASCII characters"},
     });
+    bad["content"]["application/json"]["examples"]["repeatedKey"] = json!({
+        "value": {"code": 400, "message": "Idempotency-Key is given more than once; send exactly one"},
+    });
     let task_link = |operation: &str| json!({"operationId": operation, "parameters": {"id": "$request.path.id", "task": "$response.body#/taskId"}});
     json!({"post": {
         "operationId": "createTask",
@@ -111,7 +121,7 @@ fn create() -> Value {
             "404": error_response(404, "Invalid equipment id.", &[equipment_not_found()]),
             "422": invalid,
             "503": error_response(503, "Not accepted; the task does not exist: retry the POST.", &[
-                ("notAccepting", "Service is starting or shutting down and accepts no new tasks; retry shortly"),
+                ("notAccepting", NOT_ACCEPTING),
                 ("storeDown", "Task store unavailable; the task was not accepted, retry shortly"),
                 ("queueDown", "Task queue unavailable; the task was not accepted, retry shortly"),
             ]),
@@ -207,7 +217,6 @@ fn retry() -> Value {
         "summary": "Queue a new task with the same request as a failed one; the old task names it (`retriedAs`).",
         "tags": ["tasks"],
         "security": token(),
-        super::PENDING: "added by the retry change of issue 10",
         "parameters": [equipment_id_parameter(), task_parameter()],
         "responses": responses(json!({
             "200": json_response("The new task.", schema_ref("TaskAccepted"), &[(
@@ -217,10 +226,15 @@ fn retry() -> Value {
             "400": error_response(400, "The request could not be parsed.", &[malformed_request()]),
             "401": unauthorized(),
             "404": not_found(),
-            "409": error_response(409, "The task is not failed.", &[
-                ("notFailed", "Task is completed and cannot be retried; only a failed task can"),
+            "409": error_response(409, "The task is not failed, or was retried already.", &[
+                ("notFailed", "Task is completed; only a failed task can be retried"),
+                ("alreadyRetried", &format!("Task was retried already, as task {NEW_TASK_ID}")),
             ]),
-            "503": error_response(503, "The task store or queue failed.", &[("storeDown", STORE_DOWN)]),
+            "503": error_response(503, "Not retried: starting or stopping, or the store or queue failed.", &[
+                ("notAccepting", NOT_ACCEPTING),
+                ("storeDown", STORE_DOWN),
+                ("queueDown", "Task queue unavailable; the task was not retried, retry shortly"),
+            ]),
         })),
     }})
 }
@@ -287,30 +301,62 @@ fn list(operation: &str, per_device: bool) -> Value {
     }})
 }
 
-fn bulk(operation: &str, verb: &str) -> Value {
+/// A bulk action on the tasks in status `only` that the filter selects; `other` is a status it refuses.
+fn bulk(operation: &str, verb: &str, only: &str, other: &str) -> Value {
+    let mut unavailable = vec![
+        ("storeDown", STORE_DOWN.to_owned()),
+        (
+            "stoppedMidway",
+            "Stopped midway, after 12 done and 3 skipped: the task store or queue is unavailable; send the same \
+             request again to go on"
+                .to_owned(),
+        ),
+    ];
+    if only == "failed" {
+        unavailable.insert(0, ("notAccepting", NOT_ACCEPTING.to_owned()));
+    }
+    let unavailable: Vec<(&str, &str)> = unavailable.iter().map(|(n, m)| (*n, m.as_str())).collect();
     json!({"post": {
         "operationId": operation,
-        "summary": format!("{verb} every task the filter selects; answers how many were done and skipped."),
+        "summary": format!(
+            "{verb} every {only} task the filter selects; answers how many were done and skipped. Nothing is \
+             undone on a failure midway: the same call goes on where it stopped."
+        ),
         "tags": ["tasks"],
         "security": token(),
-        super::PENDING: "added by the retry change of issue 10",
-        "requestBody": {"required": true, "content": {"application/json": {
-            "schema": schema_ref("TaskFilter"),
-            "examples": {"failed": {"value": {"status": ["failed"], "equipmentIds": ["abc123"]}}},
-        }}},
+        "requestBody": {
+            "required": false,
+            "description": "Which tasks; an empty body or `{}` means every task in that status.",
+            "content": {"application/json": {
+                "schema": {
+                    "type": "object",
+                    "additionalProperties": false,
+                    "properties": {
+                        "status": {"type": "array", "items": {"const": only}},
+                        "equipmentIds": {"type": "array", "maxItems": 1000, "items": schema_ref("EquipmentId")},
+                    },
+                },
+                "examples": {"devices": {"value": {"status": [only], "equipmentIds": ["abc123"]}}},
+            }},
+        },
         "responses": responses(json!({
             "200": json_response("Counts.", schema_ref("BulkResult"), &[(
                 "counts",
                 json!({"code": 200, "done": 12, "skipped": 3}),
             )]),
             "400": error_response(400, "The body is not JSON.", &[
-                ("notJson", "request body is not valid JSON: expected value at line 1 column 1"),
+                ("notJson", "Request body is not a valid filter: expected value at line 1 column 1"),
+                malformed_request(),
             ]),
             "401": unauthorized(),
-            "422": error_response(422, "JSON that breaks the filter's schema.", &[
-                ("badStatus", "status `done` is not one of queued, running, completed, failed, cancelled"),
+            "422": error_response(422, "JSON that is not a filter; the message says why.", &[
+                ("otherStatus", &format!("status may only be [\"{only}\"] here, got `{other}`")),
+                (
+                    "badDevice",
+                    "equipmentIds: `abc` is not an equipment id (6 or more letters and digits)",
+                ),
             ]),
-            "503": error_response(503, "The task store or queue failed.", &[("storeDown", STORE_DOWN)]),
+            "503": error_response(503, "Not done: starting or stopping, or the store or queue failed.", &unavailable),
         })),
     }})
 }

@@ -14,6 +14,7 @@ pub fn task_example(id: &str, device: &str, status: &str) -> Value {
         "createdAt": "2026-12-02T16:36:08.123Z",
         "updatedAt": "2026-12-02T16:41:10.456Z",
         "lastError": "could not reach Service A: connection refused",
+        "retriedAs": null,
     })
 }
 
@@ -26,7 +27,7 @@ pub fn schemas() -> Map<String, Value> {
     let last_error = json!({"type": "string", "description": "Why the last call failed."});
     let retried_as = json!({
         "type": "string", "format": "uuid",
-        "description": "The task that retried this one (added with the retry routes).",
+        "description": "The task that retried this one; only once retried.",
     });
     let answer = |code: Value, message: &str, statuses: &[&str]| {
         json!({
@@ -70,7 +71,9 @@ pub fn schemas() -> Map<String, Value> {
         "Task": {
             "type": "object",
             "description": "A task as listings show it; never its parameters.",
-            "required": ["taskId", "equipmentId", "status", "attempts", "createdAt", "updatedAt", "lastError"],
+            "required": [
+                "taskId", "equipmentId", "status", "attempts", "createdAt", "updatedAt", "lastError", "retriedAs",
+            ],
             "properties": {
                 "taskId": schema_ref("TaskId"),
                 "equipmentId": schema_ref("EquipmentId"),
@@ -79,7 +82,7 @@ pub fn schemas() -> Map<String, Value> {
                 "createdAt": {"type": "string", "format": "date-time"},
                 "updatedAt": {"type": "string", "format": "date-time"},
                 "lastError": {"type": ["string", "null"]},
-                "retriedAs": retried_as,
+                "retriedAs": {"type": ["string", "null"], "format": "uuid", "description": "The task that retried this one."},
             },
         },
         "TaskList": {
@@ -93,14 +96,6 @@ pub fn schemas() -> Map<String, Value> {
                     "pattern": "^[0-9a-f]{48}$",
                     "description": "Pass as `cursor` for the next page; null on the last one.",
                 },
-            },
-        },
-        "TaskFilter": {
-            "type": "object",
-            "additionalProperties": false,
-            "properties": {
-                "status": {"type": "array", "items": schema_ref("Status")},
-                "equipmentIds": {"type": "array", "items": schema_ref("EquipmentId")},
             },
         },
         "BulkResult": {
