@@ -2,6 +2,7 @@
 //! schemas; `/openapi.json` serves it; every path and method the routers answer is in it, and
 //! nothing else is; and every example is what the running app answers (`examples.rs`).
 
+mod checker;
 #[path = "../common/mod.rs"]
 mod common;
 mod doc;

@@ -3,6 +3,7 @@
 //! `tests/schemathesis.rs`.
 
 mod components;
+mod meta;
 mod service_a;
 mod service_b;
 mod task_schemas;

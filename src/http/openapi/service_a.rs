@@ -1,9 +1,10 @@
 //! Service A's document: the slow device endpoint, health, and the document itself.
 
 use super::components::{
-    body_errors, config_request_body, equipment_id_parameter, equipment_not_found, error_response, frame, health_paths,
-    json_response, metrics_path, openapi_path, responses, schema_ref,
+    body_errors, config_request_body, equipment_id_parameter, equipment_not_found, error_response, frame,
+    json_response, responses, schema_ref,
 };
+use super::meta::{health_paths, metrics_path, openapi_path};
 use crate::http::PROVISIONING_FAILED;
 use serde_json::{json, Map, Value};
 

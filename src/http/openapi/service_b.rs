@@ -2,9 +2,10 @@
 //! metrics and the document itself.
 
 use super::components::{
-    body_errors, config_request_body, equipment_id_parameter, equipment_not_found, error_response, frame, health_paths,
-    json_response, malformed_request, metrics_path, openapi_path, responses, schema_ref,
+    body_errors, config_request_body, equipment_id_parameter, equipment_not_found, error_response, frame,
+    json_response, malformed_request, responses, schema_ref,
 };
+use super::meta::{health_paths, metrics_path, openapi_path};
 use super::task_schemas::{self, task_example};
 use crate::http::query::{DEFAULT_LIMIT, MAX_LIMIT};
 use crate::http::{PROVISIONING_FAILED, TASK_NOT_FOUND};
