@@ -2,6 +2,7 @@
 //! use (messages, limits, names), and held against the running routes by `tests/openapi/` and
 //! `tests/schemathesis.rs`.
 
+mod actions;
 mod components;
 mod meta;
 mod service_a;

@@ -1,6 +1,7 @@
 //! Service B's document: tasks (create, status, cancel, retry), listings, bulk actions, health,
 //! metrics and the document itself.
 
+use super::actions;
 use super::components::{
     body_errors, config_request_body, equipment_id_parameter, equipment_not_found, error_response, frame,
     json_response, malformed_request, responses, schema_ref,
@@ -11,26 +12,26 @@ use crate::http::query::{DEFAULT_LIMIT, MAX_LIMIT};
 use crate::http::{PROVISIONING_FAILED, TASK_NOT_FOUND};
 use serde_json::{json, Map, Value};
 
-const TASK_ID: &str = "0b5f3a52-4f0e-4c8a-9a57-3f1de0c2a4b1";
-const NEW_TASK_ID: &str = "7d1c9e20-8a4b-4f6e-b5a3-2c9d0e1f4a6b";
-const UNAUTHORIZED: &str = "Missing or wrong bearer token in the Authorization header";
-const STORE_DOWN: &str = "Task store unavailable; retry shortly";
-const NOT_ACCEPTING: &str = "Service is starting or shutting down and accepts no new tasks; retry shortly";
+pub(super) const TASK_ID: &str = "0b5f3a52-4f0e-4c8a-9a57-3f1de0c2a4b1";
+pub(super) const NEW_TASK_ID: &str = "7d1c9e20-8a4b-4f6e-b5a3-2c9d0e1f4a6b";
+pub(super) const UNAUTHORIZED: &str = "Missing or wrong bearer token in the Authorization header";
+pub(super) const STORE_DOWN: &str = "Task store unavailable; retry shortly";
+pub(super) const NOT_ACCEPTING: &str = "Service is starting or shutting down and accepts no new tasks; retry shortly";
 
 pub fn document() -> Value {
     let mut paths = Map::new();
     paths.insert("/api/v1/equipment/cpe/{id}".into(), create());
     paths.insert("/api/v1/equipment/cpe/{id}/task/{task}".into(), task());
-    paths.insert("/api/v1/equipment/cpe/{id}/task/{task}/retry".into(), retry());
+    paths.insert("/api/v1/equipment/cpe/{id}/task/{task}/retry".into(), actions::retry());
     paths.insert("/api/v1/equipment/cpe/{id}/tasks".into(), list("listDeviceTasks", true));
     paths.insert("/api/v1/tasks".into(), list("listTasks", false));
     paths.insert(
         "/api/v1/tasks/retry".into(),
-        bulk("retryTasks", "Retry", "failed", "queued"),
+        actions::bulk("retryTasks", "Retry", "failed", "queued"),
     );
     paths.insert(
         "/api/v1/tasks/cancel".into(),
-        bulk("cancelTasks", "Cancel", "queued", "failed"),
+        actions::bulk("cancelTasks", "Cancel", "queued", "failed"),
     );
     paths.extend(health_paths("config_status_service"));
     paths.insert("/metrics".into(), metrics_path());
@@ -46,11 +47,11 @@ pub fn document() -> Value {
 }
 
 /// Optional bearer token: required only when the service runs with `--api-token`.
-fn token() -> Value {
+pub(super) fn token() -> Value {
     json!([{}, {"bearer": []}])
 }
 
-fn unauthorized() -> Value {
+pub(super) fn unauthorized() -> Value {
     let mut response = error_response(
         401,
         "With `--api-token` set: the bearer token is missing or wrong.",
@@ -60,7 +61,7 @@ fn unauthorized() -> Value {
     response
 }
 
-fn task_parameter() -> Value {
+pub(super) fn task_parameter() -> Value {
     json!({
         "name": "task", "in": "path", "required": true,
         "description": "A task id as POST returned it. Anything else answers the task 404.",
@@ -69,7 +70,7 @@ fn task_parameter() -> Value {
     })
 }
 
-fn not_found() -> Value {
+pub(super) fn not_found() -> Value {
     error_response(
         404,
         "Invalid equipment id; or no such task for this device.",
@@ -212,34 +213,6 @@ fn task() -> Value {
     })
 }
 
-fn retry() -> Value {
-    json!({"post": {
-        "operationId": "retryTask",
-        "summary": "Queue a new task with the same request as a failed one; the old task names it (`retriedAs`).",
-        "tags": ["tasks"],
-        "security": token(),
-        "parameters": [equipment_id_parameter(), task_parameter()],
-        "responses": responses(json!({
-            "200": json_response("The new task.", schema_ref("TaskAccepted"), &[(
-                "retried",
-                json!({"code": 200, "taskId": NEW_TASK_ID}),
-            )]),
-            "400": error_response(400, "The request could not be parsed.", &[malformed_request()]),
-            "401": unauthorized(),
-            "404": not_found(),
-            "409": error_response(409, "The task is not failed, or was retried already.", &[
-                ("notFailed", "Task is completed; only a failed task can be retried"),
-                ("alreadyRetried", &format!("Task was retried already, as task {NEW_TASK_ID}")),
-            ]),
-            "503": error_response(503, "Not retried: starting or stopping, or the store or queue failed.", &[
-                ("notAccepting", NOT_ACCEPTING),
-                ("storeDown", STORE_DOWN),
-                ("queueDown", "Task queue unavailable; the task was not retried, retry shortly"),
-            ]),
-        })),
-    }})
-}
-
 fn list(operation: &str, per_device: bool) -> Value {
     let mut parameters = Vec::new();
     if per_device {
@@ -299,65 +272,5 @@ fn list(operation: &str, per_device: bool) -> Value {
         "security": token(),
         "parameters": parameters,
         "responses": super::components::responses(responses),
-    }})
-}
-
-/// A bulk action on the tasks in status `only` that the filter selects; `other` is a status it refuses.
-fn bulk(operation: &str, verb: &str, only: &str, other: &str) -> Value {
-    let mut unavailable = vec![
-        ("storeDown", STORE_DOWN.to_owned()),
-        (
-            "stoppedMidway",
-            "Stopped midway, after 12 done and 3 skipped: the task store or queue is unavailable; send the same \
-             request again to go on"
-                .to_owned(),
-        ),
-    ];
-    if only == "failed" {
-        unavailable.insert(0, ("notAccepting", NOT_ACCEPTING.to_owned()));
-    }
-    let unavailable: Vec<(&str, &str)> = unavailable.iter().map(|(n, m)| (*n, m.as_str())).collect();
-    json!({"post": {
-        "operationId": operation,
-        "summary": format!(
-            "{verb} every {only} task the filter selects; answers how many were done and skipped. Nothing is \
-             undone on a failure midway: the same call goes on where it stopped."
-        ),
-        "tags": ["tasks"],
-        "security": token(),
-        "requestBody": {
-            "required": false,
-            "description": "Which tasks; an empty body or `{}` means every task in that status.",
-            "content": {"application/json": {
-                "schema": {
-                    "type": "object",
-                    "additionalProperties": false,
-                    "properties": {
-                        "status": {"type": "array", "items": {"const": only}},
-                        "equipmentIds": {"type": "array", "maxItems": 1000, "items": schema_ref("EquipmentId")},
-                    },
-                },
-                "examples": {"devices": {"value": {"status": [only], "equipmentIds": ["abc123"]}}},
-            }},
-        },
-        "responses": responses(json!({
-            "200": json_response("Counts.", schema_ref("BulkResult"), &[(
-                "counts",
-                json!({"code": 200, "done": 12, "skipped": 3}),
-            )]),
-            "400": error_response(400, "The body is not JSON.", &[
-                ("notJson", "Request body is not a valid filter: expected value at line 1 column 1"),
-                malformed_request(),
-            ]),
-            "401": unauthorized(),
-            "422": error_response(422, "JSON that is not a filter; the message says why.", &[
-                ("otherStatus", &format!("status may only be [\"{only}\"] here, got `{other}`")),
-                (
-                    "badDevice",
-                    "equipmentIds: `abc` is not an equipment id (6 or more letters and digits)",
-                ),
-            ]),
-            "503": error_response(503, "Not done: starting or stopping, or the store or queue failed.", &unavailable),
-        })),
     }})
 }
