@@ -8,6 +8,7 @@ pub mod h1_errors;
 pub mod health;
 pub mod listener;
 pub mod observe;
+pub mod openapi;
 pub mod query;
 pub mod server;
 pub mod service_a;

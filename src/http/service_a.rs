@@ -2,6 +2,7 @@
 //! simulated: the answer comes after `delay`, waited asynchronously so thousands cost little.
 
 use super::health::{self, Readiness};
+use super::openapi;
 use super::{
     error, method_not_allowed, no_route, reply, request_error, HttpRequest, Routes, CPE_PREFIX, EQUIPMENT_NOT_FOUND,
     PROVISIONING_FAILED,
@@ -24,6 +25,9 @@ pub struct ServiceA {
 impl Routes for ServiceA {
     async fn handle(&self, request: HttpRequest) -> Response {
         if let Some(answer) = health::answer(&request, "cpe_locate_service", &self.readiness) {
+            return answer;
+        }
+        if let Some(answer) = openapi::answer(&request, openapi::Service::A) {
             return answer;
         }
         let segments = request.segments();

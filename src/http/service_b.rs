@@ -1,6 +1,7 @@
 //! Service B (`config_status_service`): accepts a configuration task at once and reports its status.
 
 use super::health::{self, Readiness};
+use super::openapi;
 use super::query::wait_param;
 use super::{bulk, tasks};
 use super::{
@@ -35,6 +36,9 @@ pub struct ServiceB {
 impl Routes for ServiceB {
     async fn handle(&self, request: HttpRequest) -> Response {
         if let Some(answer) = health::answer(&request, "config_status_service", &self.readiness) {
+            return answer;
+        }
+        if let Some(answer) = openapi::answer(&request, openapi::Service::B) {
             return answer;
         }
         let segments = request.segments();

@@ -1,0 +1,72 @@
+//! `GET /openapi.json`: each service's OpenAPI 3.1 document, built from the constants the routes
+//! use (messages, limits, names), and held against the running routes by `tests/openapi/` and
+//! `tests/schemathesis.rs`.
+
+mod actions;
+mod components;
+mod meta;
+mod service_a;
+mod service_b;
+mod task_schemas;
+
+use super::{method_not_allowed, HttpRequest};
+use bytes::Bytes;
+use serde_json::Value;
+use std::sync::OnceLock;
+use warp::http::{header, Method, StatusCode};
+use warp::reply::Response;
+
+pub const PATH: &str = "/openapi.json";
+
+/// Marks an operation that is documented ahead of its route (another change adds it); tests skip
+/// such operations and fail once the route answers, so the mark cannot outlive the route's arrival.
+pub const PENDING: &str = "x-pending";
+
+/// Marks a path answered alike on every method (the health routes), so no method is refused there.
+pub const ANY_METHOD: &str = "x-any-method";
+
+/// Which service's document to serve.
+#[derive(Clone, Copy, Debug)]
+pub enum Service {
+    A,
+    B,
+}
+
+/// The document as a JSON value, built once.
+pub fn document(service: Service) -> &'static Value {
+    static A: OnceLock<Value> = OnceLock::new();
+    static B: OnceLock<Value> = OnceLock::new();
+    match service {
+        Service::A => A.get_or_init(service_a::document),
+        Service::B => B.get_or_init(service_b::document),
+    }
+}
+
+/// The serialised document, built once: answering costs one clone of a reference-counted buffer.
+fn serialised(service: Service) -> Bytes {
+    static A: OnceLock<Bytes> = OnceLock::new();
+    static B: OnceLock<Bytes> = OnceLock::new();
+    let cell = match service {
+        Service::A => &A,
+        Service::B => &B,
+    };
+    cell.get_or_init(|| Bytes::from(serde_json::to_vec(document(service)).expect("a JSON value serialises")))
+        .clone()
+}
+
+/// Answers `/openapi.json` (GET only, no token: it holds no task data), or None for any other path.
+pub fn answer(request: &HttpRequest, service: Service) -> Option<Response> {
+    if request.path != PATH {
+        return None;
+    }
+    if request.method != Method::GET {
+        return Some(method_not_allowed(request, "GET"));
+    }
+    let mut response = Response::new(serialised(service).into());
+    *response.status_mut() = StatusCode::OK;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
+    Some(response)
+}
