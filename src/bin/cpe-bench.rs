@@ -1,6 +1,8 @@
 //! cpe-bench: measures cpe-config's figures (P1 to P6 of docs/performance.md) against baselines taken in
 //! the same run, with the app started in this process on port 0, and prints the table.
 
+#[path = "cpe_bench/child.rs"]
+mod child;
 #[path = "cpe_bench/harness.rs"]
 mod harness;
 #[path = "cpe_bench/load.rs"]
