@@ -27,6 +27,8 @@ mod p7;
 mod report;
 #[path = "cpe_bench/sys.rs"]
 mod sys;
+#[path = "cpe_bench/waiters.rs"]
+mod waiters;
 
 use clap::Parser;
 use cpe_config::duration::{format_duration, parse_duration};
@@ -297,6 +299,7 @@ async fn run(options: Options, load: tokio::runtime::Handle) -> anyhow::Result<(
     if options.runs(7) {
         phase("P7 pages of the task listing, and waiters");
         p7::run(&bench, &mut report).await;
+        waiters::run(&bench, &mut report, options.binary.clone()).await;
     }
     let _ = std::fs::remove_dir_all(&bench.root);
     println!();

@@ -65,6 +65,11 @@ impl Server {
         Ok(Server { child, port })
     }
 
+    /// The child's process id, to read its memory and CPU time from /proc.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub async fn stop(&mut self) {
         // SAFETY: signals our own child.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };

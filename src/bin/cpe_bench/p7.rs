@@ -101,7 +101,7 @@ async fn pages(bench: &Bench, report: &mut Report) -> Result<()> {
                 String::new()
             };
             let disk = one.dir.as_ref().map_or(String::new(), |dir| {
-                format!(", {:.0} MiB on disk", sys::mib(sys::disk_bytes(dir)))
+                format!(", {:.1} MiB on disk", sys::mib(sys::disk_bytes(dir)))
             });
             report.note(format!(
                 "P7 {kind} store, N={}: filled with write_batch of {BATCH} in {:.1} s{cut}{disk}",
