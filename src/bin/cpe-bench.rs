@@ -1,6 +1,8 @@
-//! cpe-bench: measures cpe-config's figures (P1 to P6 of docs/performance.md) against baselines taken in
+//! cpe-bench: measures cpe-config's figures (P1 to P7 of docs/performance.md) against baselines taken in
 //! the same run, with the app started in this process on port 0, and prints the table.
 
+#[path = "cpe_bench/child.rs"]
+mod child;
 #[path = "cpe_bench/harness.rs"]
 mod harness;
 #[path = "cpe_bench/load.rs"]
@@ -19,10 +21,14 @@ mod p4;
 mod p5;
 #[path = "cpe_bench/p6.rs"]
 mod p6;
+#[path = "cpe_bench/p7.rs"]
+mod p7;
 #[path = "cpe_bench/report.rs"]
 mod report;
 #[path = "cpe_bench/sys.rs"]
 mod sys;
+#[path = "cpe_bench/waiters.rs"]
+mod waiters;
 
 use clap::Parser;
 use cpe_config::duration::{format_duration, parse_duration};
@@ -62,6 +68,11 @@ struct Options {
     #[arg(long, value_delimiter = ',', value_parser = parse_size)]
     memory_sizes: Option<Vec<u64>>,
 
+    /// Sizes of the stores P7 times a page of the task listing in; the smallest is the baseline.
+    /// [default: 10k,1M; quick: 10k,100k]
+    #[arg(long, value_delimiter = ',', value_parser = parse_size)]
+    page_sizes: Option<Vec<u64>>,
+
     /// Connections of the HTTP load generator, each a closed loop over one keep-alive connection.
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..=1000))]
     connections: u16,
@@ -70,7 +81,7 @@ struct Options {
     #[arg(long, value_parser = parse_duration)]
     duration: Option<Duration>,
 
-    /// N of P3 and of P4's d = 0 run. [default: 10000; quick: 1000]
+    /// N of P3, of P4's d = 0 run and of P7's waiters. [default: 10000; quick: 1000]
     #[arg(long, value_parser = parse_size)]
     n: Option<u64>,
 
@@ -78,7 +89,8 @@ struct Options {
     #[arg(long, value_parser = parse_duration)]
     delay: Option<Duration>,
 
-    /// Longest time one sized run (P1, P4) may take before it is cut short. [default: 120s; quick: 60s]
+    /// Longest time one sized run (P1, P4) or one fill of P7 may take before it is cut short. [default: 120s;
+    /// quick: 60s]
     #[arg(long, value_parser = parse_duration)]
     limit: Option<Duration>,
 
@@ -86,7 +98,7 @@ struct Options {
     #[arg(long, value_parser = parse_duration)]
     fill_limit: Option<Duration>,
 
-    /// The cpe-config binary P6 starts as its server. [default: the one next to cpe-bench]
+    /// The cpe-config binary P6 and P7 start as their server. [default: the one next to cpe-bench]
     #[arg(long)]
     binary: Option<std::path::PathBuf>,
 
@@ -132,7 +144,8 @@ fn parse_phase(raw: &str) -> Result<u8, String> {
         "P4" => Ok(4),
         "P5" => Ok(5),
         "P6" => Ok(6),
-        _ => Err(format!("`{raw}` is not a phase: use P1, P2, P3, P4, P5 or P6")),
+        "P7" => Ok(7),
+        _ => Err(format!("`{raw}` is not a phase: use P1, P2, P3, P4, P5, P6 or P7")),
     }
 }
 
@@ -158,6 +171,15 @@ impl Options {
             all.dedup();
             all
         });
+        let mut page_sizes = self.page_sizes.clone().unwrap_or_else(|| {
+            if q {
+                vec![10_000, 100_000]
+            } else {
+                vec![10_000, 1_000_000]
+            }
+        });
+        page_sizes.sort_unstable();
+        page_sizes.dedup();
         Settings {
             amqp_url: self.amqp_url.clone(),
             quick: q,
@@ -167,6 +189,7 @@ impl Options {
             delay: pick(self.delay, 2_000, 200),
             sizes,
             memory_sizes,
+            page_sizes,
             limit: pick(self.limit, 120_000, 60_000),
             fill_limit: pick(self.fill_limit, 60_000, 20_000),
         }
@@ -230,7 +253,7 @@ async fn run(options: Options, load: tokio::runtime::Handle) -> anyhow::Result<(
     );
     println!("reproduce with: {command}");
     println!(
-        "settings ({}): {} connections, {} per throughput phase, N={}, d={}, sizes {:?}, memory sizes {:?}, per-run limit {}",
+        "settings ({}): {} connections, {} per throughput phase, N={}, d={}, sizes {:?}, memory sizes {:?}, page sizes {:?}, per-run limit {}",
         if settings.quick { "quick" } else { "full" },
         settings.connections,
         format_duration(settings.duration),
@@ -238,6 +261,7 @@ async fn run(options: Options, load: tokio::runtime::Handle) -> anyhow::Result<(
         format_duration(settings.delay),
         settings.sizes,
         settings.memory_sizes,
+        settings.page_sizes,
         format_duration(settings.limit)
     );
     if let Err(why) = &broker {
@@ -271,6 +295,11 @@ async fn run(options: Options, load: tokio::runtime::Handle) -> anyhow::Result<(
     if options.runs(6) {
         phase("P6 bursts of new connections");
         p6::run(&bench, &mut report, options.binary.clone()).await;
+    }
+    if options.runs(7) {
+        phase("P7 pages of the task listing, and waiters");
+        p7::run(&bench, &mut report).await;
+        waiters::run(&bench, &mut report, options.binary.clone()).await;
     }
     let _ = std::fs::remove_dir_all(&bench.root);
     println!();
@@ -322,7 +351,7 @@ mod tests {
         assert_eq!(parse_size("250"), Ok(250));
         assert!(parse_size("0").is_err() && parse_size("ten").is_err());
         assert_eq!(parse_phase("p3"), Ok(3));
-        assert_eq!(parse_phase("P6"), Ok(6));
-        assert!(parse_phase("P7").is_err());
+        assert_eq!(parse_phase("P7"), Ok(7));
+        assert!(parse_phase("P8").is_err());
     }
 }

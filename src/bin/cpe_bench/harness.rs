@@ -22,6 +22,7 @@ pub struct Settings {
     pub delay: Duration,
     pub sizes: Vec<u64>,
     pub memory_sizes: Vec<u64>,
+    pub page_sizes: Vec<u64>,
     pub limit: Duration,
     pub fill_limit: Duration,
 }

@@ -2,17 +2,15 @@
 //! campaign tool or a worker fleet reconnecting after a restart does. Against Service A (delay d)
 //! the figure is the makespan over d; against Service B, the makespan of the same burst of POSTs.
 //!
-//! The server runs as a child process (the `cpe-config` binary next to this one): 10,000
-//! connections cost a descriptor at each end, and one process here may hold only 20,000.
+//! The server runs as a child process (see `child.rs`): 10,000 connections cost a descriptor at
+//! each end, and one process here may hold only 20,000.
 
+use crate::child::{sibling_binary, Server};
 use crate::harness::Bench;
 use crate::load::{expect_ok, EXAMPLE};
 use crate::report::{size, Report, Row, Target};
-use anyhow::{anyhow, Context, Result};
-use serde_json::Value;
-use std::io::BufRead;
+use anyhow::{anyhow, Result};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// Targets of issue 8 for Service A, as makespan / d.
@@ -75,19 +73,6 @@ pub async fn run(bench: &Bench, report: &mut Report, binary: Option<PathBuf>) {
             Err(error) => report.add(Row::skipped(figure, format!("{error:#}"))),
         }
         let _ = std::fs::remove_dir_all(&data);
-    }
-}
-
-fn sibling_binary() -> Result<PathBuf, String> {
-    let here = std::env::current_exe().map_err(|e| e.to_string())?;
-    let binary = here.with_file_name("cpe-config");
-    if binary.exists() {
-        Ok(binary)
-    } else {
-        Err(format!(
-            "{} not found: build it first (cargo build --release), or pass --binary",
-            binary.display()
-        ))
     }
 }
 
@@ -154,70 +139,4 @@ async fn burst(bench: &Bench, binary: &PathBuf, args: &[String], service: &str, 
         answered,
         first_error,
     })
-}
-
-/// The server child process, stopped (SIGTERM, then SIGKILL) when dropped.
-struct Server {
-    child: Child,
-    port: u16,
-}
-
-impl Server {
-    fn start(bench: &Bench, binary: &PathBuf, args: &[String], service: &str) -> Result<Server> {
-        let mut child = Command::new(binary)
-            .args(args)
-            .arg("--service-a-addr=127.0.0.1:0")
-            .arg("--service-b-addr=127.0.0.1:0")
-            .arg(format!("--certs-dir={}", bench.certs.display()))
-            .env("LOG_FORMAT", "json")
-            .env("RUST_LOG", "warn,cpe_config::startup=info")
-            .env_remove("AMQP_URL")
-            .stderr(Stdio::piped())
-            .spawn()
-            .with_context(|| format!("cannot start {}", binary.display()))?;
-        let stderr = child.stderr.take().expect("stderr is piped");
-        let mut lines = std::io::BufReader::new(stderr).lines();
-        let wanted = format!("{service} (");
-        let port = loop {
-            let Some(Ok(line)) = lines.next() else {
-                let _ = child.kill();
-                return Err(anyhow!("the server exited before {service} listened"));
-            };
-            let json: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
-            if json["message"].as_str().is_some_and(|m| m.starts_with(&wanted)) {
-                let addr: std::net::SocketAddr = json["addr"].as_str().unwrap_or("").parse()?;
-                break addr.port();
-            }
-        };
-        // Keep reading, so the child never blocks on a full pipe; echo its warnings.
-        std::thread::spawn(move || {
-            for line in lines.map_while(Result::ok) {
-                println!("  server: {line}");
-            }
-        });
-        Ok(Server { child, port })
-    }
-
-    async fn stop(&mut self) {
-        // SAFETY: signals our own child.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
 }

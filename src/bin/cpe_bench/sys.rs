@@ -6,11 +6,28 @@ use std::time::Instant;
 /// A field of /proc/self/status in bytes (`VmRSS`, `VmHWM`); 0 when it cannot be read.
 fn status_bytes(field: &str) -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status_field(&status, field).unwrap_or(0)
+}
+
+/// A `kB` field of a /proc status text, in bytes.
+fn status_field(status: &str, field: &str) -> Option<u64> {
     status
         .lines()
         .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
         .and_then(|rest| rest.split_whitespace().next()?.parse::<u64>().ok())
-        .map_or(0, |kib| kib * 1024)
+        .map(|kib| kib * 1024)
+}
+
+/// Resident memory of another process (a child server), or None when it is gone.
+pub fn rss_of(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status_field(&status, "VmRSS")
+}
+
+/// CPU seconds (user and system, all threads) another process has used so far.
+pub fn cpu_seconds_of(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    parse_stat(&stat).map(|(_, ticks)| ticks as f64 / ticks_per_second())
 }
 
 /// Resident memory of the whole bench process (the app runs inside it).
@@ -265,5 +282,14 @@ mod tests {
     fn stat_lines_with_odd_names_parse() {
         let line = "42 (a (b) c) S 1 2 3 4 5 6 7 8 9 10 250 50 0 0";
         assert_eq!(parse_stat(line), Some(("a (b) c".into(), 300)));
+    }
+
+    #[test]
+    fn status_fields_are_read_in_bytes() {
+        let status = "Name:\tcpe-config\nVmHWM:\t  2048 kB\nVmRSS:\t  1024 kB\n";
+        assert_eq!(status_field(status, "VmRSS"), Some(1024 * 1024));
+        assert_eq!(status_field(status, "VmHWM"), Some(2048 * 1024));
+        assert_eq!(status_field(status, "VmSwap"), None);
+        assert!(rss_of(std::process::id()).is_some_and(|rss| rss > 0));
     }
 }
