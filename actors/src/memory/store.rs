@@ -1,7 +1,7 @@
 //! A task store in a map: fast, and gone with the process (like the original system).
 
 use crate::ports::{IdempotencyEntry, StoreCounts, StoreError, TaskStore, WriteOp};
-use crate::{Cursor, TaskId, TaskPage, TaskQuery, TaskRecord, TaskStatus};
+use crate::{Cursor, EquipmentId, TaskId, TaskPage, TaskQuery, TaskRecord, TaskStatus};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
 
@@ -11,42 +11,60 @@ pub struct MemoryStore {
     keys: Mutex<HashMap<String, IdempotencyEntry>>,
 }
 
-/// The records, their creation-order index and the tallies of [`StoreCounts`], changed together
-/// under one lock.
+/// The records, their indexes (creation order overall, per status and per device) and the tallies
+/// of [`StoreCounts`], changed together under one lock.
 #[derive(Default)]
 struct Records {
     by_id: HashMap<TaskId, TaskRecord>,
     by_created: BTreeSet<Cursor>,
-    /// Queued tasks in creation order: the first is the oldest, without a walk past older final ones.
-    queued: BTreeSet<Cursor>,
+    /// One set per status, in creation order: a filtered page walks only its own tasks, and the
+    /// first queued one is the oldest.
+    by_status: [BTreeSet<Cursor>; 5],
+    by_device: HashMap<EquipmentId, BTreeSet<Cursor>>,
     counts: [u64; 5],
 }
 
 impl Records {
     fn insert(&mut self, record: &TaskRecord) {
         if let Some(old) = self.by_id.insert(record.id, record.clone()) {
-            self.by_created.remove(&Cursor::of(&old));
-            self.untally(&old);
+            self.unindex(&old);
         }
-        self.by_created.insert(Cursor::of(record));
+        let at = Cursor::of(record);
+        self.by_created.insert(at);
+        self.by_status[record.status as usize].insert(at);
+        self.by_device
+            .entry(record.equipment_id.clone())
+            .or_default()
+            .insert(at);
         self.counts[record.status as usize] += 1;
-        if record.status == TaskStatus::Queued {
-            self.queued.insert(Cursor::of(record));
-        }
     }
 
     fn remove(&mut self, id: &TaskId) {
         if let Some(old) = self.by_id.remove(id) {
-            self.by_created.remove(&Cursor::of(&old));
-            self.untally(&old);
+            self.unindex(&old);
         }
     }
 
-    fn untally(&mut self, old: &TaskRecord) {
-        self.counts[old.status as usize] -= 1;
-        if old.status == TaskStatus::Queued {
-            self.queued.remove(&Cursor::of(old));
+    fn unindex(&mut self, old: &TaskRecord) {
+        let at = Cursor::of(old);
+        self.by_created.remove(&at);
+        self.by_status[old.status as usize].remove(&at);
+        if let Some(tasks) = self.by_device.get_mut(&old.equipment_id) {
+            tasks.remove(&at);
+            if tasks.is_empty() {
+                self.by_device.remove(&old.equipment_id);
+            }
         }
+        self.counts[old.status as usize] -= 1;
+    }
+
+    /// Up to `wanted` entries of `index` older than `before`, newest first.
+    fn newest(index: &BTreeSet<Cursor>, before: Option<Cursor>, wanted: usize) -> impl Iterator<Item = Cursor> + '_ {
+        let range = match before {
+            Some(before) => index.range(..before),
+            None => index.range(..),
+        };
+        range.rev().take(wanted).copied()
     }
 }
 
@@ -100,19 +118,29 @@ impl TaskStore for MemoryStore {
         Ok(self.keys().get(key).copied())
     }
 
-    /// Walks the creation index from the cursor: cheap for recent pages and common filters; a rare
-    /// status deep in a large history costs a longer walk (the file store has an index per status).
+    /// Walks the narrowest index for the query (the device's, or each wanted status's), like the
+    /// file store, so a page costs about the same however many tasks are kept.
     fn list(&self, query: &TaskQuery) -> Result<TaskPage, StoreError> {
         let records = self.records();
-        let older = match query.before {
-            Some(before) => records.by_created.range(..before),
-            None => records.by_created.range(..),
+        let wanted = query.limit + 1;
+        let mut ids: Vec<Cursor> = match (&query.equipment, query.statuses.as_slice()) {
+            (Some(device), _) => match records.by_device.get(device) {
+                Some(index) => Records::newest(index, query.before, usize::MAX).collect(),
+                None => Vec::new(),
+            },
+            (None, []) => Records::newest(&records.by_created, query.before, wanted).collect(),
+            (None, statuses) => statuses
+                .iter()
+                .flat_map(|status| Records::newest(&records.by_status[*status as usize], query.before, wanted))
+                .collect(),
         };
-        let candidates = older
-            .rev()
+        ids.sort_unstable_by(|a, b| b.cmp(a));
+        ids.dedup();
+        let candidates = ids
+            .iter()
             .filter_map(|at| records.by_id.get(&at.id))
             .filter(|record| query.matches(record))
-            .take(query.limit + 1)
+            .take(wanted)
             .cloned()
             .collect();
         Ok(TaskPage::from_candidates(candidates, query.limit))
@@ -122,7 +150,9 @@ impl TaskStore for MemoryStore {
         let records = self.records();
         Ok(StoreCounts {
             by_status: records.counts,
-            oldest_queued: records.queued.first().map(|at| at.created_at),
+            oldest_queued: records.by_status[TaskStatus::Queued as usize]
+                .first()
+                .map(|at| at.created_at),
         })
     }
 }
