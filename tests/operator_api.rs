@@ -304,3 +304,36 @@ async fn bulk_retry_and_cancel_act_on_what_matches_and_say_how_many() {
     assert_eq!(task_ids(&listed).len(), 3);
     app.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn the_operator_routes_work_through_rabbitmq_with_the_file_store() {
+    let Some(amqp) = rabbitmq().await else { return };
+    let queue = unique_queue("operator");
+    let data = std::env::temp_dir().join(format!("cpe-operator-{}", uuid::Uuid::new_v4()));
+    let app = start(&[
+        "--config-delay=500ms",
+        "--workers=1",
+        "--store=file",
+        &format!("--data-dir={}", data.display()),
+        &format!("--amqp-url={amqp}"),
+        &format!("--queue={queue}"),
+        &format!("--results-queue={queue}-results"),
+    ])
+    .await;
+    let b = app.service_b_addr;
+    let first = create_task(b, "rabbit01").await;
+    let second = create_task(b, "rabbit01").await;
+    let task = |id: &str| url(b, &format!("/api/v1/equipment/cpe/rabbit01/task/{id}"));
+    let (status, body) = send(client().delete(task(&second))).await;
+    assert_eq!((status, body["status"].clone()), (200, json!("cancelled")), "{body}");
+    let (_, done) = send(client().get(format!("{}?wait=30s", task(&first)))).await;
+    assert_eq!(done["code"], 200, "{done}");
+    let (_, listed) = send(client().get(url(b, "/api/v1/equipment/cpe/rabbit01/tasks"))).await;
+    assert_eq!(task_ids(&listed), vec![second.clone(), first]);
+    // The first task is done, so the pool has taken the cancelled one's delivery: it never ran.
+    let cancelled = task_status(b, "rabbit01", &second).await;
+    assert_eq!((cancelled["code"].clone(), cancelled["attempts"].clone()), (json!(410), json!(0)));
+    app.shutdown().await.unwrap();
+    common::broker::delete_queues(&amqp, &queue).await;
+    let _ = std::fs::remove_dir_all(data);
+}
