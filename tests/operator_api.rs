@@ -332,7 +332,10 @@ async fn the_operator_routes_work_through_rabbitmq_with_the_file_store() {
     assert_eq!(task_ids(&listed), vec![second.clone(), first]);
     // The first task is done, so the pool has taken the cancelled one's delivery: it never ran.
     let cancelled = task_status(b, "rabbit01", &second).await;
-    assert_eq!((cancelled["code"].clone(), cancelled["attempts"].clone()), (json!(410), json!(0)));
+    assert_eq!(
+        (cancelled["code"].clone(), cancelled["attempts"].clone()),
+        (json!(410), json!(0))
+    );
     app.shutdown().await.unwrap();
     common::broker::delete_queues(&amqp, &queue).await;
     let _ = std::fs::remove_dir_all(data);

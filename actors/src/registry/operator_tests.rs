@@ -2,7 +2,10 @@
 
 use super::*;
 use crate::memory::MemoryStore;
+use crate::ports::StatusSink;
+use crate::slot::Slot;
 use crate::ConfigRequest;
+use std::time::Duration;
 
 async fn registry() -> RegistryHandle {
     let store: Arc<dyn TaskStore> = Arc::new(MemoryStore::default());

@@ -2,6 +2,8 @@
 
 use super::*;
 use crate::memory::MemoryStore;
+use crate::ports::StatusSink;
+use crate::slot::Slot;
 use crate::{ConfigRequest, EquipmentId, TaskStatus};
 
 async fn registry() -> (RegistryHandle, Arc<MemoryStore>, ActorRef<RegistryMsg>) {

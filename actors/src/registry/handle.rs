@@ -1,0 +1,142 @@
+//! How everyone else talks to the registry: a handle that finds the current actor (it may have
+//! been restarted) and bounds every call, and the registry as the workers' status sink.
+
+use super::{restarting, Cancel, Created, RegistryMsg, Reply, Retry, Watch};
+use crate::ports::{Begin, SinkError, StatusSink, StoreError};
+use crate::slot::Slot;
+use crate::{EquipmentId, Outcome, StatusUpdate, TaskId, TaskMessage, TaskPage, TaskQuery, TaskRecord};
+use async_trait::async_trait;
+use std::time::Duration;
+
+#[derive(Clone)]
+pub struct RegistryHandle {
+    pub(super) slot: Slot<RegistryMsg>,
+    timeout: Duration,
+}
+
+impl RegistryHandle {
+    pub fn new(slot: Slot<RegistryMsg>) -> Self {
+        Self {
+            slot,
+            timeout: Duration::from_secs(10),
+        }
+    }
+
+    /// Puts the request in the registry's mailbox now, and returns the bounded wait for its answer.
+    fn send<T: Send + 'static>(
+        &self,
+        build: impl FnOnce(Reply<T>) -> RegistryMsg,
+    ) -> impl std::future::Future<Output = Result<T, StoreError>> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let sent = match self.slot.get() {
+            Some(actor) => actor.cast(build(reply.into())).map_err(|_| restarting()),
+            None => Err(StoreError("the registry is not running".into())),
+        };
+        let timeout = self.timeout;
+        async move {
+            sent?;
+            match tokio::time::timeout(timeout, answer).await {
+                Ok(Ok(result)) => result,
+                Ok(Err(_)) => Err(restarting()),
+                Err(_) => Err(StoreError(format!("the registry did not answer within {timeout:?}"))),
+            }
+        }
+    }
+
+    async fn ask<T: Send + 'static>(&self, build: impl FnOnce(Reply<T>) -> RegistryMsg) -> Result<T, StoreError> {
+        self.send(build).await
+    }
+
+    pub async fn create(&self, record: TaskRecord) -> Result<(), StoreError> {
+        self.start_create(record).await
+    }
+
+    /// Puts the create in the registry's mailbox now and returns the wait for its answer, so the
+    /// caller can publish the task while the create is being made durable: any later request
+    /// about the task (a worker's `Begin`) queues behind the create.
+    pub fn start_create(&self, record: TaskRecord) -> impl std::future::Future<Output = Result<(), StoreError>> {
+        self.send(|reply| RegistryMsg::Create(record, reply))
+    }
+
+    pub async fn create_with_key(&self, record: TaskRecord, key: String) -> Result<Created, StoreError> {
+        self.ask(|reply| RegistryMsg::CreateWithKey(record, key, reply)).await
+    }
+
+    pub async fn get(&self, id: TaskId) -> Result<Option<TaskRecord>, StoreError> {
+        self.ask(|reply| RegistryMsg::Get(id, reply)).await
+    }
+
+    /// Forgets a task that was never queued, and the idempotency key that named it, so a retry
+    /// with the same key creates the task anew.
+    pub async fn remove(&self, id: TaskId, key: Option<String>) -> Result<(), StoreError> {
+        self.ask(|reply| RegistryMsg::Remove(id, key, reply)).await
+    }
+
+    pub async fn apply(&self, update: StatusUpdate) -> Result<(), StoreError> {
+        self.ask(|reply| RegistryMsg::Apply(update, reply)).await
+    }
+
+    pub async fn unfinished(&self) -> Result<Vec<TaskRecord>, StoreError> {
+        self.ask(RegistryMsg::Unfinished).await
+    }
+
+    pub async fn expire_leases(&self, cutoff_millis: u64) -> Result<usize, StoreError> {
+        self.ask(|reply| RegistryMsg::ExpireLeases(cutoff_millis, reply)).await
+    }
+
+    pub async fn sweep(&self, cutoff_millis: u64) -> Result<usize, StoreError> {
+        self.ask(|reply| RegistryMsg::Sweep(cutoff_millis, reply)).await
+    }
+
+    pub async fn cancel(&self, id: TaskId, equipment: EquipmentId) -> Result<Cancel, StoreError> {
+        self.ask(|reply| RegistryMsg::Cancel(id, equipment, reply)).await
+    }
+
+    /// The task now and, unless it is final, a receiver for its final record: no polling.
+    pub async fn watch(&self, id: TaskId) -> Result<Option<Watch>, StoreError> {
+        self.ask(|reply| RegistryMsg::Watch(id, reply)).await
+    }
+
+    pub async fn retry(&self, id: TaskId, equipment: EquipmentId) -> Result<Retry, StoreError> {
+        self.ask(|reply| RegistryMsg::Retry(id, equipment, reply)).await
+    }
+
+    pub async fn undo_retry(&self, id: TaskId, new_task: TaskId) -> Result<(), StoreError> {
+        self.ask(|reply| RegistryMsg::UndoRetry(id, new_task, reply)).await
+    }
+
+    pub async fn list(&self, query: TaskQuery) -> Result<TaskPage, StoreError> {
+        self.ask(|reply| RegistryMsg::List(query, reply)).await
+    }
+}
+
+#[async_trait]
+impl StatusSink for RegistryHandle {
+    async fn begin(&self, task: &TaskMessage, redelivered: bool) -> Result<Begin, SinkError> {
+        let task = task.clone();
+        self.ask(|reply| RegistryMsg::Begin(task, redelivered, reply))
+            .await
+            .map_err(|e| SinkError(e.to_string()))
+    }
+
+    async fn renew(&self, task: &TaskMessage) -> Result<(), SinkError> {
+        let id = task.task_id;
+        self.ask(|reply| RegistryMsg::Renew(id, reply))
+            .await
+            .map_err(|e| SinkError(e.to_string()))
+    }
+
+    async fn next_attempt(&self, task: &TaskMessage, local: u32) -> Result<u32, SinkError> {
+        let id = task.task_id;
+        self.ask(|reply| RegistryMsg::NextAttempt(id, local, reply))
+            .await
+            .map_err(|e| SinkError(e.to_string()))
+    }
+
+    async fn finish(&self, task: &TaskMessage, outcome: Outcome) -> Result<(), SinkError> {
+        let task = task.clone();
+        self.ask(|reply| RegistryMsg::Finish(task, outcome, reply))
+            .await
+            .map_err(|e| SinkError(e.to_string()))
+    }
+}
