@@ -56,7 +56,9 @@ pub struct ConfigureArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct StatusArgs {
+    /// The device's equipment id (serial).
     pub device: String,
+    /// The task id that `configure` or the API answered.
     pub task: String,
     /// Wait until the task is final; the exit code says how it ended.
     #[arg(long)]
@@ -81,7 +83,9 @@ pub struct TasksArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct TaskArgs {
+    /// The device's equipment id (serial).
     pub device: String,
+    /// The task id.
     pub task: String,
     #[command(flatten)]
     pub connection: Connection,
@@ -92,6 +96,7 @@ pub struct RetryArgs {
     /// The device of the one task to retry (with TASK).
     #[arg(requires = "task", conflicts_with = "all_failed")]
     pub device: Option<String>,
+    /// The failed task to retry.
     pub task: Option<String>,
     /// Retry every failed task instead (of the --device ones, when given).
     #[arg(long)]

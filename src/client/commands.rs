@@ -72,7 +72,7 @@ pub async fn tasks(client: &Client, args: &TasksArgs) -> Result<Outcome> {
             text(&task["taskId"]),
             text(&task["equipmentId"]),
             text(&task["status"]),
-            task["attempts"],
+            text(&task["attempts"]),
             text(&task["createdAt"]),
             text(&task["lastError"]),
         );
@@ -163,7 +163,9 @@ fn outcome_of(answer: &Value) -> Option<Outcome> {
 }
 
 fn describe(answer: &Value) -> String {
-    let mut line = format!("{} ({} attempts)", text(&answer["status"]), answer["attempts"]);
+    let attempts = answer["attempts"].as_u64().unwrap_or(0);
+    let plural = if attempts == 1 { "" } else { "s" };
+    let mut line = format!("{} ({attempts} attempt{plural})", text(&answer["status"]));
     if let Some(error) = answer["lastError"].as_str() {
         line.push_str(&format!(": {error}"));
     }
