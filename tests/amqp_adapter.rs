@@ -5,7 +5,7 @@
 use cpe_actors::ports::{Delivery, DeliveryStream, QueueSource, TaskPublisher};
 use cpe_actors::{TaskId, TaskMessage};
 use cpe_config::queue::amqp::{
-    declare_task_topology, redact_url, AmqpConfig, AmqpLink, AmqpPublisher, AmqpSource, DeadLettering, QueueSpec,
+    declare_task_topology, redact_url, AmqpConfig, AmqpLink, AmqpPublisher, AmqpSource, Declared, QueueSpec,
 };
 use lapin::options::{BasicAckOptions, BasicGetOptions, QueueDeclareOptions, QueueDeleteOptions};
 use lapin::types::FieldTable;
@@ -228,7 +228,7 @@ async fn a_dead_lettered_delivery_lands_in_the_dead_letter_queue() {
     let outcome = declare_task_topology(&scratch.connection, &scratch.queue)
         .await
         .expect("declared");
-    assert_eq!(outcome, DeadLettering::Routed);
+    assert_eq!(outcome, Declared::Plain);
     scratch
         .publisher()
         .publish_json(b"{\"poison\":true}")
@@ -239,8 +239,11 @@ async fn a_dead_lettered_delivery_lands_in_the_dead_letter_queue() {
 
     let dead = scratch.get(&format!("{}.dlq", scratch.queue)).await;
     assert_eq!(dead.data, b"{\"poison\":true}");
-    let headers = dead.properties.headers().as_ref().expect("headers");
-    assert!(headers.inner().contains_key("x-death"), "{headers:?}");
+    assert_eq!(
+        dead.properties.delivery_mode(),
+        &Some(2),
+        "kept across a broker restart"
+    );
     scratch.wait_for_counts(&scratch.queue, (0, 1)).await;
 }
 
@@ -340,26 +343,59 @@ async fn a_delivery_dropped_without_an_answer_goes_back_on_the_queue() {
 }
 
 #[tokio::test]
-async fn an_existing_queue_without_dead_lettering_is_kept_and_still_works() {
+async fn the_original_systems_declare_works_against_the_queue_cpe_config_made() {
     let Some(scratch) = scratch().await else {
         return;
     };
-    let plain = scratch.channel.queue_declare(
-        scratch.queue.as_str().into(),
-        QueueDeclareOptions::durable(),
-        FieldTable::default(),
-    );
-    plain.await.expect("a queue as the original system declared it");
-
     let outcome = declare_task_topology(&scratch.connection, &scratch.queue)
         .await
-        .expect("no failure");
-    assert_eq!(outcome, DeadLettering::NeedsRecreate);
+        .expect("declared");
+    assert_eq!(outcome, Declared::Plain);
+    // What the original Service B does before every publish: durable, no arguments.
+    let original = scratch.connection.create_channel().await.expect("a channel");
+    original
+        .queue_declare(
+            scratch.queue.as_str().into(),
+            QueueDeclareOptions::durable(),
+            FieldTable::default(),
+        )
+        .await
+        .expect("no PRECONDITION_FAILED: the queue carries no arguments");
     scratch.publisher().publish_json(b"\"kept\"").await.expect("published");
     let mut stream = scratch.subscribe(1).await;
     let delivery = next(&mut stream).await;
     assert_eq!(&*delivery.body, b"\"kept\"");
     delivery.acker.ack().await.expect("ack");
+}
+
+#[tokio::test]
+async fn a_queue_an_earlier_version_declared_with_arguments_is_kept_and_still_dead_letters() {
+    let Some(scratch) = scratch().await else {
+        return;
+    };
+    let mut arguments = FieldTable::default();
+    arguments.insert(
+        "x-dead-letter-exchange".into(),
+        lapin::types::AMQPValue::LongString(format!("{}.dlx", scratch.queue).as_str().into()),
+    );
+    let earlier =
+        scratch
+            .channel
+            .queue_declare(scratch.queue.as_str().into(), QueueDeclareOptions::durable(), arguments);
+    earlier.await.expect("a queue as an earlier cpe-config declared it");
+    let outcome = declare_task_topology(&scratch.connection, &scratch.queue)
+        .await
+        .expect("no failure");
+    assert_eq!(outcome, Declared::Kept);
+    scratch
+        .publisher()
+        .publish_json(b"\"poison\"")
+        .await
+        .expect("published");
+    let mut stream = scratch.subscribe(1).await;
+    next(&mut stream).await.acker.dead_letter().await.expect("dead letter");
+    let dead = scratch.get(&format!("{}.dlq", scratch.queue)).await;
+    assert_eq!(dead.data, b"\"poison\"");
 }
 
 #[tokio::test]

@@ -17,4 +17,4 @@ pub use link::AmqpLink;
 pub use ops::OPERATION_DEADLINE;
 pub use publisher::AmqpPublisher;
 pub use source::AmqpSource;
-pub use topology::{declare_plain_queue, declare_task_topology, DeadLettering, QueueSpec};
+pub use topology::{declare_plain_queue, declare_task_topology, Declared, QueueSpec};

@@ -40,6 +40,13 @@ impl QueueSource for AmqpSource {
     async fn subscribe(&self) -> Result<Box<dyn DeliveryStream>, QueueError> {
         let channel = self.link.channel(&self.spec).await?;
         let queue = self.spec.name();
+        // Dead-lettering publishes on this channel and waits for the broker's confirm before the ack.
+        step(
+            "enabling publisher confirms",
+            channel.confirm_select(Default::default()),
+        )
+        .await
+        .map_err(|e| self.link.error(e))?;
         // The limit must be set before consuming: it applies to consumers started after it.
         step(
             "setting the prefetch",
@@ -60,6 +67,7 @@ impl QueueSource for AmqpSource {
             consumer,
             channel,
             queue: queue.to_owned(),
+            dead_letter_queue: self.spec.dead_letter_queue(),
             ended: false,
         }))
     }
@@ -69,6 +77,7 @@ struct AmqpDeliveries {
     consumer: Consumer,
     channel: Channel,
     queue: String,
+    dead_letter_queue: Option<String>,
     ended: bool,
 }
 
@@ -80,13 +89,15 @@ impl DeliveryStream for AmqpDeliveries {
         }
         match self.consumer.next().await {
             Some(Ok(delivery)) => {
+                let body: Arc<[u8]> = delivery.data.into();
                 let acker = AmqpAcker {
                     delivery: delivery.acker,
                     channel: self.channel.clone(),
                     settled: AtomicBool::new(false),
+                    dead_letter: self.dead_letter_queue.clone().map(|queue| (queue, body.clone())),
                 };
                 Some(Delivery {
-                    body: delivery.data.into(),
+                    body,
                     redelivered: delivery.redelivered,
                     acker: Arc::new(acker),
                 })
@@ -144,6 +155,8 @@ struct AmqpAcker {
     channel: Channel,
     /// Set by the first answer: later ones are no-ops, as a delivery tag is settled once.
     settled: AtomicBool,
+    /// The dead-letter queue and the message, for a task queue's dead-lettering; None: reject it.
+    dead_letter: Option<(String, Arc<[u8]>)>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -183,8 +196,26 @@ impl Acker for AmqpAcker {
         self.answer(Answer::Requeue).await
     }
 
+    /// Copies the message to the dead-letter queue (persistent, confirmed) before acknowledging it:
+    /// a crash between the two leaves the message in both, never in neither.
     async fn dead_letter(&self) -> Result<(), QueueError> {
-        self.answer(Answer::DeadLetter).await
+        let Some((queue, body)) = &self.dead_letter else {
+            return self.answer(Answer::DeadLetter).await;
+        };
+        if self.settled.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let properties = lapin::BasicProperties::default().with_delivery_mode(2);
+        let publish =
+            self.channel
+                .basic_publish("".into(), queue.as_str().into(), Default::default(), body, properties);
+        let what = format!("dead-lettering to {queue}");
+        let confirm = step(&what, publish).await?;
+        let confirmed = step(&what, confirm).await?;
+        if !confirmed.is_ack() {
+            return Err(QueueError(format!("{what}: the broker refused the message")));
+        }
+        self.answer(Answer::Ack).await
     }
 }
 

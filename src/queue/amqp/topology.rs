@@ -1,11 +1,11 @@
-//! Queue declares: the task queue with its dead-letter exchange and queue, and plain durable queues.
+//! Queue declares: the task queue and its dead-letter queue, and plain durable queues.
 
 use super::ops::{open_channel, step, within};
 use cpe_actors::ports::QueueError;
-use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::options::QueueDeclareOptions;
 use lapin::protocol::{AMQPErrorKind, AMQPSoftError};
-use lapin::types::{AMQPValue, FieldTable};
-use lapin::{Channel, Connection, ErrorKind, ExchangeKind};
+use lapin::types::FieldTable;
+use lapin::{Channel, Connection, ErrorKind};
 
 /// A queue and how to declare it: the task queue dead-letters, the results queue is plain.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -15,7 +15,7 @@ pub struct QueueSpec {
 }
 
 impl QueueSpec {
-    /// A queue whose rejected messages go to `<name>.dlq` (see [`declare_task_topology`]).
+    /// A queue whose dead-lettered messages go to `<name>.dlq` (see [`declare_task_topology`]).
     pub fn tasks(name: impl Into<String>) -> Self {
         Self {
             name: name.into(),
@@ -35,6 +35,11 @@ impl QueueSpec {
         &self.name
     }
 
+    /// Where a dead-lettered message goes; None for a plain queue (its rejects are dropped).
+    pub fn dead_letter_queue(&self) -> Option<String> {
+        self.dead_letter.then(|| dead_letter_queue(&self.name))
+    }
+
     /// Declares this queue's topology; [`super::AmqpLink`] calls it once per connection.
     pub(super) async fn declare(&self, connection: &Connection) -> Result<(), QueueError> {
         if self.dead_letter {
@@ -45,58 +50,34 @@ impl QueueSpec {
     }
 }
 
-/// Whether a message rejected from the task queue reaches `<queue>.dlq`.
+/// How the task queue was found: as cpe-config declares it, or as an earlier version declared it
+/// (with `x-dead-letter-exchange`), which is kept with its messages.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum DeadLettering {
-    Routed,
-    /// The queue predates dead-lettering: it must be recreated, or given a policy, for rejects to land.
-    NeedsRecreate,
+pub enum Declared {
+    /// Durable, no arguments: exactly what the original system declares, so its declare still works.
+    Plain,
+    /// Declared earlier with other arguments: kept as it is (RabbitMQ cannot change them in place).
+    Kept,
 }
 
-/// Declares, idempotently, the durable queue `<queue>` with `x-dead-letter-exchange = <queue>.dlx`,
-/// the durable fanout exchange `<queue>.dlx`, and the durable queue `<queue>.dlq` bound to it, so a
-/// message rejected without requeue lands in `<queue>.dlq`.
+/// Declares, idempotently, the durable queue `<queue>` with **no arguments** and the durable queue
+/// `<queue>.dlq`. Dead-lettering is done by the consumer, not the broker: it publishes the rejected
+/// message to `<queue>.dlq` with a confirm and only then acknowledges it (see the acker in
+/// `source.rs`). So the queue stays declarable by the original system, which declares it durable with
+/// no arguments: a queue with `x-dead-letter-exchange` made its every POST fail with
+/// PRECONDITION_FAILED.
 ///
-/// RabbitMQ refuses to redeclare a queue with other arguments (PRECONDITION_FAILED, which also closes
-/// the channel), and the original system declared `config_tasks` durable without arguments. Such a
-/// queue is kept as it is, with its messages: the declare runs on a channel of its own, the queue is
-/// then only checked passively on a fresh one, and a warning says that dead-lettering needs the
-/// queue recreated or a policy (`rabbitmqctl set_policy <name> '^<queue>$'
-/// '{"dead-letter-exchange":"<queue>.dlx"}' --apply-to queues`). Rejected tasks are dropped by the
-/// broker until then; their failure is still recorded in the task store.
-pub async fn declare_task_topology(connection: &Connection, queue: &str) -> Result<DeadLettering, QueueError> {
-    let (dlx, dlq) = (format!("{queue}.dlx"), format!("{queue}.dlq"));
+/// A queue an earlier cpe-config declared with `x-dead-letter-exchange` is kept (the declare runs on a
+/// channel of its own, then the queue is checked passively on a fresh one); messages dead-lettered by
+/// publishing land in `<queue>.dlq` all the same. Recreate the queue when it is empty to let the
+/// original system declare it again.
+pub async fn declare_task_topology(connection: &Connection, queue: &str) -> Result<Declared, QueueError> {
     let channel = open_channel(connection).await?;
-    let durable = ExchangeDeclareOptions {
-        durable: true,
-        ..Default::default()
-    };
-    let exchange = channel.exchange_declare(
-        dlx.as_str().into(),
-        ExchangeKind::Fanout,
-        durable,
-        FieldTable::default(),
-    );
-    step(&format!("declaring exchange {dlx}"), exchange).await?;
-    declare_queue(&channel, &dlq, FieldTable::default()).await?;
-    let bind = channel.queue_bind(
-        dlq.as_str().into(),
-        dlx.as_str().into(),
-        "".into(),
-        QueueBindOptions::default(),
-        FieldTable::default(),
-    );
-    step(&format!("binding {dlq} to {dlx}"), bind).await?;
-
-    let mut arguments = FieldTable::default();
-    arguments.insert(
-        "x-dead-letter-exchange".into(),
-        AMQPValue::LongString(dlx.as_str().into()),
-    );
+    declare_queue(&channel, &dead_letter_queue(queue), FieldTable::default()).await?;
     let what = format!("declaring queue {queue}");
-    let declare = channel.queue_declare(queue.into(), QueueDeclareOptions::durable(), arguments);
+    let declare = channel.queue_declare(queue.into(), QueueDeclareOptions::durable(), FieldTable::default());
     match within(&what, declare).await? {
-        Ok(_) => Ok(DeadLettering::Routed),
+        Ok(_) => Ok(Declared::Plain),
         Err(error) if is_precondition_failed(&error) => {
             let passive = QueueDeclareOptions {
                 passive: true,
@@ -107,14 +88,18 @@ pub async fn declare_task_topology(connection: &Connection, queue: &str) -> Resu
             step(&format!("checking queue {queue}"), check).await?;
             tracing::warn!(
                 queue,
-                dead_letter_exchange = %dlx,
-                "queue {queue} exists without dead-lettering: rejected tasks will not reach {dlq} until the \
-                 queue is recreated or given a policy with dead-letter-exchange {dlx}"
+                "queue {queue} was declared with arguments by an earlier version; it is kept as it is, but \
+                 the original system cannot declare it: recreate it (durable, no arguments) once it is empty"
             );
-            Ok(DeadLettering::NeedsRecreate)
+            Ok(Declared::Kept)
         }
         Err(error) => Err(QueueError(format!("{what}: {error}"))),
     }
+}
+
+/// Where the consumer puts the task messages it gives up on.
+pub fn dead_letter_queue(queue: &str) -> String {
+    format!("{queue}.dlq")
 }
 
 /// Declares a plain durable queue, idempotently (the results queue).
