@@ -74,6 +74,50 @@ async fn the_page_is_served_with_a_strict_policy_and_the_mode_route_answers() {
     app.shutdown().await.unwrap();
 }
 
+/// Without a token, a client off loopback may read but not cancel or retry. The service listens on
+/// every address and the client reaches it through this machine's own non-loopback address.
+#[tokio::test]
+async fn without_a_token_writes_are_refused_off_loopback() {
+    let Some(own) = own_address() else {
+        return eprintln!("skipped: this machine has no non-loopback IPv4 address");
+    };
+    let app = start(&[
+        "--service-b-addr=0.0.0.0:0",
+        "--config-delay=60s",
+        "--call-timeout=120s",
+    ])
+    .await;
+    let b = app.service_b_addr;
+    let port = b.unwrap().port();
+    let task = create_task(b, "remote01").await;
+    let remote = client_built(|builder| builder.resolve("localhost", std::net::SocketAddr::new(own, port)));
+    let (_, mode) = send(remote.get(url(b, "/api/v1/dashboard"))).await;
+    assert_eq!(mode, json!({"code": 200, "writable": false, "tokenRequired": false}));
+    let (status, listed) = send(remote.get(url(b, "/api/v1/tasks"))).await;
+    assert_eq!(status, 200, "reading is open: {listed}");
+    let task_path = format!("/api/v1/equipment/cpe/remote01/task/{task}");
+    for request in [
+        remote.delete(url(b, &task_path)),
+        remote.post(url(b, &format!("{task_path}/retry"))),
+        remote.post(url(b, "/api/v1/tasks/retry")),
+        remote.post(url(b, "/api/v1/tasks/cancel")),
+    ] {
+        let (status, body) = send(request).await;
+        assert_eq!((status, body["code"].clone()), (403, json!(403)), "{body}");
+        assert!(body["message"].as_str().unwrap().contains("--api-token"), "{body}");
+    }
+    assert_eq!(task_status(b, "remote01", &task).await["status"], "running");
+    app.shutdown().await.unwrap();
+}
+
+/// The address this machine would use to reach others; a UDP connect sends nothing.
+fn own_address() -> Option<std::net::IpAddr> {
+    let socket = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
+    socket.connect("192.0.2.1:9").ok()?;
+    let ip = socket.local_addr().ok()?.ip();
+    (!ip.is_loopback() && !ip.is_unspecified()).then_some(ip)
+}
+
 #[tokio::test]
 async fn an_operator_watches_searches_retries_and_cancels_in_a_browser() {
     let Some(driver) = Driver::start().await else {

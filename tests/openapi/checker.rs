@@ -43,7 +43,7 @@ const NOT_PRODUCED: &[(&str, &str)] = &[
     ),
     (
         "notLoopback",
-        "needs a client off loopback; the rule is unit-tested in src/http/dashboard/",
+        "needs a client off loopback; tests/dashboard.rs shows it",
     ),
 ];
 
