@@ -190,6 +190,27 @@ async fn an_operator_watches_searches_retries_and_cancels_in_a_browser() {
     browser.wait_text(&row_status(&queued), "cancelled").await;
     assert_eq!(task_status(b, "dash0004", &queued).await["status"], "cancelled");
     app.shutdown().await.unwrap();
+
+    // With --api-token the page is read-only until it is given the token, then lists tasks.
+    let token = "dashboard-token-0123456789";
+    let app = start(&[&format!("--api-token={token}")]).await;
+    let b = app.service_b_addr;
+    let (_, created) = send(
+        client()
+            .post(url(b, "/api/v1/equipment/cpe/dash0005"))
+            .bearer_auth(token)
+            .body(EXAMPLE),
+    )
+    .await;
+    let guarded = created["taskId"].as_str().expect("created with the token").to_owned();
+    browser.navigate(&url(b, "/")).await;
+    browser.wait_text("#mode", "read-only").await;
+    browser.wait_text("#status-line", "HTTP 401").await;
+    browser.type_into("#token-input", token).await;
+    browser.click("#token-save").await;
+    browser.wait_text("#mode", "read-write").await;
+    browser.wait_text(&row_status(&guarded), "completed").await;
+    app.shutdown().await.unwrap();
     browser.end().await;
 }
 
@@ -379,10 +400,17 @@ impl Browser {
         .await;
     }
 
+    /// Types into the first match, waiting until it exists and is shown (a hidden field refuses keys).
     async fn type_into(&self, css: &str, text: &str) {
-        let element = self.find_all(css).await.into_iter().next().expect("the field exists");
-        self.post(&format!("/element/{element}/value"), json!({"text": text}))
-            .await;
+        self.wait_until(&format!("{css} takes keys"), |b| async move {
+            let Some(element) = b.find_all(css).await.into_iter().next() else {
+                return false;
+            };
+            b.post(&format!("/element/{element}/value"), json!({"text": text}))
+                .await
+                .is_null()
+        })
+        .await;
     }
 
     async fn accept_alert(&self) {
