@@ -22,11 +22,21 @@ type Answer = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>
 pub struct Edge<S> {
     inner: S,
     activity: Arc<Activity>,
+    peer: Peer,
 }
 
+/// The TCP peer of the connection, handed to the routes as a request extension: the dashboard's
+/// write routes are open to loopback peers only when no `--api-token` is set.
+#[derive(Clone, Copy, Debug)]
+pub struct Peer(pub std::net::SocketAddr);
+
 impl<S> Edge<S> {
-    pub fn new(inner: S, activity: Arc<Activity>) -> Edge<S> {
-        Edge { inner, activity }
+    pub fn new(inner: S, activity: Arc<Activity>, peer: std::net::SocketAddr) -> Edge<S> {
+        Edge {
+            inner,
+            activity,
+            peer: Peer(peer),
+        }
     }
 }
 
@@ -39,7 +49,8 @@ where
     type Error = Infallible;
     type Future = Answer;
 
-    fn call(&self, request: Request<Incoming>) -> Answer {
+    fn call(&self, mut request: Request<Incoming>) -> Answer {
+        request.extensions_mut().insert(self.peer);
         if let Some(refused) = refuse_target(&request) {
             return Box::pin(std::future::ready(Ok(refused)));
         }

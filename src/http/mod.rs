@@ -3,6 +3,7 @@
 
 pub mod bulk;
 pub mod connections;
+pub mod dashboard;
 pub mod edge;
 pub mod h1_errors;
 pub mod health;
@@ -50,6 +51,8 @@ pub struct HttpRequest {
     pub query: String,
     pub headers: HeaderMap,
     pub body: Bytes,
+    /// The connection's TCP peer address; None only when served without the edge (no socket).
+    pub peer: Option<std::net::IpAddr>,
 }
 
 impl HttpRequest {
@@ -113,9 +116,15 @@ pub fn filter(routes: Arc<dyn Routes>, body_timeout: Duration) -> BoxedFilter<(R
         .and(warp::path::full())
         .and(query)
         .and(warp::header::headers_cloned())
+        .and(warp::ext::optional::<edge::Peer>())
         .and(warp::body::stream())
         .then(
-            move |method: Method, path: warp::path::FullPath, query: String, headers: HeaderMap, body| {
+            move |method: Method,
+                  path: warp::path::FullPath,
+                  query: String,
+                  headers: HeaderMap,
+                  peer: Option<edge::Peer>,
+                  body| {
                 let routes = routes.clone();
                 async move {
                     let body = match read_body(&headers, body, body_timeout).await {
@@ -128,6 +137,7 @@ pub fn filter(routes: Arc<dyn Routes>, body_timeout: Duration) -> BoxedFilter<(R
                         query,
                         headers,
                         body,
+                        peer: peer.map(|peer| peer.0.ip()),
                     };
                     match AssertUnwindSafe(routes.handle(request)).catch_unwind().await {
                         Ok(response) => response,

@@ -117,7 +117,7 @@ async fn accept_loop(
             // bytes) lets the header timeout cover a client that connects and then sends nothing.
             let http2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
             let activity = Activity::new();
-            let service = Edge::new(TowerToHyperService::new(service), activity.clone());
+            let service = Edge::new(TowerToHyperService::new(service), activity.clone(), peer);
             let phase = limits.connections.phase();
             let served = if http2 {
                 let connection = http2::Builder::new(TokioExecutor::new())

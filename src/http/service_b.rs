@@ -3,7 +3,7 @@
 use super::health::{self, Readiness};
 use super::openapi;
 use super::query::wait_param;
-use super::{bulk, tasks};
+use super::{bulk, dashboard, tasks};
 use super::{
     error, method_not_allowed, no_route, reply, request_error, HttpRequest, Routes, CPE_PREFIX, EQUIPMENT_NOT_FOUND,
     PROVISIONING_FAILED, TASK_NOT_FOUND,
@@ -41,9 +41,13 @@ impl Routes for ServiceB {
         if let Some(answer) = openapi::answer(&request, openapi::Service::B) {
             return answer;
         }
+        if let Some(answer) = dashboard::asset(&request) {
+            return answer;
+        }
         let segments = request.segments();
         let route = match segments.as_slice() {
             ["api", "v1", "tasks"] => Route::AllTasks,
+            ["api", "v1", "dashboard"] => Route::Dashboard,
             ["api", "v1", "tasks", "retry"] => Route::Bulk(bulk::Action::Retry),
             ["api", "v1", "tasks", "cancel"] => Route::Bulk(bulk::Action::Cancel),
             [a, b, c, d, id] if [*a, *b, *c, *d] == CPE_PREFIX => Route::Device(id),
@@ -56,8 +60,17 @@ impl Routes for ServiceB {
             let allowed: Vec<&str> = route.methods().iter().map(Method::as_str).collect();
             return method_not_allowed(&request, &allowed.join(", "));
         }
+        if let Route::Dashboard = route {
+            // Answered without a token: the page asks it first, to learn whether it needs one.
+            let writable =
+                self.check_token(&request).is_none() && dashboard::may_write(self.api_token.is_some(), request.peer);
+            return dashboard::mode(writable, self.api_token.is_some());
+        }
         if let Some(denied) = self.check_token(&request) {
             return denied;
+        }
+        if route.is_operator_write(&request.method) && !dashboard::may_write(self.api_token.is_some(), request.peer) {
+            return dashboard::forbidden();
         }
         let equipment = match route.equipment() {
             None => None,
@@ -93,7 +106,7 @@ impl Routes for ServiceB {
                 tasks::cancel(&self.registry, self.metrics.as_ref(), device, task).await
             }
             (Route::Task(_, task), Some(device)) => self.status(device, task, &request.query).await,
-            (_, None) => no_route(&request),
+            (Route::Dashboard, _) | (_, None) => no_route(&request),
         }
     }
 }
@@ -101,6 +114,8 @@ impl Routes for ServiceB {
 /// Service B's routes, matched on the raw path segments.
 enum Route<'p> {
     AllTasks,
+    /// The dashboard's mode: writable, token required.
+    Dashboard,
     Bulk(bulk::Action),
     Device(&'p str),
     DeviceTasks(&'p str),
@@ -111,7 +126,7 @@ enum Route<'p> {
 impl Route<'_> {
     fn methods(&self) -> &'static [Method] {
         match self {
-            Self::AllTasks | Self::DeviceTasks(_) => &[Method::GET],
+            Self::AllTasks | Self::DeviceTasks(_) | Self::Dashboard => &[Method::GET],
             Self::Device(_) | Self::Retry(..) | Self::Bulk(_) => &[Method::POST],
             Self::Task(..) => &[Method::GET, Method::DELETE],
         }
@@ -120,8 +135,17 @@ impl Route<'_> {
     /// The equipment id in the path, checked before anything else the route does.
     fn equipment(&self) -> Option<&str> {
         match self {
-            Self::AllTasks | Self::Bulk(_) => None,
+            Self::AllTasks | Self::Bulk(_) | Self::Dashboard => None,
             Self::Device(id) | Self::DeviceTasks(id) | Self::Task(id, _) | Self::Retry(id, _) => Some(id),
+        }
+    }
+
+    /// Cancel, retry and the bulk actions: without `--api-token`, open to loopback peers only.
+    fn is_operator_write(&self, method: &Method) -> bool {
+        match self {
+            Self::Retry(..) | Self::Bulk(_) => true,
+            Self::Task(..) => *method == Method::DELETE,
+            _ => false,
         }
     }
 

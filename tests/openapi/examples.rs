@@ -41,6 +41,8 @@ async fn every_example_is_an_answer_of_the_running_app() {
     let (sa, sb) = (app.service_a_addr, app.service_b_addr);
     let device = check.param(b, "id", "device");
     assert_eq!(device, DEVICE);
+    let mode = send(client().get(url(sb, "/api/v1/dashboard"))).await;
+    check.answer(b, "dashboardMode", "loopback", mode);
 
     // Service B: create, with and without an Idempotency-Key.
     let object_form = check.body(b, "createTask", "objectForm");
@@ -275,6 +277,8 @@ async fn every_example_is_an_answer_of_the_running_app() {
     // With a token: every task route refuses a request without it.
     let guarded = start(&["--api-token=openapi-test-token-0123"]).await;
     let gb = guarded.service_b_addr;
+    let mode = send(client().get(url(gb, "/api/v1/dashboard"))).await;
+    check.answer(b, "dashboardMode", "needsToken", mode);
     let some_task = cpe(gb, &format!("{DEVICE}/task/{unknown}"));
     for (operation, request) in [
         ("createTask", client().post(cpe(gb, DEVICE)).body(EXAMPLE)),

@@ -3,7 +3,9 @@
 use super::components::{
     equipment_id_parameter, error_response, json_response, malformed_request, responses, schema_ref,
 };
-use super::service_b::{not_found, task_parameter, token, unauthorized, NEW_TASK_ID, NOT_ACCEPTING, STORE_DOWN};
+use super::service_b::{
+    forbidden, not_found, task_parameter, token, unauthorized, NEW_TASK_ID, NOT_ACCEPTING, STORE_DOWN,
+};
 use serde_json::{json, Value};
 
 pub fn retry() -> Value {
@@ -20,6 +22,7 @@ pub fn retry() -> Value {
             )]),
             "400": error_response(400, "The request could not be parsed.", &[malformed_request()]),
             "401": unauthorized(),
+            "403": forbidden(),
             "404": not_found(),
             "409": error_response(409, "The task is not failed, or was retried already.", &[
                 ("notFailed", "Task is completed; only a failed task can be retried"),
@@ -82,6 +85,7 @@ pub fn bulk(operation: &str, verb: &str, only: &str, other: &str) -> Value {
                 malformed_request(),
             ]),
             "401": unauthorized(),
+            "403": forbidden(),
             "422": error_response(422, "JSON that is not a filter; the message says why.", &[
                 ("otherStatus", &format!("status may only be [\"{only}\"] here, got `{other}`")),
                 (

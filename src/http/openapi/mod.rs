@@ -4,6 +4,7 @@
 
 mod actions;
 mod components;
+mod dashboard;
 mod meta;
 mod service_a;
 mod service_b;

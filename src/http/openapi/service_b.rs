@@ -36,6 +36,7 @@ pub fn document() -> Value {
     paths.extend(health_paths("config_status_service"));
     paths.insert("/metrics".into(), metrics_path());
     paths.insert(super::PATH.into(), openapi_path());
+    paths.extend(super::dashboard::paths());
     frame(
         "cpe-config Service B (config_status_service)",
         "The asynchronous front: create a configuration task, get its id at once, then read its status. \
@@ -59,6 +60,15 @@ pub(super) fn unauthorized() -> Value {
     );
     response["headers"] = json!({"WWW-Authenticate": {"schema": {"const": "Bearer"}, "required": true}});
     response
+}
+
+/// Cancel and retry without `--api-token`, from a peer that is not loopback.
+pub(super) fn forbidden() -> Value {
+    error_response(
+        403,
+        "Without `--api-token`: the client is not on loopback.",
+        &[("notLoopback", crate::http::dashboard::WRITE_FORBIDDEN)],
+    )
 }
 
 pub(super) fn task_parameter() -> Value {
@@ -202,6 +212,7 @@ fn task() -> Value {
                 )]),
                 "400": error_response(400, "The request could not be parsed.", &[malformed_request()]),
                 "401": unauthorized(),
+                "403": forbidden(),
                 "404": not_found(),
                 "409": error_response(409, "The task is running or final already.", &[
                     ("running", "Task is running at the device and cannot be cancelled; wait for its outcome"),

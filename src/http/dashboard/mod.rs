@@ -1,0 +1,92 @@
+//! The operator dashboard: one page, shipped inside the binary, that reads Service B's own JSON API.
+//!
+//! The page, its script and its style are separate routes so the Content-Security-Policy can forbid
+//! inline script and style: task errors come from devices, and the page shows them (as text only).
+
+use super::{error, method_not_allowed, reply, HttpRequest};
+use serde_json::json;
+use std::net::IpAddr;
+use warp::http::{header, HeaderValue, Method, StatusCode};
+use warp::reply::Response;
+
+/// The path of the mode route: whether the page may write, and whether it needs a token.
+pub const MODE_PATH: &str = "/api/v1/dashboard";
+
+/// The page, script and style, with their paths and content types.
+const ASSETS: [(&str, &str, &str); 3] = [
+    ("/", "text/html; charset=utf-8", include_str!("index.html")),
+    (
+        "/dashboard.js",
+        "text/javascript; charset=utf-8",
+        include_str!("dashboard.js"),
+    ),
+    (
+        "/dashboard.css",
+        "text/css; charset=utf-8",
+        include_str!("dashboard.css"),
+    ),
+];
+
+/// Only the page's own files and API: no inline script or style, no other origin, no framing.
+const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; \
+                   connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'none'; \
+                   frame-ancestors 'none'";
+
+/// The page, script or style, when the request is for one of them; they hold no task data, so
+/// they need no token (the page asks for it).
+pub fn asset(request: &HttpRequest) -> Option<Response> {
+    let (_, content_type, body) = ASSETS.iter().find(|(path, ..)| *path == request.path)?;
+    if request.method != Method::GET {
+        return Some(method_not_allowed(request, "GET"));
+    }
+    let mut response = Response::new((*body).into());
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    // A new binary may ship a new page: always revalidate.
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    Some(response)
+}
+
+/// Whether the operator routes that change tasks (cancel, retry, bulk) are open to this request:
+/// with a token, to whoever holds it (checked before); without one, to loopback peers only, so a
+/// service reachable from the network cannot be driven by anyone who finds the page.
+pub fn may_write(token_set: bool, peer: Option<IpAddr>) -> bool {
+    token_set || peer.is_some_and(|ip| ip.is_loopback() || ip.to_canonical().is_loopback())
+}
+
+pub const WRITE_FORBIDDEN: &str = "Cancel and retry are allowed only from loopback (127.0.0.1 or ::1) when the \
+                                   service runs without --api-token; set --api-token to operate from elsewhere";
+
+pub fn forbidden() -> Response {
+    error(StatusCode::FORBIDDEN, WRITE_FORBIDDEN)
+}
+
+/// `GET /api/v1/dashboard`: the page's mode. `writable` is false with a token required and not
+/// (or wrongly) given, so the page can tell a wrong token apart.
+pub fn mode(writable: bool, token_required: bool) -> Response {
+    reply(
+        StatusCode::OK,
+        json!({"code": 200, "writable": writable, "tokenRequired": token_required}),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn without_a_token_only_loopback_may_write() {
+        let v4: IpAddr = "127.0.0.1".parse().unwrap();
+        let mapped: IpAddr = "::ffff:127.0.0.1".parse().unwrap();
+        let remote: IpAddr = "192.0.2.7".parse().unwrap();
+        assert!(may_write(false, Some(v4)));
+        assert!(may_write(false, Some(mapped)));
+        assert!(may_write(false, Some("::1".parse().unwrap())));
+        assert!(!may_write(false, Some(remote)));
+        assert!(!may_write(false, None));
+        assert!(may_write(true, Some(remote)));
+    }
+}
