@@ -3,23 +3,12 @@
 
 mod common;
 
-use common::process::Process;
+use common::process::{local_args, Process};
 use std::time::Duration;
-
-fn args(extra: &[&str]) -> Vec<String> {
-    let mut args = vec![
-        "--service-a-addr=127.0.0.1:0".to_string(),
-        "--service-b-addr=127.0.0.1:0".into(),
-        "--store=memory".into(),
-        format!("--certs-dir={}", common::certs_dir().display()),
-    ];
-    args.extend(extra.iter().map(|s| s.to_string()));
-    args
-}
 
 #[test]
 fn sighup_stops_the_process_cleanly_with_exit_code_zero() {
-    let mut process = Process::spawn(&args(&[]), "info");
+    let mut process = Process::spawn(&local_args(&[]), "info");
     process.wait_for_addr("Service B", Duration::from_secs(30));
     process.signal(libc::SIGHUP);
     assert_eq!(
@@ -35,7 +24,7 @@ fn sighup_stops_the_process_cleanly_with_exit_code_zero() {
 
 #[tokio::test]
 async fn a_second_signal_during_the_grace_period_stops_at_once() {
-    let mut process = Process::spawn(&args(&["--config-delay=60s", "--shutdown-grace=60s"]), "info");
+    let mut process = Process::spawn(&local_args(&["--config-delay=60s", "--shutdown-grace=60s"]), "info");
     let b = process.wait_for_addr("Service B", Duration::from_secs(30));
     // A configuration in flight makes the clean stop wait for it, up to the 60 s grace.
     common::create_task(Some(b), "abc123").await;

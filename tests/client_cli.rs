@@ -3,21 +3,14 @@
 
 mod common;
 
-use common::process::Process;
+use common::process::{local_args, Process};
 use std::process::{Command, Output};
 use std::time::Duration;
 
 const PASSWORD: &str = "password-from-a-file";
 
 fn server(extra: &[&str]) -> (Process, String) {
-    let mut args = vec![
-        "--service-a-addr=127.0.0.1:0".to_string(),
-        "--service-b-addr=127.0.0.1:0".into(),
-        "--store=memory".into(),
-        "--config-delay=200ms".into(),
-        format!("--certs-dir={}", common::certs_dir().display()),
-    ];
-    args.extend(extra.iter().map(|s| s.to_string()));
+    let args = local_args(&[&["--config-delay=200ms"], extra].concat());
     let process = Process::spawn(&args, "info");
     let b = process.wait_for_addr("Service B", Duration::from_secs(30));
     (process, format!("https://localhost:{}", b.port()))

@@ -283,17 +283,7 @@ async fn the_bearer_scheme_is_case_insensitive_on_both_protocols() {
 /// The real binary with JSON logs: hostile targets leave no panic and no line that is not JSON.
 #[tokio::test]
 async fn hostile_targets_leave_no_panic_in_a_json_log() {
-    let certs = certs_dir();
-    let args: Vec<String> = [
-        "--service-a-addr=127.0.0.1:0",
-        "--service-b-addr=127.0.0.1:0",
-        "--store=memory",
-        "--config-delay=0s",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .chain([format!("--certs-dir={}", certs.display())])
-    .collect();
+    let args = common::process::local_args(&["--config-delay=0s"]);
     let process = common::process::Process::spawn(&args, "info");
     let a = process.wait_for_addr("Service A", Duration::from_secs(30));
     let b = process.wait_for_addr("Service B", Duration::from_secs(30));
@@ -328,16 +318,7 @@ async fn hostile_targets_leave_no_panic_in_a_json_log() {
 /// Over `--max-connections` a new connection waits, with a warning, and is served once one closes.
 #[tokio::test]
 async fn over_the_connection_cap_new_connections_wait_with_a_warning() {
-    let certs = certs_dir();
-    let args: Vec<String> = [
-        "--role=service-a",
-        "--service-a-addr=127.0.0.1:0",
-        "--max-connections=2",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .chain([format!("--certs-dir={}", certs.display())])
-    .collect();
+    let args = common::process::local_args(&["--role=service-a", "--max-connections=2"]);
     let process = common::process::Process::spawn(&args, "info");
     let a = process.wait_for_addr("Service A", Duration::from_secs(30));
     let first = raw::tls(a, b"http/1.1").await;
@@ -364,17 +345,7 @@ async fn over_the_connection_cap_new_connections_wait_with_a_warning() {
 /// their answer, and the process exits 0.
 #[tokio::test]
 async fn a_stop_lets_service_a_finish_its_configurations() {
-    let certs = certs_dir();
-    let args: Vec<String> = [
-        "--role=service-a",
-        "--service-a-addr=127.0.0.1:0",
-        "--config-delay=2s",
-        "--shutdown-grace=20s",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .chain([format!("--certs-dir={}", certs.display())])
-    .collect();
+    let args = common::process::local_args(&["--role=service-a", "--config-delay=2s", "--shutdown-grace=20s"]);
     let mut process = common::process::Process::spawn(&args, "info,cpe_config::http::service_a=debug");
     let a = process.wait_for_addr("Service A", Duration::from_secs(30));
     let target = url(Some(a), "/api/v1/equipment/cpe/abc123");

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::process::Process;
+use common::process::{local_args, Process};
 use std::time::Duration;
 
 const TOKEN: &str = "bearer-token-value-0123456789";
@@ -23,20 +23,15 @@ const SECRETS: [&str; 9] = [
 // GOAWAY on another, so the clean stop is not held by connections nobody serves.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_secret_reaches_the_debug_log() {
-    let args = [
-        "--service-a-addr=127.0.0.1:0".to_string(),
-        "--service-b-addr=127.0.0.1:0".into(),
-        "--store=memory".into(),
-        "--config-delay=10ms".into(),
-        format!("--api-token={TOKEN}"),
-        format!("--certs-dir={}", common::certs_dir().display()),
-    ];
     // Service A's port is not known before start: the credentials ride on a URL that points at a
     // port nobody listens on, so the worker's calls fail and their errors are logged too.
-    let mut args = args.to_vec();
-    args.push("--service-a-url=https://ops:url-password@localhost:9".into());
-    args.push("--max-attempts=2".into());
-    args.push("--retry-base=10ms".into());
+    let args = local_args(&[
+        "--config-delay=10ms",
+        &format!("--api-token={TOKEN}"),
+        "--service-a-url=https://ops:url-password@localhost:9",
+        "--max-attempts=2",
+        "--retry-base=10ms",
+    ]);
     let mut process = Process::spawn(&args, "debug");
     let a = process.wait_for_addr("Service A", Duration::from_secs(30));
     let b = process.wait_for_addr("Service B", Duration::from_secs(30));

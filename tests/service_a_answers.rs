@@ -6,7 +6,7 @@
 mod common;
 
 use common::fake_a::{self, answer, Answer, FakeA, H2Answer, Script, SUCCESS};
-use common::process::Process;
+use common::process::{local_args, Process};
 use common::*;
 use cpe_actors::ports::{ProvisionError, Provisioner};
 use cpe_actors::{ConfigRequest, EquipmentId};
@@ -305,16 +305,12 @@ async fn hostile_answers_leave_no_secret_and_no_panic_in_status_or_logs() {
         Answer::Close(answer("HTTP/1.1 500 Internal Server Error", &[], text.as_bytes()))
     });
     let fake = fake_a::start(script).await;
-    let args = [
-        "--service-a-addr=127.0.0.1:0".to_string(),
-        "--service-b-addr=127.0.0.1:0".into(),
-        format!("--service-a-url={}", fake.url()),
-        format!("--certs-dir={}", certs_dir().display()),
-        "--store=memory".into(),
-        "--workers=2".into(),
-        "--max-attempts=2".into(),
-        "--retry-base=10ms".into(),
-    ];
+    let args = local_args(&[
+        &format!("--service-a-url={}", fake.url()),
+        "--workers=2",
+        "--max-attempts=2",
+        "--retry-base=10ms",
+    ]);
     let process = Process::spawn(&args, "debug");
     let b = Some(process.wait_for_addr("Service B", LIMIT));
     let mut tasks = Vec::new();
@@ -360,15 +356,11 @@ async fn peak_memory_after_100_mb_error_bodies() {
     const TOTAL: u64 = 100 * 1024 * 1024;
     let head = format!("HTTP/1.1 500 Internal Server Error\r\ncontent-length: {TOTAL}\r\n\r\n");
     let fake = fake_a::start(Arc::new(move |_| Answer::Flood(head.clone().into_bytes(), TOTAL))).await;
-    let args = [
-        "--service-a-addr=127.0.0.1:0".to_string(),
-        "--service-b-addr=127.0.0.1:0".into(),
-        format!("--service-a-url={}", fake.url()),
-        format!("--certs-dir={}", certs_dir().display()),
-        "--store=memory".into(),
-        "--max-attempts=2".into(),
-        "--retry-base=10ms".into(),
-    ];
+    let args = local_args(&[
+        &format!("--service-a-url={}", fake.url()),
+        "--max-attempts=2",
+        "--retry-base=10ms",
+    ]);
     let process = Process::spawn(&args, "info");
     let b = Some(process.wait_for_addr("Service B", LIMIT));
     let before = process.peak_rss_kib();

@@ -2,6 +2,7 @@
 //! matches a filter, `POST /api/v1/tasks/cancel` cancels every queued one ("Service A was down for
 //! an hour: re-run everything that failed").
 
+use super::query::shown;
 use super::tasks::{retry_one, unavailable};
 use super::{error, reply};
 use cpe_actors::observe::{Finished, Observer};
@@ -140,11 +141,6 @@ fn read_filter(action: Action, body: &[u8]) -> Result<Vec<EquipmentId>, (StatusC
         }
     }
     Ok(devices)
-}
-
-/// At most 40 characters of what the client sent.
-fn shown(raw: &str) -> String {
-    raw.chars().take(40).collect()
 }
 
 /// A failure midway: nothing is undone, and the same call may be made again (it skips what is done).

@@ -115,7 +115,7 @@ fn parse_cursor(raw: &str) -> Result<Cursor, String> {
 }
 
 /// Echoes at most 40 characters of what the client sent, so a message cannot be made huge.
-fn shown(raw: &str) -> String {
+pub(super) fn shown(raw: &str) -> String {
     raw.chars().take(40).collect()
 }
 

@@ -7,6 +7,19 @@ use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// Options for the real binary here: both services on port 0, the memory store and the test
+/// certificate, then `extra` (a flag given again wins).
+pub fn local_args(extra: &[&str]) -> Vec<String> {
+    let mut args = vec![
+        "--service-a-addr=127.0.0.1:0".to_string(),
+        "--service-b-addr=127.0.0.1:0".into(),
+        "--store=memory".into(),
+        format!("--certs-dir={}", super::certs_dir().display()),
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args
+}
+
 pub struct Process {
     child: Child,
     lines: Receiver<Value>,
