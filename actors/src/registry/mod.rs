@@ -283,7 +283,9 @@ impl RegistryState {
         if let Some(key) = &key {
             self.busy_keys.insert(key.clone());
         }
-        let finished = final_record(&op);
+        // Only watched tasks need their final record copied: a watcher cannot register while this
+        // change is in flight (its Watch waits behind the busy task), so none is missed.
+        let finished = self.watchers.contains_key(&id).then(|| final_record(&op)).flatten();
         let durable = self.writer.submit(op);
         let myself = myself.clone();
         tokio::spawn(async move {
