@@ -151,7 +151,9 @@ pub fn unique_queue(prefix: &str) -> String {
 }
 
 pub mod broker;
+pub mod call_log;
 pub mod chaos;
 pub mod fake_a;
+pub mod fault_proxy;
 pub mod process;
 pub mod raw;
