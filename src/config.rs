@@ -79,12 +79,41 @@ pub enum LogFormat {
     Json,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+/// Where task state is kept: `memory`, `file`, or a PostgreSQL URL.
+#[derive(Clone, PartialEq, Eq)]
 pub enum StoreKind {
     /// Task state in memory: lost when the process stops.
     Memory,
     /// Task state in an embedded database file under --data-dir: survives restarts.
     File,
+    /// Task state in PostgreSQL, shared by every instance pointing at the same database.
+    Postgres(String),
+}
+
+/// The URL holds the database password: never shown.
+impl std::fmt::Debug for StoreKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Memory => f.write_str("Memory"),
+            Self::File => f.write_str("File"),
+            Self::Postgres(_) => f.write_str("Postgres(<url hidden>)"),
+        }
+    }
+}
+
+fn parse_store(raw: &str) -> Result<StoreKind, String> {
+    match raw {
+        "memory" => Ok(StoreKind::Memory),
+        "file" => Ok(StoreKind::File),
+        url if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+            // The parser's own message may quote the URL, password included: name the rule instead.
+            url.parse::<postgres::Config>().map_err(|_| {
+                "the PostgreSQL URL is not valid: it must look like postgres://user:password@host:5432/database".to_string()
+            })?;
+            Ok(StoreKind::Postgres(url.to_owned()))
+        }
+        _ => Err("must be `memory`, `file`, or a URL like postgres://user:password@host:5432/database".into()),
+    }
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -146,9 +175,15 @@ pub struct Config {
     #[arg(long, global = true, env = "CALL_TIMEOUT", value_parser = parse_duration)]
     pub call_timeout: Option<Duration>,
 
-    /// Where task state is kept.
-    #[arg(long, global = true, env = "STORE", value_enum, default_value = "file")]
-    pub store: StoreKind,
+    /// Where task state is kept: `memory` (lost at exit), `file` (under --data-dir, one instance),
+    /// or postgres://user:password@host:5432/database (shared by several instances; with
+    /// --amqp-url). [default: file, or DATABASE_URL when that is set]
+    #[arg(long, global = true, env = "STORE", value_parser = parse_store, hide_env_values = true)]
+    pub store: Option<StoreKind>,
+
+    /// PostgreSQL URL used when --store is not given.
+    #[arg(long, global = true, env = "DATABASE_URL", value_parser = parse_database_url, hide_env_values = true)]
+    pub database_url: Option<String>,
 
     /// Directory of the file store.
     #[arg(long, global = true, env = "DATA_DIR", default_value = "data")]
@@ -185,6 +220,15 @@ pub struct Config {
 }
 
 impl Config {
+    /// The store chosen by --store, else by DATABASE_URL, else the file store.
+    pub fn store(&self) -> StoreKind {
+        match (&self.store, &self.database_url) {
+            (Some(store), _) => store.clone(),
+            (None, Some(url)) => StoreKind::Postgres(url.clone()),
+            (None, None) => StoreKind::File,
+        }
+    }
+
     /// Checks that need more than one option; the message names the options at fault.
     pub fn validate(&self) -> Result<(), String> {
         if matches!(self.role, Role::ServiceB | Role::Worker) && self.amqp_url.is_none() {
@@ -267,6 +311,13 @@ fn parse_amqp_url(raw: &str) -> Result<String, String> {
         return Err("must look like amqp://user:password@host:5672/%2f".into());
     }
     Ok(raw.to_owned())
+}
+
+fn parse_database_url(raw: &str) -> Result<String, String> {
+    match parse_store(raw)? {
+        StoreKind::Postgres(url) => Ok(url),
+        _ => Err("must be a URL like postgres://user:password@host:5432/database".into()),
+    }
 }
 
 fn parse_queue_name(raw: &str) -> Result<String, String> {

@@ -9,12 +9,13 @@ use crate::http::server::{EdgeLimits, ServerArgs, ServerSpec};
 use crate::http::{service_a::ServiceA, service_b::ServiceB, Routes};
 use crate::metrics::Metrics;
 use crate::provisioner::ServiceAClient;
+use crate::store::postgres::{leases::PgLeases, PgStore};
 use crate::transport::Transport;
 use crate::{duration::format_duration, tls};
 use anyhow::{anyhow, Context, Result};
 use cpe_actors::memory::MemoryStore;
 use cpe_actors::pool::{PoolHandle, PoolMsg};
-use cpe_actors::ports::{StatusSink, TaskStore};
+use cpe_actors::ports::{DeviceLeases, StatusSink, TaskStore};
 use cpe_actors::registry::RegistryHandle;
 use cpe_actors::retry::RetryPolicy;
 use cpe_actors::slot::Slot;
@@ -141,6 +142,7 @@ impl App {
                 },
                 call_timeout: config.call_timeout(),
                 observer: metrics.clone(),
+                leases: device_leases(&config)?,
             });
             let slot = Slot::default();
             children.push(Box::new(PoolSpec {
@@ -307,13 +309,25 @@ impl App {
 }
 
 fn open_store(config: &Config) -> Result<Arc<dyn TaskStore>> {
-    Ok(match config.store {
+    Ok(match config.store() {
         StoreKind::Memory => Arc::new(MemoryStore::default()),
         StoreKind::File => Arc::new(
             crate::store::file::FileStore::open(&config.data_dir)
                 .with_context(|| format!("--data-dir {}", config.data_dir.display()))?,
         ),
+        StoreKind::Postgres(url) => Arc::new(PgStore::open(&url).context("--store (PostgreSQL)")?),
     })
+}
+
+/// Per-device leases when instances share a PostgreSQL store; none otherwise (the pool alone keeps
+/// one task per device at a time in one process).
+fn device_leases(config: &Config) -> Result<Option<Arc<dyn DeviceLeases>>> {
+    let StoreKind::Postgres(url) = config.store() else {
+        return Ok(None);
+    };
+    let holder = format!("pid {} ({})", std::process::id(), uuid::Uuid::new_v4());
+    let leases = PgLeases::open(&url, holder).context("--store (PostgreSQL device leases)")?;
+    Ok(Some(Arc::new(leases)))
 }
 
 fn bind(addr: SocketAddr, option: &str) -> Result<Arc<std::net::TcpListener>> {

@@ -3,6 +3,7 @@
 //! Everything here can be driven in tests with the in-memory adapters of [`memory`].
 
 pub mod consumer;
+pub mod device_lease;
 pub mod domain;
 pub mod group_commit;
 pub mod memory;

@@ -80,6 +80,7 @@ async fn rig(workers: usize, device: Recorder) -> Rig {
         // Short: a task taken again after its worker died waits out this deadline first.
         call_timeout: Duration::from_millis(300),
         observer: Arc::new(crate::observe::Unobserved),
+        leases: None,
     });
     let (pool, _) = Actor::spawn(None, Pool, PoolArgs { size: workers, deps })
         .await

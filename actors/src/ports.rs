@@ -26,6 +26,13 @@ pub trait TaskStore: Send + Sync + 'static {
     /// to date by every write, so a metrics scrape costs the same however many tasks are kept.
     fn counts(&self) -> Result<StoreCounts, StoreError>;
 
+    /// For a store shared by several instances: calls `listener` with each task another instance
+    /// made final (and with None after a gap in which some may have been missed). A store only this
+    /// process writes has nothing to announce.
+    fn listen_for_finals(&self, listener: FinalListener) {
+        let _ = listener;
+    }
+
     /// Stores a new record, or replaces one with the same id.
     fn put(&self, record: &TaskRecord) -> Result<(), StoreError> {
         self.write_batch(&[WriteOp::Put(record.clone())])
@@ -40,6 +47,9 @@ pub trait TaskStore: Send + Sync + 'static {
         self.write_batch(&[WriteOp::PutWithKey(record.clone(), key.to_owned(), *entry)])
     }
 }
+
+/// Told of tasks made final elsewhere: `Some(task)`, or None when news may have been missed.
+pub type FinalListener = Arc<dyn Fn(Option<TaskId>) + Send + Sync>;
 
 /// The store's tallies, read by a metrics scrape.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -229,3 +239,42 @@ pub trait StatusSink: Send + Sync + 'static {
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 #[error("could not record task status: {0}")]
 pub struct SinkError(pub String);
+
+/// One configuration at a time per device across instances that share a store, in acceptance
+/// order: the database decides, not the order in which the queue delivers.
+#[async_trait]
+pub trait DeviceLeases: Send + Sync + 'static {
+    /// Takes the task's device for `ttl`, unless another holder's lease is live or an older
+    /// task of the device is unfinished.
+    async fn acquire(&self, task: &TaskMessage, ttl: Duration) -> Result<Acquired, LeaseError>;
+    /// Extends a lease still held; [`LeaseError::Lost`] once another holder took the device.
+    async fn renew(&self, lease: &Lease, ttl: Duration) -> Result<(), LeaseError>;
+    /// Gives the device up for the next task (a lost lease is left to its new holder).
+    async fn release(&self, lease: &Lease) -> Result<(), LeaseError>;
+}
+
+/// A held lease. `fence` grows by one with every new holder of the device, so a holder that lost
+/// the device can no longer renew or release it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    pub equipment_id: EquipmentId,
+    pub task_id: TaskId,
+    pub fence: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Acquired {
+    Held(Lease),
+    /// The task is final already: nothing to call.
+    Final,
+    /// Not now: another holder's live lease, or an older unfinished task, comes first.
+    Busy,
+}
+
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum LeaseError {
+    #[error("the device lease was taken by another holder")]
+    Lost,
+    #[error("device leases unavailable: {0}")]
+    Unavailable(String),
+}

@@ -1,8 +1,9 @@
 //! A worker actor runs one delivery at a time: check, call Service A (with retries), record, then ack.
 
+use crate::device_lease::{self, HeldDevice, Take};
 use crate::observe::{CallOutcome, Finished, Observer};
 use crate::pool::PoolMsg;
-use crate::ports::{Begin, Delivery, ProvisionError, Provisioner, StatusSink};
+use crate::ports::{Begin, Delivery, DeviceLeases, LeaseError, ProvisionError, Provisioner, StatusSink};
 use crate::retry::RetryPolicy;
 use crate::task_guard::AbortOnDrop;
 use crate::{Outcome, TaskMessage};
@@ -19,6 +20,9 @@ pub struct WorkerDeps {
     pub call_timeout: Duration,
     /// Where calls, finished tasks and the pool's slots are reported (metrics).
     pub observer: Arc<dyn Observer>,
+    /// Per-device leases when several instances share the store; None in a single instance,
+    /// where the pool alone keeps one task per device at a time.
+    pub leases: Option<Arc<dyn DeviceLeases>>,
 }
 
 /// How a delivery was settled: returned for logs and tests.
@@ -78,22 +82,47 @@ pub async fn process(deps: &WorkerDeps, delivery: Delivery) -> Settlement {
             return Settlement::DeadLettered(reason.to_string());
         }
     };
-    let first = match deps.sink.begin(&task, delivery.redelivered).await {
+    let held = match &deps.leases {
+        None => None,
+        Some(leases) => match device_lease::take(leases, &task, deps.call_timeout, deps.call_timeout).await {
+            Take::Held(held) => Some(held),
+            Take::Final => {
+                tracing::info!(task_id = %task.task_id, "task is final already; acknowledged without calling Service A");
+                settle(&delivery, Acking::Ack).await;
+                return Settlement::Acked(None);
+            }
+            Take::NotNow(reason) => {
+                tracing::info!(task_id = %task.task_id, equipment_id = %task.equipment_id, %reason, "device not free; requeued");
+                settle(&delivery, Acking::Requeue).await;
+                return Settlement::Requeued;
+            }
+        },
+    };
+    let settlement = run_held(deps, &delivery, &task, held.as_ref()).await;
+    if let Some(held) = held {
+        held.release().await;
+    }
+    settlement
+}
+
+/// The task's life once its device is held (or needs no hold).
+async fn run_held(deps: &WorkerDeps, delivery: &Delivery, task: &TaskMessage, held: Option<&HeldDevice>) -> Settlement {
+    let first = match deps.sink.begin(task, delivery.redelivered).await {
         Ok(Begin::Run { attempt }) => attempt,
         Ok(Begin::Resume { since, attempt }) => {
             if attempt <= deps.retry.max_attempts {
-                wait_out_earlier_call(deps, &task, since).await;
+                wait_out_earlier_call(deps, task, since).await;
             }
             attempt
         }
         Ok(Begin::AlreadyFinal) => {
             tracing::info!(task_id = %task.task_id, "task is final already; acknowledged without calling Service A");
-            settle(&delivery, Acking::Ack).await;
+            settle(delivery, Acking::Ack).await;
             return Settlement::Acked(None);
         }
         Err(error) => {
             tracing::warn!(task_id = %task.task_id, %error, "could not mark the task running; requeued");
-            settle(&delivery, Acking::Requeue).await;
+            settle(delivery, Acking::Requeue).await;
             return Settlement::Requeued;
         }
     };
@@ -105,11 +134,18 @@ pub async fn process(deps: &WorkerDeps, delivery: Delivery) -> Settlement {
         tracing::warn!(task_id = %task.task_id, equipment_id = %task.equipment_id, attempts = used, "{reason}; dead-lettered");
         Outcome::Failed { attempts: used, reason }
     } else {
-        configure_with_retries(deps, &task, first).await
+        match configure_with_retries(deps, task, first, held).await {
+            Ok(outcome) => outcome,
+            Err(lost) => return abandon(delivery, task, &lost).await,
+        }
     };
-    if let Err(error) = record_outcome(deps, &task, &outcome).await {
+    // A holder that lost its device does not report: the new holder's outcome is the one that counts.
+    if let Some(Err(lost)) = confirm(held).await {
+        return abandon(delivery, task, &lost).await;
+    }
+    if let Err(error) = record_outcome(deps, task, &outcome).await {
         tracing::error!(task_id = %task.task_id, %error, "could not record the outcome; requeued");
-        settle(&delivery, Acking::Requeue).await;
+        settle(delivery, Acking::Requeue).await;
         return Settlement::Requeued;
     }
     deps.observer.task_finished(match &outcome {
@@ -119,33 +155,58 @@ pub async fn process(deps: &WorkerDeps, delivery: Delivery) -> Settlement {
     });
     match &outcome {
         Outcome::Failed { reason, attempts } if *attempts >= deps.retry.max_attempts => {
-            settle(&delivery, Acking::DeadLetter).await;
+            settle(delivery, Acking::DeadLetter).await;
             Settlement::DeadLettered(reason.clone())
         }
         _ => {
-            settle(&delivery, Acking::Ack).await;
+            settle(delivery, Acking::Ack).await;
             Settlement::Acked(Some(outcome))
         }
     }
 }
 
+/// The device lease (when held) extended for the next step; None when there is no lease.
+async fn confirm(held: Option<&HeldDevice>) -> Option<Result<(), LeaseError>> {
+    match held {
+        Some(held) => Some(held.confirm().await),
+        None => None,
+    }
+}
+
+/// Gives the delivery back without a report: the device lease was lost (or could not be confirmed),
+/// so calling or reporting could overlap with its new holder.
+async fn abandon(delivery: &Delivery, task: &TaskMessage, lost: &LeaseError) -> Settlement {
+    tracing::warn!(task_id = %task.task_id, equipment_id = %task.equipment_id, error = %lost, "device lease not confirmed; stopped without calling or reporting, requeued");
+    settle(delivery, Acking::Requeue).await;
+    Settlement::Requeued
+}
+
 /// Calls Service A until success, a permanent failure or the attempt limit. `attempt` is the
-/// number of the first call, already counted by the sink.
-async fn configure_with_retries(deps: &WorkerDeps, task: &TaskMessage, mut attempt: u32) -> Outcome {
+/// number of the first call, already counted by the sink. Each call starts only once the device
+/// lease (if any) is confirmed to outlast it.
+async fn configure_with_retries(
+    deps: &WorkerDeps,
+    task: &TaskMessage,
+    mut attempt: u32,
+    held: Option<&HeldDevice>,
+) -> Result<Outcome, LeaseError> {
     loop {
+        if let Some(Err(lost)) = confirm(held).await {
+            return Err(lost);
+        }
         let error = match call_once(deps, task).await {
             Ok(()) => {
                 tracing::info!(task_id = %task.task_id, equipment_id = %task.equipment_id, attempt, "configured");
-                return Outcome::Completed { attempts: attempt };
+                return Ok(Outcome::Completed { attempts: attempt });
             }
             Err(error) => error,
         };
         if !error.is_transient() || attempt >= deps.retry.max_attempts {
             tracing::warn!(task_id = %task.task_id, equipment_id = %task.equipment_id, attempt, %error, "configuration failed");
-            return Outcome::Failed {
+            return Ok(Outcome::Failed {
                 attempts: attempt,
                 reason: error.to_string(),
-            };
+            });
         }
         let wait = deps.retry.wait_after(attempt, error.retry_after(), deps.call_timeout);
         tracing::info!(task_id = %task.task_id, attempt, %error, ?wait, "transient failure; retrying");
@@ -248,3 +309,7 @@ async fn settle(delivery: &Delivery, how: Acking) {
 #[cfg(test)]
 #[path = "worker_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "worker_lease_tests.rs"]
+mod lease_tests;

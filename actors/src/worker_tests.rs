@@ -11,9 +11,9 @@ use std::sync::Mutex;
 
 /// A Service A stand-in that answers from a script, then succeeds.
 #[derive(Default)]
-struct ScriptedDevice {
+pub(super) struct ScriptedDevice {
     script: Mutex<Vec<ProvisionError>>,
-    calls: AtomicU32,
+    pub(super) calls: AtomicU32,
 }
 
 #[async_trait]
@@ -27,14 +27,14 @@ impl Provisioner for ScriptedDevice {
     }
 }
 
-struct Rig {
-    queue: InProcessQueue,
-    registry: RegistryHandle,
-    device: Arc<ScriptedDevice>,
-    deps: WorkerDeps,
+pub(super) struct Rig {
+    pub(super) queue: InProcessQueue,
+    pub(super) registry: RegistryHandle,
+    pub(super) device: Arc<ScriptedDevice>,
+    pub(super) deps: WorkerDeps,
 }
 
-async fn rig(script: Vec<ProvisionError>) -> Rig {
+pub(super) async fn rig(script: Vec<ProvisionError>) -> Rig {
     let store: Arc<dyn TaskStore> = Arc::new(MemoryStore::default());
     let (actor, _) = Actor::spawn(None, Registry, store).await.unwrap();
     let slot = Slot::default();
@@ -54,6 +54,7 @@ async fn rig(script: Vec<ProvisionError>) -> Rig {
         },
         call_timeout: Duration::from_secs(5),
         observer: Arc::new(crate::observe::Unobserved),
+        leases: None,
     };
     Rig {
         queue: InProcessQueue::default(),
@@ -63,7 +64,7 @@ async fn rig(script: Vec<ProvisionError>) -> Rig {
     }
 }
 
-fn task() -> TaskMessage {
+pub(super) fn task() -> TaskMessage {
     TaskMessage {
         task_id: TaskId::new(),
         equipment_id: EquipmentId::parse("abc123").unwrap(),
@@ -71,13 +72,13 @@ fn task() -> TaskMessage {
     }
 }
 
-async fn run_one(rig: &Rig, task: &TaskMessage) -> Settlement {
+pub(super) async fn run_one(rig: &Rig, task: &TaskMessage) -> Settlement {
     rig.queue.publish(task).await.unwrap();
     let delivery = rig.queue.subscribe().await.unwrap().next().await.unwrap();
     process(&rig.deps, delivery).await
 }
 
-async fn status(rig: &Rig, task: &TaskMessage) -> TaskStatus {
+pub(super) async fn status(rig: &Rig, task: &TaskMessage) -> TaskStatus {
     rig.registry.get(task.task_id).await.unwrap().unwrap().status
 }
 
@@ -279,6 +280,7 @@ async fn retry_after_is_waited_instead_of_the_backoff() {
         },
         call_timeout: Duration::from_secs(50),
         observer: Arc::new(crate::observe::Unobserved),
+        leases: None,
     };
     let queue = InProcessQueue::default();
     queue.publish(&task()).await.unwrap();
@@ -337,6 +339,7 @@ async fn a_resumed_task_waits_out_the_earlier_calls_deadline_before_calling() {
         retry: RetryPolicy::default(),
         call_timeout: Duration::from_secs(60),
         observer: Arc::new(crate::observe::Unobserved),
+        leases: None,
     };
     let queue = InProcessQueue::default();
     queue.publish(&task()).await.unwrap();
@@ -391,6 +394,7 @@ async fn calls_are_observed_by_outcome_and_a_dropped_call_as_a_timeout() {
         },
         call_timeout: Duration::from_secs(5),
         observer: observer.clone(),
+        leases: None,
     };
     let queue = InProcessQueue::default();
     queue.publish(&task()).await.unwrap();

@@ -72,3 +72,11 @@ fn the_file_store_keeps_its_tallies_across_a_reopen() {
     drop(reopened);
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[test]
+fn the_postgres_store_counts_by_the_contract() {
+    let Some(schema) = super::postgres::scratch::ScratchSchema::create() else {
+        return;
+    };
+    counts_contract(&super::postgres::PgStore::open(&schema.url).unwrap());
+}

@@ -159,3 +159,11 @@ fn the_file_store_lists_by_the_contract_and_after_reopening() {
     drop(reopened);
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[test]
+fn the_postgres_store_lists_by_the_contract() {
+    let Some(schema) = super::postgres::scratch::ScratchSchema::create() else {
+        return;
+    };
+    listing_contract(&super::postgres::PgStore::open(&schema.url).unwrap());
+}

@@ -1,6 +1,8 @@
-//! Task stores: the embedded file store. The memory store lives in `cpe_actors::memory`.
+//! Task stores: the embedded file store and the PostgreSQL store shared by several instances. The
+//! memory store lives in `cpe_actors::memory`.
 
 pub mod file;
+pub mod postgres;
 
 #[cfg(test)]
 mod listing_tests;

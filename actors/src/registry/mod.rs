@@ -48,6 +48,9 @@ pub enum RegistryMsg {
     Watch(TaskId, Reply<Option<Watch>>),
     /// A change that made a task final is durable: its watchers are told.
     Finalized(TaskRecord),
+    /// Another instance sharing the store made this task final (None: some such news may have been
+    /// missed, so every watched task is read again).
+    FinalElsewhere(Option<TaskId>),
     List(TaskQuery, Reply<TaskPage>),
     /// Runs a failed task of this device again as a new task.
     Retry(TaskId, EquipmentId, Reply<Retry>),
@@ -149,9 +152,12 @@ impl Actor for Registry {
 
     async fn pre_start(
         &self,
-        _: ActorRef<Self::Msg>,
+        myself: ActorRef<Self::Msg>,
         store: Self::Arguments,
     ) -> Result<Self::State, ActorProcessingErr> {
+        store.listen_for_finals(Arc::new(move |id| {
+            let _ = myself.cast(RegistryMsg::FinalElsewhere(id));
+        }));
         Ok(RegistryState {
             writer: GroupCommit::start(store.clone()),
             store,
@@ -253,6 +259,7 @@ impl RegistryState {
                     let _ = watcher.send(record.clone());
                 }
             }
+            RegistryMsg::FinalElsewhere(id) => self.wake_finished_elsewhere(id),
             RegistryMsg::List(query, reply) => drop(reply.send(store.list(&query))),
             RegistryMsg::Retry(id, equipment, reply) => {
                 self.commit(myself, id, None, transitions::retry(store, id, &equipment), reply)
@@ -315,6 +322,25 @@ impl RegistryState {
             now,
             finished: Some(finished),
         }))
+    }
+
+    /// Tells the watchers of tasks that another instance made final. A read that fails leaves the
+    /// watchers waiting: their wait still ends at its deadline with the running answer.
+    fn wake_finished_elsewhere(&mut self, id: Option<TaskId>) {
+        let ids: Vec<TaskId> = match id {
+            Some(id) if self.watchers.contains_key(&id) => vec![id],
+            Some(_) => return,
+            None => self.watchers.keys().copied().collect(),
+        };
+        for id in ids {
+            if let Ok(Some(record)) = self.store.get(id) {
+                if record.status.is_final() {
+                    for watcher in self.watchers.remove(&id).unwrap_or_default() {
+                        let _ = watcher.send(record.clone());
+                    }
+                }
+            }
+        }
     }
 
     fn expire_leases(&mut self, myself: &ActorRef<RegistryMsg>, cutoff: u64, reply: Reply<usize>) {

@@ -1,0 +1,91 @@
+//! A worker's hold on its device when instances share a store: taken before the task is begun,
+//! confirmed before every call and before the outcome is reported, released after it.
+//!
+//! Service A cannot check a fence itself, so the fence is kept on this side: a call starts only
+//! right after the database extended the lease to outlast the call's deadline. A holder that was
+//! paused or cut off past its lease finds the lease gone at its next step and stops there.
+
+use crate::ports::{Acquired, DeviceLeases, Lease, LeaseError};
+use crate::TaskMessage;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// How much longer than a call's deadline a lease lasts: room for the renewal's round trip.
+pub const LEASE_MARGIN: Duration = Duration::from_secs(5);
+
+/// First and longest pause between tries while another task holds the device.
+const FIRST_PAUSE: Duration = Duration::from_millis(50);
+const LONGEST_PAUSE: Duration = Duration::from_secs(1);
+
+pub struct HeldDevice {
+    leases: Arc<dyn DeviceLeases>,
+    lease: Lease,
+    call_timeout: Duration,
+}
+
+/// What trying to take the device came to.
+pub enum Take {
+    Held(HeldDevice),
+    /// The task is final already.
+    Final,
+    /// Still busy after `patience`, or the leases cannot be reached: give the delivery back.
+    NotNow(String),
+}
+
+fn ttl(call_timeout: Duration) -> Duration {
+    call_timeout + LEASE_MARGIN
+}
+
+/// Tries until the device is free for this task or `patience` has passed.
+pub async fn take(
+    leases: &Arc<dyn DeviceLeases>,
+    task: &TaskMessage,
+    call_timeout: Duration,
+    patience: Duration,
+) -> Take {
+    let give_up = Instant::now() + patience;
+    let mut pause = FIRST_PAUSE;
+    loop {
+        match leases.acquire(task, ttl(call_timeout)).await {
+            Ok(Acquired::Held(lease)) => {
+                return Take::Held(HeldDevice {
+                    leases: leases.clone(),
+                    lease,
+                    call_timeout,
+                })
+            }
+            Ok(Acquired::Final) => return Take::Final,
+            Ok(Acquired::Busy) if Instant::now() + pause < give_up => {
+                tokio::time::sleep(pause + Duration::from_millis(fastrand::u64(0..=pause.as_millis() as u64 / 2)))
+                    .await;
+                pause = (pause * 2).min(LONGEST_PAUSE);
+            }
+            Ok(Acquired::Busy) => {
+                return Take::NotNow(format!("device {} is busy with another task", task.equipment_id))
+            }
+            Err(error) => return Take::NotNow(error.to_string()),
+        }
+    }
+}
+
+impl HeldDevice {
+    /// Extends the lease to outlast a call started now; fails when the lease is lost, or when the
+    /// extension took so long that the call could outlive it.
+    pub async fn confirm(&self) -> Result<(), LeaseError> {
+        let asked = Instant::now();
+        self.leases.renew(&self.lease, ttl(self.call_timeout)).await?;
+        if asked.elapsed() >= LEASE_MARGIN {
+            return Err(LeaseError::Unavailable(
+                "renewing the device lease took too long".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    pub async fn release(self) {
+        if let Err(error) = self.leases.release(&self.lease).await {
+            tracing::warn!(task_id = %self.lease.task_id, %error, "could not release the device lease; it expires by itself");
+        }
+    }
+}

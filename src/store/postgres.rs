@@ -1,0 +1,303 @@
+//! The PostgreSQL store: task state shared by every instance that points at the same database.
+//!
+//! Each instance's registry still decides alone (read, decide, write), so two instances could decide
+//! on the same task at once. The database settles such a race: a write never changes a final task
+//! into another status, never cancels a task that is no longer queued, and never reuses an
+//! idempotency key; the loser's write fails as a whole and its caller tries again on fresh state.
+//! A write that makes a task final also announces it (`NOTIFY cpe_config_final`), so a waiter on
+//! any instance wakes at once (see `listen.rs`).
+
+mod connections;
+pub mod leases;
+mod listen;
+mod rows;
+mod schema;
+pub mod scratch;
+
+use connections::Connections;
+use cpe_actors::ports::{FinalListener, IdempotencyEntry, StoreCounts, StoreError, TaskStore, WriteOp};
+use cpe_actors::{TaskId, TaskPage, TaskQuery, TaskRecord, TaskStatus};
+use postgres::types::ToSql;
+use postgres::{Config, Transaction};
+use rows::{millis, record, request_json, status_code, task_id, uuid, COLUMNS};
+use std::str::FromStr;
+use std::sync::Arc;
+
+/// Connections per instance for reads and writes (writes share commits through the registry's
+/// group commit, so a few are plenty); LISTEN and leases have their own.
+const CONNECTIONS: usize = 4;
+
+/// Rows removed per sweep statement, so a sweep of millions never holds one giant transaction.
+const SWEEP_BATCH: i64 = 10_000;
+
+/// The channel on which a write that makes a task final names it.
+pub const FINAL_CHANNEL: &str = "cpe_config_final";
+
+pub struct PgStore {
+    config: Config,
+    connections: Arc<Connections>,
+    listener: std::sync::Mutex<Option<listen::Listener>>,
+}
+
+impl PgStore {
+    /// Connects, and brings the schema up to date (safe when several instances start at once).
+    pub fn open(url: &str) -> Result<Self, StoreError> {
+        let config = Config::from_str(url).map_err(|e| StoreError(format!("the PostgreSQL URL is not valid: {e}")))?;
+        let mut client = connections::with_timeout(&config)
+            .connect(postgres::NoTls)
+            .map_err(|e| connections::error("connect", &e))?;
+        let applied = schema::migrate(&mut client).map_err(|e| connections::error("migrate the schema", &e))?;
+        let current = schema::current(&mut client).map_err(|e| connections::error("read the schema version", &e))?;
+        if current > schema::latest() {
+            return Err(StoreError(format!(
+                "PostgreSQL: the schema is at version {current}, newer than this binary knows ({}): run a newer cpe-config",
+                schema::latest()
+            )));
+        }
+        if !applied.is_empty() {
+            tracing::info!(steps = ?applied, "PostgreSQL schema migrated");
+        }
+        Ok(Self {
+            connections: Arc::new(Connections::start(&config, CONNECTIONS)),
+            config,
+            listener: std::sync::Mutex::new(None),
+        })
+    }
+}
+
+impl Drop for PgStore {
+    fn drop(&mut self) {
+        if let Some(listener) = self.listener.lock().expect("listener lock").take() {
+            listener.stop();
+        }
+        self.connections.close();
+    }
+}
+
+impl TaskStore for PgStore {
+    fn write_batch(&self, ops: &[WriteOp]) -> Result<(), StoreError> {
+        let ops = ops.to_vec();
+        self.connections.run("write tasks", move |client| {
+            let mut txn = client.transaction()?;
+            for op in &ops {
+                if let Err(refused) = apply(&mut txn, op)? {
+                    return Ok(Err(refused));
+                }
+            }
+            txn.commit().map(Ok)
+        })?
+    }
+
+    fn get(&self, id: TaskId) -> Result<Option<TaskRecord>, StoreError> {
+        let sql = format!("SELECT {COLUMNS} FROM cpe_tasks WHERE id = $1");
+        let row = self
+            .connections
+            .run("read a task", move |client| client.query_opt(&sql, &[&uuid(id)]))?;
+        row.as_ref().map(record).transpose()
+    }
+
+    fn unfinished(&self) -> Result<Vec<TaskRecord>, StoreError> {
+        let sql = format!("SELECT {COLUMNS} FROM cpe_tasks WHERE status < 2 ORDER BY seq");
+        let rows = self
+            .connections
+            .run("list unfinished tasks", move |client| client.query(&sql, &[]))?;
+        rows.iter().map(record).collect()
+    }
+
+    fn remove_final_before(&self, cutoff_millis: u64) -> Result<usize, StoreError> {
+        let cutoff = millis(cutoff_millis);
+        self.connections.run("sweep old tasks", move |client| {
+            let mut removed = 0;
+            loop {
+                let step = client.execute(
+                    "DELETE FROM cpe_tasks WHERE id IN (
+                         SELECT id FROM cpe_tasks WHERE status >= 2 AND updated_at < $1 LIMIT $2)",
+                    &[&cutoff, &SWEEP_BATCH],
+                )?;
+                removed += step as usize;
+                if step < SWEEP_BATCH as u64 {
+                    break;
+                }
+            }
+            client.execute("DELETE FROM cpe_idempotency_keys WHERE created_at < $1", &[&cutoff])?;
+            Ok(removed)
+        })
+    }
+
+    fn idempotency(&self, key: &str) -> Result<Option<IdempotencyEntry>, StoreError> {
+        let key = key.to_owned();
+        let row = self.connections.run("read an idempotency key", move |client| {
+            client.query_opt(
+                "SELECT task_id, fingerprint, created_at FROM cpe_idempotency_keys WHERE key = $1",
+                &[&key],
+            )
+        })?;
+        Ok(row.map(|row| IdempotencyEntry {
+            task_id: task_id(row.get(0)),
+            fingerprint: row.get::<_, i64>(1) as u64,
+            created_at: row.get::<_, i64>(2).max(0) as u64,
+        }))
+    }
+
+    fn list(&self, query: &TaskQuery) -> Result<TaskPage, StoreError> {
+        let (sql, params) = list_sql(query);
+        let limit = query.limit;
+        let rows = self.connections.run("list tasks", move |client| {
+            let params: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p.as_ref() as _).collect();
+            client.query(&sql, &params)
+        })?;
+        let tasks = rows.iter().map(record).collect::<Result<Vec<_>, _>>()?;
+        Ok(TaskPage::from_candidates(tasks, limit))
+    }
+
+    /// Counted at each scrape from the status index rather than kept in a tally row: one hot row
+    /// that every write of every instance updates would serialize them all.
+    fn counts(&self) -> Result<StoreCounts, StoreError> {
+        self.connections.run("count tasks", |client| {
+            let mut counts = StoreCounts::default();
+            for row in client.query("SELECT status, count(*) FROM cpe_tasks GROUP BY status", &[])? {
+                let code: i16 = row.get(0);
+                if let Some(status) = TaskStatus::ALL.into_iter().find(|s| status_code(*s) == code) {
+                    counts.by_status[status as usize] = row.get::<_, i64>(1) as u64;
+                }
+            }
+            let oldest: Option<i64> = client
+                .query_one("SELECT min(created_at) FROM cpe_tasks WHERE status = 0", &[])?
+                .get(0);
+            counts.oldest_queued = oldest.map(|millis| millis.max(0) as u64);
+            Ok(counts)
+        })
+    }
+
+    fn listen_for_finals(&self, listener: FinalListener) {
+        let mut slot = self.listener.lock().expect("listener lock");
+        if let Some(previous) = slot.take() {
+            previous.stop();
+        }
+        *slot = Some(listen::Listener::start(&self.config, listener));
+    }
+}
+
+/// Why a write was refused: another instance changed the same task or key first.
+fn refused(what: String) -> Result<Result<(), StoreError>, postgres::Error> {
+    Ok(Err(StoreError(format!(
+        "{what} was changed by another instance meanwhile; try again"
+    ))))
+}
+
+/// One change inside the batch's transaction. `Ok(Err(_))` refuses the batch (rolled back).
+fn apply(txn: &mut Transaction<'_>, op: &WriteOp) -> Result<Result<(), StoreError>, postgres::Error> {
+    match op {
+        WriteOp::Put(record) => put(txn, record),
+        WriteOp::PutWithKey(record, key, entry) => {
+            let inserted = txn.execute(
+                "INSERT INTO cpe_idempotency_keys (key, task_id, fingerprint, created_at)
+                 VALUES ($1, $2, $3, $4) ON CONFLICT (key) DO NOTHING",
+                &[
+                    key,
+                    &uuid(entry.task_id),
+                    &(entry.fingerprint as i64),
+                    &millis(entry.created_at),
+                ],
+            )?;
+            if inserted == 0 {
+                return refused("the idempotency key".into());
+            }
+            put(txn, record)
+        }
+        WriteOp::Remove(id) => {
+            txn.execute("DELETE FROM cpe_tasks WHERE id = $1", &[&uuid(*id)])?;
+            Ok(Ok(()))
+        }
+        WriteOp::RemoveWithKey(id, key) => {
+            txn.execute("DELETE FROM cpe_tasks WHERE id = $1", &[&uuid(*id)])?;
+            txn.execute(
+                "DELETE FROM cpe_idempotency_keys WHERE key = $1 AND task_id = $2",
+                &[key, &uuid(*id)],
+            )?;
+            Ok(Ok(()))
+        }
+        WriteOp::All(ops) => {
+            for op in ops {
+                if let Err(refused) = apply(txn, op)? {
+                    return Ok(Err(refused));
+                }
+            }
+            Ok(Ok(()))
+        }
+    }
+}
+
+/// Inserts a task, or updates it when the stored status allows the change: an unfinished task takes
+/// any change except a cancel once it runs; a final one keeps its status (only its other fields,
+/// such as `retried_as`, may change).
+fn put(txn: &mut Transaction<'_>, record: &TaskRecord) -> Result<Result<(), StoreError>, postgres::Error> {
+    let request = match request_json(record) {
+        Ok(json) => json,
+        Err(e) => return Ok(Err(e)),
+    };
+    let attempts = i32::try_from(record.attempts).unwrap_or(i32::MAX);
+    let written = txn.execute(
+        "INSERT INTO cpe_tasks (id, equipment_id, request, status, attempts, last_error, created_at, updated_at, retried_as)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+         ON CONFLICT (id) DO UPDATE SET
+             request = EXCLUDED.request, status = EXCLUDED.status, attempts = EXCLUDED.attempts,
+             last_error = EXCLUDED.last_error, updated_at = EXCLUDED.updated_at, retried_as = EXCLUDED.retried_as
+         WHERE (cpe_tasks.status < 2 AND NOT (EXCLUDED.status = 4 AND cpe_tasks.status <> 0))
+            OR cpe_tasks.status = EXCLUDED.status",
+        &[
+            &uuid(record.id),
+            &record.equipment_id.as_str(),
+            &request,
+            &status_code(record.status),
+            &attempts,
+            &record.last_error,
+            &millis(record.created_at),
+            &millis(record.updated_at),
+            &record.retried_as.map(uuid),
+        ],
+    )?;
+    if written == 0 {
+        return refused(format!("task {}", record.id));
+    }
+    if record.status.is_final() {
+        txn.execute("SELECT pg_notify($1, $2)", &[&FINAL_CHANNEL, &record.id.to_string()])?;
+    }
+    Ok(Ok(()))
+}
+
+type Param = Box<dyn ToSql + Sync + Send>;
+
+/// The page query for the filters given, so each shape of query gets a plan that walks its index.
+fn list_sql(query: &TaskQuery) -> (String, Vec<Param>) {
+    let mut conditions = Vec::new();
+    let mut params: Vec<Param> = Vec::new();
+    if let Some(equipment) = &query.equipment {
+        params.push(Box::new(equipment.as_str().to_owned()));
+        conditions.push(format!("equipment_id = ${}", params.len()));
+    }
+    if !query.statuses.is_empty() {
+        let codes: Vec<i16> = query.statuses.iter().map(|s| status_code(*s)).collect();
+        params.push(Box::new(codes));
+        conditions.push(format!("status = ANY(${})", params.len()));
+    }
+    if let Some(before) = query.before {
+        params.push(Box::new(millis(before.created_at)));
+        params.push(Box::new(uuid(before.id)));
+        conditions.push(format!("(created_at, id) < (${}, ${})", params.len() - 1, params.len()));
+    }
+    params.push(Box::new((query.limit as i64).saturating_add(1)));
+    let filter = if conditions.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {}", conditions.join(" AND "))
+    };
+    let sql = format!(
+        "SELECT {COLUMNS} FROM cpe_tasks {filter} ORDER BY created_at DESC, id DESC LIMIT ${}",
+        params.len()
+    );
+    (sql, params)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,120 @@
+//! A few PostgreSQL connections, each on a thread of its own: the store port is synchronous and the
+//! `postgres` client blocks, which must never happen on a tokio worker thread (it would stall every
+//! task scheduled there, and the client's own runtime refuses to start inside another one).
+
+use cpe_actors::ports::StoreError;
+use postgres::{Client, Config, NoTls};
+use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+type Job = Box<dyn FnOnce(&mut Client) + Send>;
+
+/// How long a connection attempt may take before the call that needed it fails.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Runs closures on one of `size` connections, waiting for the answer. A connection that broke (the
+/// server restarted, the network cut it) is opened again for the next call.
+pub struct Connections {
+    jobs: Mutex<Option<SyncSender<Job>>>,
+    threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
+}
+
+impl Connections {
+    pub fn start(config: &Config, size: usize) -> Self {
+        let (jobs, queue) = mpsc::sync_channel::<Job>(size * 64);
+        let queue = Arc::new(Mutex::new(queue));
+        let threads = (0..size)
+            .map(|n| {
+                let (config, queue) = (with_timeout(config), queue.clone());
+                std::thread::Builder::new()
+                    .name(format!("postgres-{n}"))
+                    .spawn(move || serve(&config, &queue))
+                    .expect("a thread can be started")
+            })
+            .collect();
+        Self {
+            jobs: Mutex::new(Some(jobs)),
+            threads: Mutex::new(threads),
+        }
+    }
+
+    /// Runs `work` on a connection and returns its answer; errors name what was being done.
+    pub fn run<T: Send + 'static>(
+        &self,
+        doing: &'static str,
+        work: impl FnOnce(&mut Client) -> Result<T, postgres::Error> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let (answer, answered) = mpsc::sync_channel(1);
+        let job: Job = Box::new(move |client| {
+            let _ = answer.send(work(client));
+        });
+        let jobs = self.jobs.lock().expect("jobs lock").clone();
+        let sent = jobs.map(|jobs| jobs.send(job).is_ok()).unwrap_or(false);
+        if !sent {
+            return Err(StoreError(format!("PostgreSQL: cannot {doing}: the store is closed")));
+        }
+        match answered.recv() {
+            Ok(result) => result.map_err(|e| error(doing, &e)),
+            Err(_) => Err(StoreError(format!(
+                "PostgreSQL: cannot {doing}: no connection to the database"
+            ))),
+        }
+    }
+
+    /// Lets the threads finish the calls already queued, then closes their connections.
+    pub fn close(&self) {
+        self.jobs.lock().expect("jobs lock").take();
+        for thread in std::mem::take(&mut *self.threads.lock().expect("threads lock")) {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for Connections {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+/// The message of a failed call: the server's own words when it gave some (they name the table,
+/// the constraint or the reason), never the connection string.
+pub fn error(doing: &str, e: &postgres::Error) -> StoreError {
+    let detail = match e.as_db_error() {
+        Some(db) => format!("{} ({})", db.message(), db.code().code()),
+        None => e.to_string(),
+    };
+    StoreError(format!("PostgreSQL: cannot {doing}: {detail}"))
+}
+
+pub fn with_timeout(config: &Config) -> Config {
+    let mut config = config.clone();
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(CONNECT_TIMEOUT);
+    }
+    config
+}
+
+/// One connection's loop: takes the next job, connecting first when there is no live connection.
+/// A job that finds no database is dropped unanswered, and its caller reports that.
+fn serve(config: &Config, queue: &Mutex<Receiver<Job>>) {
+    let mut client: Option<Client> = None;
+    loop {
+        let job = match queue.lock().expect("queue lock").recv() {
+            Ok(job) => job,
+            Err(_) => return,
+        };
+        if client.as_ref().is_none_or(Client::is_closed) {
+            client = match config.connect(NoTls) {
+                Ok(fresh) => Some(fresh),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot connect to PostgreSQL");
+                    None
+                }
+            };
+        }
+        if let Some(client) = client.as_mut() {
+            job(client);
+        }
+    }
+}

@@ -1,0 +1,88 @@
+//! The schema, as numbered migrations embedded in the binary and applied at start. Several instances
+//! may start at once: each applies the missing steps inside one transaction that first takes a
+//! transaction-scoped advisory lock, so exactly one of them does the work and the others then see it done.
+
+use postgres::Client;
+
+/// An arbitrary, fixed key for `pg_advisory_xact_lock`: "cpe-conf" in ASCII.
+const MIGRATION_LOCK: i64 = 0x6370_652d_636f_6e66;
+
+/// Each step runs once, in order; a released step is never edited, only followed by a new one.
+pub const MIGRATIONS: &[(i32, &str)] = &[(
+    1,
+    "
+    CREATE TABLE cpe_tasks (
+        id uuid PRIMARY KEY,
+        -- Acceptance order across instances: the database's, not any instance's clock.
+        seq bigint GENERATED ALWAYS AS IDENTITY UNIQUE,
+        equipment_id text NOT NULL,
+        -- The request as JSON (parameters included, as the file store keeps them).
+        request text NOT NULL,
+        -- 0 queued, 1 running, 2 completed, 3 failed, 4 cancelled.
+        status smallint NOT NULL CHECK (status BETWEEN 0 AND 4),
+        attempts integer NOT NULL,
+        last_error text,
+        -- Milliseconds since the Unix epoch.
+        created_at bigint NOT NULL,
+        updated_at bigint NOT NULL,
+        retried_as uuid
+    );
+    CREATE INDEX cpe_tasks_by_created ON cpe_tasks (created_at DESC, id DESC);
+    CREATE INDEX cpe_tasks_by_status ON cpe_tasks (status, created_at DESC, id DESC);
+    CREATE INDEX cpe_tasks_by_device ON cpe_tasks (equipment_id, created_at DESC, id DESC);
+    CREATE INDEX cpe_tasks_open ON cpe_tasks (equipment_id, seq) WHERE status < 2;
+    CREATE INDEX cpe_tasks_final_by_update ON cpe_tasks (updated_at) WHERE status >= 2;
+
+    CREATE TABLE cpe_idempotency_keys (
+        key text PRIMARY KEY,
+        task_id uuid NOT NULL,
+        fingerprint bigint NOT NULL,
+        created_at bigint NOT NULL
+    );
+    CREATE INDEX cpe_idempotency_keys_by_time ON cpe_idempotency_keys (created_at);
+
+    -- One configuration at a time per device, across every instance (see leases.rs).
+    CREATE TABLE cpe_device_leases (
+        equipment_id text PRIMARY KEY,
+        task_id uuid NOT NULL,
+        holder text NOT NULL,
+        -- Grows by one with every new holder: a holder that lost the lease cannot act under it.
+        fence bigint NOT NULL,
+        expires_at timestamptz NOT NULL
+    );
+    ",
+)];
+
+/// Brings the schema up to date; returns the steps applied (none when another instance did them).
+pub fn migrate(client: &mut Client) -> Result<Vec<i32>, postgres::Error> {
+    let mut txn = client.transaction()?;
+    txn.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])?;
+    txn.batch_execute(
+        "CREATE TABLE IF NOT EXISTS cpe_schema_migrations (
+             version integer PRIMARY KEY,
+             applied_at timestamptz NOT NULL DEFAULT now()
+         )",
+    )?;
+    let done: i32 = txn
+        .query_one("SELECT coalesce(max(version), 0) FROM cpe_schema_migrations", &[])?
+        .get(0);
+    let mut applied = Vec::new();
+    for (version, sql) in MIGRATIONS.iter().filter(|(version, _)| *version > done) {
+        txn.batch_execute(sql)?;
+        txn.execute("INSERT INTO cpe_schema_migrations (version) VALUES ($1)", &[version])?;
+        applied.push(*version);
+    }
+    txn.commit()?;
+    Ok(applied)
+}
+
+/// The newest step this binary knows; a database migrated further by a newer binary is refused.
+pub fn latest() -> i32 {
+    MIGRATIONS.last().map_or(0, |(version, _)| *version)
+}
+
+pub fn current(client: &mut Client) -> Result<i32, postgres::Error> {
+    Ok(client
+        .query_one("SELECT coalesce(max(version), 0) FROM cpe_schema_migrations", &[])?
+        .get(0))
+}

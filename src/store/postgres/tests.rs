@@ -1,0 +1,198 @@
+//! The PostgreSQL store against a real database, each test in a schema of its own: migrations when
+//! instances start together, the guards that settle races between instances, announcements of final
+//! tasks, and the per-device leases.
+
+use super::leases::PgLeases;
+use super::scratch::ScratchSchema;
+use super::*;
+use cpe_actors::ports::{Acquired, DeviceLeases, LeaseError};
+use cpe_actors::{ConfigRequest, EquipmentId, Outcome, TaskMessage};
+use std::time::Duration;
+
+fn queued(device: &str) -> TaskRecord {
+    let request = ConfigRequest::from_json(br#"{"timeoutInSeconds": 5, "parameters": {"vlan": 10}}"#).unwrap();
+    TaskRecord::queued(TaskId::new(), EquipmentId::parse(device).unwrap(), request)
+}
+
+fn message(record: &TaskRecord) -> TaskMessage {
+    TaskMessage {
+        task_id: record.id,
+        equipment_id: record.equipment_id.clone(),
+        request: record.request.clone(),
+    }
+}
+
+#[test]
+fn instances_starting_together_migrate_once_and_share_the_tasks() {
+    let Some(schema) = ScratchSchema::create() else { return };
+    let stores: Vec<PgStore> = std::thread::scope(|scope| {
+        let opening: Vec<_> = (0..4).map(|_| scope.spawn(|| PgStore::open(&schema.url))).collect();
+        opening.into_iter().map(|o| o.join().unwrap().unwrap()).collect()
+    });
+    let record = queued("abc123");
+    stores[0].put(&record).unwrap();
+    assert_eq!(stores[3].get(record.id).unwrap(), Some(record));
+}
+
+#[test]
+fn a_url_that_does_not_parse_or_answer_is_a_clear_error() {
+    let garbage = PgStore::open("postgres://host:notaport/db").err().unwrap();
+    assert!(garbage.0.contains("URL is not valid"), "{garbage}");
+    let nobody = PgStore::open("postgres://nobody@127.0.0.1:1/db?connect_timeout=2")
+        .err()
+        .unwrap();
+    assert!(nobody.0.contains("PostgreSQL: cannot connect"), "{nobody}");
+}
+
+#[test]
+fn a_final_task_keeps_its_status_and_a_running_one_cannot_be_cancelled() {
+    let Some(schema) = ScratchSchema::create() else { return };
+    let store = PgStore::open(&schema.url).unwrap();
+    let mut record = queued("abc123");
+    store.put(&record).unwrap();
+    let queued_copy = record.clone();
+
+    assert!(record.move_to(TaskStatus::Running));
+    store.put(&record).unwrap();
+    let mut cancelled = queued_copy.clone();
+    assert!(cancelled.cancel());
+    let refused = store.put(&cancelled).unwrap_err();
+    assert!(refused.0.contains("changed by another instance"), "{refused}");
+
+    assert!(record.finish(&Outcome::Completed { attempts: 1 }));
+    store.put(&record).unwrap();
+    let stale = store.put(&queued_copy).unwrap_err();
+    assert!(stale.0.contains("changed by another instance"), "{stale}");
+    assert_eq!(store.get(record.id).unwrap().unwrap().status, TaskStatus::Completed);
+}
+
+#[test]
+fn an_idempotency_key_is_taken_once_and_a_refused_batch_changes_nothing() {
+    let Some(schema) = ScratchSchema::create() else { return };
+    let store = PgStore::open(&schema.url).unwrap();
+    let (first, second) = (queued("abc123"), queued("abc123"));
+    let entry = |record: &TaskRecord| IdempotencyEntry {
+        task_id: record.id,
+        fingerprint: 7,
+        created_at: record.created_at,
+    };
+    store.put_with_key(&first, "campaign-1/abc123", &entry(&first)).unwrap();
+    let refused = store
+        .put_with_key(&second, "campaign-1/abc123", &entry(&second))
+        .unwrap_err();
+    assert!(refused.0.contains("idempotency key"), "{refused}");
+    assert_eq!(store.get(second.id).unwrap(), None, "the refused batch left no task");
+    assert_eq!(
+        store.idempotency("campaign-1/abc123").unwrap().unwrap().task_id,
+        first.id
+    );
+}
+
+#[test]
+fn a_task_made_final_is_announced_to_every_listener() {
+    let Some(schema) = ScratchSchema::create() else { return };
+    let (here, there) = (PgStore::open(&schema.url).unwrap(), PgStore::open(&schema.url).unwrap());
+    let (tell, heard) = std::sync::mpsc::channel();
+    let tell = std::sync::Mutex::new(tell);
+    there.listen_for_finals(Arc::new(move |id| {
+        let _ = tell.lock().unwrap().send(id);
+    }));
+    // LISTEN starts on its own thread: wait until it is in place before writing.
+    let record = queued("abc123");
+    here.put(&record).unwrap();
+    let mut finished = record.clone();
+    assert!(finished.move_to(TaskStatus::Running) && finished.finish(&Outcome::Completed { attempts: 1 }));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut probe = queued("abc999");
+        here.put(&probe).unwrap();
+        assert!(probe.cancel());
+        here.put(&probe).unwrap();
+        if heard.recv_timeout(Duration::from_millis(300)) == Ok(Some(probe.id)) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no announcement heard");
+    }
+    here.put(&finished).unwrap();
+    let id = heard.recv_timeout(Duration::from_secs(5)).unwrap();
+    assert_eq!(id, Some(record.id));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_has_one_holder_and_tasks_take_it_in_acceptance_order() {
+    let Some(schema) = ScratchSchema::create() else { return };
+    let url = schema.url.clone();
+    let store = tokio::task::spawn_blocking(move || PgStore::open(&url).unwrap())
+        .await
+        .unwrap();
+    let (older, younger, elsewhere) = (queued("abc123"), queued("abc123"), queued("def456"));
+    for record in [&older, &younger, &elsewhere] {
+        store.put(record).unwrap();
+    }
+    let one = PgLeases::open(&schema.url, "instance one".into()).unwrap();
+    let two = PgLeases::open(&schema.url, "instance two".into()).unwrap();
+    let ttl = Duration::from_secs(30);
+
+    assert_eq!(
+        two.acquire(&message(&younger), ttl).await.unwrap(),
+        Acquired::Busy,
+        "the older task comes first"
+    );
+    let Acquired::Held(lease) = one.acquire(&message(&older), ttl).await.unwrap() else {
+        panic!("the oldest task takes a free device");
+    };
+    assert_eq!(
+        two.acquire(&message(&older), ttl).await.unwrap(),
+        Acquired::Busy,
+        "one holder at a time"
+    );
+    assert!(matches!(
+        two.acquire(&message(&elsewhere), ttl).await.unwrap(),
+        Acquired::Held(_)
+    ));
+    one.renew(&lease, ttl).await.unwrap();
+
+    let mut done = older.clone();
+    assert!(done.move_to(TaskStatus::Running) && done.finish(&Outcome::Completed { attempts: 1 }));
+    store.put(&done).unwrap();
+    one.release(&lease).await.unwrap();
+    assert_eq!(one.acquire(&message(&older), ttl).await.unwrap(), Acquired::Final);
+    let Acquired::Held(next) = two.acquire(&message(&younger), ttl).await.unwrap() else {
+        panic!("the younger task takes the device once the older one is final");
+    };
+    assert_eq!(next.fence, lease.fence + 1, "each new holder gets the next fence");
+    assert_eq!(
+        one.renew(&lease, ttl).await,
+        Err(LeaseError::Lost),
+        "an old fence renews nothing"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_lease_goes_to_the_next_holder_and_the_old_one_cannot_renew() {
+    let Some(schema) = ScratchSchema::create() else { return };
+    let url = schema.url.clone();
+    let store = tokio::task::spawn_blocking(move || PgStore::open(&url).unwrap())
+        .await
+        .unwrap();
+    let task = queued("abc123");
+    store.put(&task).unwrap();
+    let (paused, next) = (
+        PgLeases::open(&schema.url, "paused".into()).unwrap(),
+        PgLeases::open(&schema.url, "next".into()).unwrap(),
+    );
+    let Acquired::Held(old) = paused
+        .acquire(&message(&task), Duration::from_millis(200))
+        .await
+        .unwrap()
+    else {
+        panic!("a free device is taken");
+    };
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let Acquired::Held(new) = next.acquire(&message(&task), Duration::from_secs(30)).await.unwrap() else {
+        panic!("an expired lease is taken over");
+    };
+    assert_eq!(paused.renew(&old, Duration::from_secs(30)).await, Err(LeaseError::Lost));
+    paused.release(&old).await.unwrap();
+    next.renew(&new, Duration::from_secs(30)).await.unwrap();
+}
