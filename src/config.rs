@@ -147,6 +147,13 @@ pub struct Config {
     #[arg(long, global = true, env = "RESULTS_QUEUE", default_value = "config_results", value_parser = parse_queue_name)]
     pub results_queue: String,
 
+    /// Type of the task queue and its dead-letter queue on RabbitMQ. classic: what the original system
+    /// declares, so it keeps working beside cpe-config. quorum: replicated across RabbitMQ nodes, with a
+    /// delivery limit; a classic queue of the same name must be drained and deleted first (or use another
+    /// --queue).
+    #[arg(long, global = true, env = "QUEUE_TYPE", value_enum, default_value = "classic")]
+    pub queue_type: crate::queue::amqp::QueueType,
+
     /// Directory of cert.pem and key.pem; a self-signed pair is generated there when missing.
     #[arg(long, global = true, env = "CERTS_DIR", default_value = "certs")]
     pub certs_dir: PathBuf,
@@ -236,6 +243,9 @@ impl Config {
                 "--role {} needs --amqp-url (AMQP_URL): separate processes exchange tasks through RabbitMQ",
                 self.role.to_possible_value().expect("roles have names").get_name()
             ));
+        }
+        if self.queue_type == crate::queue::amqp::QueueType::Quorum && self.amqp_url.is_none() {
+            return Err("--queue-type quorum needs --amqp-url (AMQP_URL): it is a kind of RabbitMQ queue".into());
         }
         if self.queue == self.results_queue {
             return Err("--queue and --results-queue must name different queues".into());

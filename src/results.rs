@@ -2,7 +2,7 @@
 //! from worker processes back to the Service B that answers GET.
 
 use crate::config::Config;
-use crate::queue::amqp::{AmqpConfig, AmqpLink, AmqpPublisher, AmqpSource, QueueSpec};
+use crate::queue::amqp::{AmqpConfig, AmqpLink, AmqpPublisher, AmqpSource, DeclareError, QueueSpec, QueueType};
 use anyhow::Result;
 use async_trait::async_trait;
 use cpe_actors::ports::{Begin, Delivery, DeliveryHandler, QueueSource, SinkError, StatusSink, TaskPublisher};
@@ -34,8 +34,20 @@ pub async fn open_amqp(
     };
     let publish_link = AmqpLink::new(&settings)?;
     let consume_link = AmqpLink::new(&settings)?;
-    let tasks = QueueSpec::tasks(config.queue.clone());
+    let tasks = QueueSpec::tasks(config.queue.clone()).with_type(config.queue_type);
     let results = QueueSpec::plain(config.results_queue.clone());
+    if config.queue_type == QueueType::Quorum {
+        // A classic queue of the same name makes every declaration fail until an operator cuts over:
+        // say so at start rather than retry it as if the broker were down. (A classic declaration keeps
+        // whatever queue it finds, so it needs no such check.)
+        match publish_link.declare(&tasks).await {
+            Ok(()) => {}
+            Err(DeclareError::Refused(why)) => anyhow::bail!(why),
+            Err(DeclareError::Failed(error)) => {
+                tracing::warn!(%error, "could not declare the quorum task queue at start; it is declared on first use")
+            }
+        }
+    }
     let publisher = Arc::new(AmqpPublisher::new(publish_link.clone(), tasks.clone()));
     let source = Arc::new(AmqpSource::new(consume_link.clone(), tasks, settings.prefetch));
     let results = ResultsQueue {

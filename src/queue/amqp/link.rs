@@ -3,7 +3,7 @@
 
 use super::config::{redact_url, AmqpConfig};
 use super::ops::{lock, open_channel, step};
-use super::topology::QueueSpec;
+use super::topology::{DeclareError, QueueSpec};
 use cpe_actors::ports::QueueError;
 use lapin::{Channel, Connection, ConnectionProperties};
 use std::collections::HashSet;
@@ -79,13 +79,29 @@ impl AmqpLink {
     /// A new channel on the live connection, with the topology of `spec` declared on that connection.
     pub async fn channel(&self, spec: &QueueSpec) -> Result<Channel, QueueError> {
         let live = self.live().await?;
+        self.ensure_declared(&live, spec)
+            .await
+            .map_err(|e| self.error(e.into()))?;
+        open_channel(&live.connection).await.map_err(|e| self.error(e))
+    }
+
+    /// Connects if needed and declares the topology of `spec` now, so that start-up can stop on a
+    /// declaration the broker refuses for good ([`DeclareError::Refused`]) rather than retry it forever.
+    pub async fn declare(&self, spec: &QueueSpec) -> Result<(), DeclareError> {
+        let live = self.live().await.map_err(DeclareError::Failed)?;
+        self.ensure_declared(&live, spec).await.map_err(|error| match error {
+            DeclareError::Refused(text) => DeclareError::Refused(self.error(QueueError(text)).0),
+            DeclareError::Failed(error) => DeclareError::Failed(self.error(error)),
+        })
+    }
+
+    async fn ensure_declared(&self, live: &Live, spec: &QueueSpec) -> Result<(), DeclareError> {
         let mut declared = live.declared.lock().await;
         if !declared.contains(spec.name()) {
-            spec.declare(&live.connection).await.map_err(|e| self.error(e))?;
+            spec.declare(&live.connection).await?;
             declared.insert(spec.name().to_owned());
         }
-        drop(declared);
-        open_channel(&live.connection).await.map_err(|e| self.error(e))
+        Ok(())
     }
 
     /// Closes the connection (clean stop); the next use connects again. Deliveries not yet

@@ -1,5 +1,6 @@
 //! RabbitMQ adapter of the queue ports (lapin): one shared connection that reconnects on demand, the
-//! task topology with its dead-letter queue, a publisher that waits for broker confirms, and a source.
+//! task topology with its dead-letter queue (classic or quorum), a publisher that waits for broker
+//! confirms, and a source.
 //!
 //! Parts: `config` (where the broker is), `link` (the shared connection), `topology` (queue declares),
 //! `publisher`, `source` (subscription, deliveries and their answers), and `ops` (the deadline every
@@ -17,4 +18,7 @@ pub use link::AmqpLink;
 pub use ops::OPERATION_DEADLINE;
 pub use publisher::AmqpPublisher;
 pub use source::AmqpSource;
-pub use topology::{declare_plain_queue, declare_task_topology, Declared, QueueSpec};
+pub use topology::{
+    declare_plain_queue, declare_quorum_task_topology, declare_task_topology, quorum_task_arguments, DeclareError,
+    Declared, QueueSpec, QueueType, DELIVERY_LIMIT,
+};
