@@ -43,11 +43,10 @@ impl PgStore {
     /// Connects, and brings the schema up to date (safe when several instances start at once).
     pub fn open(url: &str) -> Result<Self, StoreError> {
         let config = Config::from_str(url).map_err(|e| StoreError(format!("the PostgreSQL URL is not valid: {e}")))?;
-        let mut client = connections::with_timeout(&config)
-            .connect(postgres::NoTls)
-            .map_err(|e| connections::error("connect", &e))?;
-        let applied = schema::migrate(&mut client).map_err(|e| connections::error("migrate the schema", &e))?;
-        let current = schema::current(&mut client).map_err(|e| connections::error("read the schema version", &e))?;
+        let connections = Arc::new(Connections::start(&config, CONNECTIONS));
+        let (applied, current) = connections.run("migrate the schema", |client| {
+            Ok((schema::migrate(client)?, schema::current(client)?))
+        })?;
         if current > schema::latest() {
             return Err(StoreError(format!(
                 "PostgreSQL: the schema is at version {current}, newer than this binary knows ({}): run a newer cpe-config",
@@ -58,7 +57,7 @@ impl PgStore {
             tracing::info!(steps = ?applied, "PostgreSQL schema migrated");
         }
         Ok(Self {
-            connections: Arc::new(Connections::start(&config, CONNECTIONS)),
+            connections,
             config,
             listener: std::sync::Mutex::new(None),
         })

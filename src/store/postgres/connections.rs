@@ -8,7 +8,8 @@ use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-type Job = Box<dyn FnOnce(&mut Client) + Send>;
+/// Work for a connection: given the client, or why there is none (the connect error).
+type Job = Box<dyn FnOnce(Result<&mut Client, &str>) + Send>;
 
 /// How long a connection attempt may take before the call that needed it fails.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -47,19 +48,24 @@ impl Connections {
     ) -> Result<T, StoreError> {
         let (answer, answered) = mpsc::sync_channel(1);
         let job: Job = Box::new(move |client| {
-            let _ = answer.send(work(client));
+            let result = match client {
+                Ok(client) => work(client).map_err(|e| error(doing, &e)),
+                Err(reason) => Err(StoreError(format!(
+                    "PostgreSQL: cannot {doing}: cannot connect: {reason}"
+                ))),
+            };
+            let _ = answer.send(result);
         });
         let jobs = self.jobs.lock().expect("jobs lock").clone();
         let sent = jobs.map(|jobs| jobs.send(job).is_ok()).unwrap_or(false);
         if !sent {
             return Err(StoreError(format!("PostgreSQL: cannot {doing}: the store is closed")));
         }
-        match answered.recv() {
-            Ok(result) => result.map_err(|e| error(doing, &e)),
-            Err(_) => Err(StoreError(format!(
-                "PostgreSQL: cannot {doing}: no connection to the database"
-            ))),
-        }
+        answered.recv().unwrap_or_else(|_| {
+            Err(StoreError(format!(
+                "PostgreSQL: cannot {doing}: the connection thread stopped"
+            )))
+        })
     }
 
     /// Lets the threads finish the calls already queued, then closes their connections.
@@ -96,7 +102,6 @@ pub fn with_timeout(config: &Config) -> Config {
 }
 
 /// One connection's loop: takes the next job, connecting first when there is no live connection.
-/// A job that finds no database is dropped unanswered, and its caller reports that.
 fn serve(config: &Config, queue: &Mutex<Receiver<Job>>) {
     let mut client: Option<Client> = None;
     loop {
@@ -104,17 +109,19 @@ fn serve(config: &Config, queue: &Mutex<Receiver<Job>>) {
             Ok(job) => job,
             Err(_) => return,
         };
+        let mut failed = None;
         if client.as_ref().is_none_or(Client::is_closed) {
             client = match config.connect(NoTls) {
                 Ok(fresh) => Some(fresh),
                 Err(e) => {
-                    tracing::warn!(error = %e, "cannot connect to PostgreSQL");
+                    failed = Some(e.to_string());
                     None
                 }
             };
         }
-        if let Some(client) = client.as_mut() {
-            job(client);
+        match (client.as_mut(), failed) {
+            (Some(client), _) => job(Ok(client)),
+            (None, reason) => job(Err(reason.as_deref().unwrap_or("no connection"))),
         }
     }
 }

@@ -1,0 +1,195 @@
+//! Three instances of the real binary on one RabbitMQ queue and one PostgreSQL schema, checked in the
+//! manner of rabbitmq/jepsen: every accepted task and every call Service A received is recorded, then
+//! the history is checked for lost tasks, overlapping or out-of-order calls per device, and duplicates.
+//! One instance is killed with -9 and one is stopped for longer than its lease while tasks run.
+
+mod common;
+
+use common::call_log::{CallLog, Checker, Identify};
+use common::process::{local_args, Process};
+use common::{client, rabbitmq, send, unique_queue, url};
+use cpe_config::store::postgres::scratch::ScratchSchema;
+use serde_json::Value;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const LIMIT: Duration = Duration::from_secs(30);
+/// The per-call deadline given to the instances; their device lease lasts this plus 5 s.
+const CALL_TIMEOUT: &str = "--call-timeout=2s";
+
+struct Cluster {
+    instances: Vec<Process>,
+    service_b: Vec<SocketAddr>,
+    _schema: ScratchSchema,
+}
+
+/// The task of a call, from the `vlan` each task of these tests carries: its number plus one.
+fn by_vlan() -> Identify {
+    Arc::new(|_, body| {
+        let body: Value = serde_json::from_str(body).ok()?;
+        body["parameters"]["vlan"].as_u64().map(|vlan| (vlan - 1).to_string())
+    })
+}
+
+async fn cluster(amqp: &str, queue: &str, service_a: &str, size: usize) -> Option<Cluster> {
+    let schema = ScratchSchema::create()?;
+    // A short AMQP heartbeat, so the broker notices a stopped instance within seconds and hands its
+    // deliveries to the others.
+    let amqp = format!("--amqp-url={amqp}?heartbeat=2");
+    let store = format!("--store={}", schema.url);
+    let (queue, results) = (format!("--queue={queue}"), format!("--results-queue={queue}-results"));
+    let service_a = format!("--service-a-url={service_a}");
+    let args = local_args(&[
+        &amqp,
+        &store,
+        &queue,
+        &results,
+        &service_a,
+        CALL_TIMEOUT,
+        "--retry-base=50ms",
+        "--workers=16",
+        "--shutdown-grace=1s",
+    ]);
+    let instances: Vec<Process> = (0..size).map(|_| Process::spawn(&args, "info")).collect();
+    let service_b = instances.iter().map(|p| p.wait_for_addr("Service B", LIMIT)).collect();
+    Some(Cluster {
+        instances,
+        service_b,
+        _schema: schema,
+    })
+}
+
+async fn create(b: SocketAddr, device: &str, number: usize) -> String {
+    let body = format!(
+        r#"{{"timeoutInSeconds": 14, "parameters": {{"vlan": {}}}}}"#,
+        number + 1
+    );
+    let post = client()
+        .post(url(Some(b), &format!("/api/v1/equipment/cpe/{device}")))
+        .header("content-type", "application/json")
+        .body(body);
+    let (code, answer) = send(post).await;
+    assert_eq!(code, 200, "{answer}");
+    answer["taskId"].as_str().unwrap().to_owned()
+}
+
+async fn status(b: SocketAddr, device: &str, task: &str) -> Option<String> {
+    let get = client().get(url(Some(b), &format!("/api/v1/equipment/cpe/{device}/task/{task}")));
+    let response = get.send().await.ok()?;
+    let answer: Value = response.json().await.ok()?;
+    answer["status"].as_str().map(str::to_owned)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_instances_lose_nothing_and_never_overlap_a_device_through_a_kill_and_a_pause() {
+    let Some(amqp) = rabbitmq().await else { return };
+    let queue = unique_queue("scale");
+    let service_a = CallLog::start_with(Duration::from_millis(300), by_vlan()).await;
+    let Some(mut cluster) = cluster(&amqp, &queue, &service_a.url(), 3).await else {
+        return;
+    };
+    let devices: Vec<String> = (0..100).map(|n| format!("cpe{n:04}")).collect();
+
+    // Ten rounds of one task per device: within a device, acceptance order is the round order.
+    let mut accepted = Vec::new();
+    let mut numbers = HashMap::new();
+    for round in 0..10 {
+        // Tasks go to every instance still answering: the first is killed after round 3, the second
+        // paused after round 5.
+        let live = &cluster.service_b[round.min(6) / 3..];
+        let creating = devices.iter().enumerate().map(|(d, device)| {
+            let number = round * devices.len() + d;
+            let b = live[number % live.len()];
+            let device = device.clone();
+            async move { (device.clone(), number, create(b, &device, number).await) }
+        });
+        for (device, number, task) in futures_util::future::join_all(creating).await {
+            numbers.insert(number.to_string(), task.clone());
+            accepted.push((number.to_string(), device, round as u64));
+        }
+        if round == 3 {
+            cluster.instances[0].kill_hard();
+        }
+        if round == 5 {
+            cluster.instances[1].signal(libc::SIGSTOP);
+        }
+    }
+    // Longer than the lease (2 s call deadline + 5 s margin) and the broker's heartbeat timeout.
+    tokio::time::sleep(Duration::from_secs(9)).await;
+    cluster.instances[1].signal(libc::SIGCONT);
+
+    let started = Instant::now();
+    let survivor = cluster.service_b[2];
+    let mut statuses = HashMap::new();
+    for (number, device, _) in &accepted {
+        let task = &numbers[number];
+        let final_status = common::eventually(Duration::from_secs(120), "every task final", || async {
+            status(survivor, device, task)
+                .await
+                .filter(|s| s != "queued" && s != "running")
+        })
+        .await;
+        statuses.insert(number.clone(), final_status);
+    }
+    eprintln!("all 1000 tasks final {:?} after the pause ended", started.elapsed());
+
+    let calls = service_a.calls();
+    let report = Checker::report_with_statuses(&accepted, &calls, &statuses);
+    eprintln!(
+        "calls {}, lost {}, duplicated {}, overlapping {}, out of order {}",
+        calls.len(),
+        report.lost.len(),
+        report.duplicated_calls.len(),
+        report.overlapping_per_device.len(),
+        report.out_of_order_per_device.len()
+    );
+    assert!(report.lost.is_empty(), "lost: {:?}", report.lost);
+    assert!(
+        report.overlapping_per_device.is_empty(),
+        "overlapping: {:?}",
+        report.overlapping_per_device
+    );
+    assert!(
+        report.out_of_order_per_device.is_empty(),
+        "out of order: {:?}",
+        report.out_of_order_per_device
+    );
+    // A duplicate is a call whose caller died or paused before it could report: at most one per task
+    // that was in flight at the kill or the pause.
+    assert!(
+        report.duplicated_calls.len() <= 2 * 16,
+        "duplicated: {:?}",
+        report.duplicated_calls
+    );
+    common::broker::delete_queues(&amqp, &queue).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn any_instance_answers_for_a_task_and_a_wait_wakes_when_another_finishes_it() {
+    let Some(amqp) = rabbitmq().await else { return };
+    let queue = unique_queue("scale-wait");
+    let service_a = CallLog::start_with(Duration::from_millis(1500), by_vlan()).await;
+    let Some(cluster) = cluster(&amqp, &queue, &service_a.url(), 2).await else {
+        return;
+    };
+    let (first, second) = (cluster.service_b[0], cluster.service_b[1]);
+    let task = create(first, "abc123", 0).await;
+    let waited = Instant::now();
+    let wait = client().get(url(
+        Some(second),
+        &format!("/api/v1/equipment/cpe/abc123/task/{task}?wait=30s"),
+    ));
+    let (code, answer) = send(wait).await;
+    assert_eq!((code, answer["code"].as_u64()), (200, Some(200)), "{answer}");
+    assert!(
+        waited.elapsed() < Duration::from_secs(10),
+        "the wait ended with the task, not at its deadline"
+    );
+    let listed = client().get(url(Some(second), "/api/v1/equipment/cpe/abc123/tasks"));
+    let (code, page) = send(listed).await;
+    assert_eq!(code, 200);
+    assert_eq!(page["tasks"][0]["taskId"].as_str(), Some(task.as_str()), "{page}");
+    common::broker::delete_queues(&amqp, &queue).await;
+}
