@@ -1,5 +1,8 @@
-//! compose.yaml and the Dockerfile checked against the binary: services, ports, health, and options it reads.
+//! compose.yaml and the Dockerfile checked against the binary: services, ports, health, and options it reads,
+//! for the default services and for the `scale` profile (PostgreSQL and three equal instances).
 
+use clap::{CommandFactory, FromArgMatches};
+use cpe_config::config::Cli;
 use serde_yaml_ng::Value;
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -10,9 +13,15 @@ fn read(file: &str) -> String {
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
 }
 
+/// compose.yaml with its `<<: *anchor` merge keys applied, as docker compose reads it.
 fn compose() -> Value {
-    serde_yaml_ng::from_str(&read("compose.yaml")).expect("compose.yaml is valid YAML")
+    let mut compose: Value = serde_yaml_ng::from_str(&read("compose.yaml")).expect("compose.yaml is valid YAML");
+    compose.apply_merge().expect("compose.yaml's merge keys apply");
+    compose
 }
+
+/// The instances of the `scale` profile.
+const INSTANCES: [&str; 3] = ["cpe-config-1", "cpe-config-2", "cpe-config-3"];
 
 fn service<'a>(compose: &'a Value, name: &str) -> &'a Value {
     let service = &compose["services"][name];
@@ -229,12 +238,184 @@ fn the_certs_and_healthcheck_commands_compose_runs_exist() {
 fn every_variable_compose_sets_is_one_the_binary_reads() {
     let compose = compose();
     let known = variables_the_binary_reads();
-    for (name, _) in environment(service(&compose, "cpe-config")) {
+    for name in std::iter::once("cpe-config").chain(INSTANCES) {
+        for (variable, _) in environment(service(&compose, name)) {
+            assert!(
+                known.contains(&variable),
+                "{name} sets {variable}, which cpe-config does not read (it reads {known:?})"
+            );
+        }
+    }
+}
+
+/// The options a service's environment amounts to, parsed and checked as the binary does at start.
+/// Each variable becomes its flag, and the parser reads no environment: the test process's own (a
+/// `DATABASE_URL` of the machine, say) must not fill in what compose leaves unset.
+fn parsed_options(service: &Value) -> Result<cpe_config::config::Config, String> {
+    let command = Cli::command();
+    let mut args = vec!["cpe-config".to_string()];
+    for (variable, value) in environment(service) {
+        let flag = command
+            .get_arguments()
+            .find(|arg| arg.get_env().is_some_and(|env| env == variable.as_str()))
+            .and_then(|arg| arg.get_long())
+            .ok_or_else(|| format!("no option reads {variable}"))?;
+        args.push(format!("--{flag}={value}"));
+    }
+    let matches = command
+        .mut_args(|arg| arg.env(None))
+        .try_get_matches_from(&args)
+        .map_err(|e| e.to_string())?;
+    let cli = Cli::from_arg_matches(&matches).map_err(|e| e.to_string())?;
+    cli.config.validate()?;
+    Ok(cli.config)
+}
+
+#[test]
+fn every_value_compose_sets_is_one_the_binary_accepts() {
+    let compose = compose();
+    for name in std::iter::once("cpe-config").chain(INSTANCES) {
+        if let Err(error) = parsed_options(service(&compose, name)) {
+            panic!("{name}: cpe-config would refuse to start: {error}");
+        }
+    }
+}
+
+/// `(host, container)` ports of a service's short-form `"host:container"` entries.
+fn published_port_pairs(service: &Value) -> Vec<(u16, u16)> {
+    strings(&service["ports"])
+        .iter()
+        .map(|text| {
+            let mut parts = text.split('/').next().unwrap_or(text).rsplit(':');
+            let container = parts.next().and_then(|p| p.parse().ok());
+            let host = parts.next().and_then(|p| p.parse().ok());
+            match (host, container) {
+                (Some(host), Some(container)) => (host, container),
+                _ => panic!("expected `host:container` in `{text}`"),
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn the_default_services_belong_to_no_profile() {
+    let compose = compose();
+    for name in ["rabbitmq", "certs", "cpe-config"] {
         assert!(
-            known.contains(&name),
-            "compose.yaml sets {name}, which cpe-config does not read (it reads {known:?})"
+            service(&compose, name).get("profiles").is_none(),
+            "{name} must start with a plain `docker compose up`"
         );
     }
+}
+
+#[test]
+fn the_scale_profile_has_postgres_with_a_healthcheck_and_a_volume() {
+    let compose = compose();
+    let postgres = service(&compose, "postgres");
+    assert_eq!(strings(&postgres["profiles"]), ["scale"]);
+    let image = postgres["image"].as_str().expect("an image");
+    assert!(image.starts_with("postgres:15"), "{image}");
+    let test = strings(&postgres["healthcheck"]["test"]).join(" ");
+    assert!(test.contains("pg_isready"), "healthcheck: {test}");
+    let data = strings(&postgres["volumes"])
+        .into_iter()
+        .find_map(|v| v.strip_suffix(":/var/lib/postgresql/data").map(str::to_owned))
+        .expect("a volume for the data directory");
+    assert!(
+        compose["volumes"]
+            .as_mapping()
+            .is_some_and(|v| v.contains_key(data.as_str())),
+        "{data} must be a named volume"
+    );
+}
+
+#[test]
+fn the_scale_profile_runs_three_equal_instances_on_postgres_and_a_quorum_queue() {
+    let compose = compose();
+    let default = parsed_options(service(&compose, "cpe-config")).unwrap();
+    let postgres = environment(service(&compose, "postgres"));
+    let postgres_env = |name: &str| {
+        postgres
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_else(|| panic!("postgres does not set {name}"))
+    };
+    let expected_store = format!(
+        "postgres://{}:{}@postgres:5432/{}",
+        postgres_env("POSTGRES_USER"),
+        postgres_env("POSTGRES_PASSWORD"),
+        postgres_env("POSTGRES_DB")
+    );
+    let mut host_ports: Vec<u16> = published_port_pairs(service(&compose, "cpe-config"))
+        .into_iter()
+        .map(|(host, _)| host)
+        .collect();
+    for name in INSTANCES {
+        let instance = service(&compose, name);
+        assert_eq!(strings(&instance["profiles"]), ["scale"], "{name}");
+        assert_eq!(
+            instance["image"],
+            service(&compose, "cpe-config")["image"],
+            "{name} runs the cpe-config image"
+        );
+        assert_eq!(
+            strings(&instance["healthcheck"]["test"]),
+            ["CMD", "cpe-config", "healthcheck"],
+            "{name}"
+        );
+        for (dependency, condition) in [
+            ("rabbitmq", "service_healthy"),
+            ("postgres", "service_healthy"),
+            ("certs", "service_completed_successfully"),
+        ] {
+            assert_eq!(
+                instance["depends_on"][dependency]["condition"].as_str(),
+                Some(condition),
+                "{name} on {dependency}"
+            );
+        }
+        let (certs, read_only) = certs_mount(instance);
+        assert_eq!((certs.as_str(), read_only), ("cpe-certs", true), "{name}");
+
+        let options = parsed_options(instance).unwrap();
+        assert_eq!(options.role, cpe_config::config::Role::All, "{name}");
+        assert_eq!(options.queue_type, cpe_config::queue::amqp::QueueType::Quorum, "{name}");
+        assert_ne!(
+            options.queue, default.queue,
+            "{name}: the default service declares its queue classic on the same broker"
+        );
+        let amqp = options.amqp_url.as_deref().unwrap_or_default();
+        assert!(amqp.contains("@rabbitmq:5672"), "{name}: AMQP_URL={amqp}");
+        let store = environment(instance)
+            .into_iter()
+            .find(|(n, _)| n == "STORE")
+            .map(|(_, v)| v);
+        assert_eq!(store.as_deref(), Some(expected_store.as_str()), "{name}");
+
+        let pairs = published_port_pairs(instance);
+        let containers: BTreeSet<u16> = pairs.iter().map(|(_, container)| *container).collect();
+        for addr in [options.service_a_addr, options.service_b_addr] {
+            assert!(
+                containers.contains(&addr.port()),
+                "{name} listens on {addr}, which it does not publish ({pairs:?})"
+            );
+        }
+        host_ports.extend(pairs.iter().map(|(host, _)| *host));
+    }
+    let distinct: BTreeSet<u16> = host_ports.iter().copied().collect();
+    assert_eq!(distinct.len(), host_ports.len(), "host ports collide: {host_ports:?}");
+    // Every instance is the same but for its host ports.
+    let mut shapes = INSTANCES.iter().map(|name| {
+        let mut instance = service(&compose, name).clone();
+        instance.as_mapping_mut().unwrap().remove("ports");
+        instance
+    });
+    let first = shapes.next().unwrap();
+    assert!(
+        shapes.all(|shape| shape == first),
+        "the instances differ beyond their ports"
+    );
 }
 
 /// The Dockerfile's stages: each is its `FROM` line and the instructions after it.
