@@ -101,6 +101,30 @@ impl std::fmt::Debug for StoreKind {
     }
 }
 
+/// A value parser for values that hold a password: on error, clap's own message would quote the
+/// value; this one names the option and the rule only.
+#[derive(Clone)]
+struct Secret<T>(fn(&str) -> Result<T, String>);
+
+impl<T: Clone + Send + Sync + 'static> clap::builder::TypedValueParser for Secret<T> {
+    type Value = T;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<T, clap::Error> {
+        let option = arg.map_or_else(|| "the value".to_owned(), |arg| format!("'{arg}'"));
+        let refuse = |rule: String| {
+            let message = format!("invalid value for {option} (not shown, it may hold a password): {rule}\n");
+            clap::Error::raw(clap::error::ErrorKind::ValueValidation, message).with_cmd(cmd)
+        };
+        let text = value.to_str().ok_or_else(|| refuse("it is not UTF-8".into()))?;
+        (self.0)(text).map_err(refuse)
+    }
+}
+
 fn parse_store(raw: &str) -> Result<StoreKind, String> {
     match raw {
         "memory" => Ok(StoreKind::Memory),
@@ -108,7 +132,8 @@ fn parse_store(raw: &str) -> Result<StoreKind, String> {
         url if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
             // The parser's own message may quote the URL, password included: name the rule instead.
             url.parse::<postgres::Config>().map_err(|_| {
-                "the PostgreSQL URL is not valid: it must look like postgres://user:password@host:5432/database".to_string()
+                "the PostgreSQL URL is not valid: it must look like postgres://user:password@host:5432/database"
+                    .to_string()
             })?;
             Ok(StoreKind::Postgres(url.to_owned()))
         }
@@ -136,7 +161,7 @@ pub struct Config {
     pub service_a_url: Option<String>,
 
     /// RabbitMQ URL, like amqp://guest:guest@127.0.0.1:5672/%2f. Unset: the in-process queue.
-    #[arg(long, global = true, env = "AMQP_URL", value_parser = parse_amqp_url, hide_env_values = true)]
+    #[arg(long, global = true, env = "AMQP_URL", value_parser = Secret(parse_amqp_url), hide_env_values = true)]
     pub amqp_url: Option<String>,
 
     /// Queue of configuration tasks.
@@ -185,11 +210,11 @@ pub struct Config {
     /// Where task state is kept: `memory` (lost at exit), `file` (under --data-dir, one instance),
     /// or postgres://user:password@host:5432/database (shared by several instances; with
     /// --amqp-url). [default: file, or DATABASE_URL when that is set]
-    #[arg(long, global = true, env = "STORE", value_parser = parse_store, hide_env_values = true)]
+    #[arg(long, global = true, env = "STORE", value_parser = Secret(parse_store), hide_env_values = true)]
     pub store: Option<StoreKind>,
 
     /// PostgreSQL URL used when --store is not given.
-    #[arg(long, global = true, env = "DATABASE_URL", value_parser = parse_database_url, hide_env_values = true)]
+    #[arg(long, global = true, env = "DATABASE_URL", value_parser = Secret(parse_database_url), hide_env_values = true)]
     pub database_url: Option<String>,
 
     /// Directory of the file store.

@@ -65,6 +65,48 @@ fn a_bad_value_is_rejected_at_start_naming_the_option() {
 }
 
 #[test]
+fn a_bad_store_is_rejected_without_echoing_the_database_password() {
+    for (args, says) in [
+        (
+            vec!["--store", "postgres://cpe:s3cret@db:notaport/cpe"],
+            "PostgreSQL URL is not valid",
+        ),
+        (
+            vec!["--store", "mysql://cpe:s3cret@db/cpe"],
+            "must be `memory`, `file`, or a URL",
+        ),
+        (
+            vec!["--amqp-url", "amqps://cpe:s3cret@broker/"],
+            "amqps:// is not supported",
+        ),
+    ] {
+        let output = binary().args(&args).env_remove("DATABASE_URL").output().unwrap();
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(args[0]) && stderr.contains(says), "{args:?}: {stderr}");
+        assert!(!stderr.contains("s3cret"), "the password was echoed: {stderr}");
+    }
+}
+
+#[test]
+fn an_unreachable_database_fails_the_start_with_a_message_that_says_so() {
+    let output = binary()
+        .args(["--store", "postgres://cpe:s3cret@127.0.0.1:1/cpe?connect_timeout=2"])
+        .args(["--service-a-addr=127.0.0.1:0", "--service-b-addr=127.0.0.1:0"])
+        .arg(format!("--certs-dir={}", temp_dir("unreachable-db").display()))
+        .env_remove("AMQP_URL")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("PostgreSQL: cannot migrate the schema: cannot connect"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("s3cret"), "the password was echoed: {stderr}");
+}
+
+#[test]
 fn certs_generates_a_pair_and_refuses_to_overwrite_it() {
     let dir = temp_dir("certs");
     let run = |extra: &[&str]| {

@@ -70,6 +70,18 @@ async fn timed_runs(bench: &Bench, url: &str, until: Until, report: &mut Report,
         .check_broker_during(row.target(Target::AtLeast(TARGET)), report)
         .await;
     report.add(row);
+    // The store shared by several instances, against the file store of the same run.
+    if let Some(schema) = cpe_config::store::postgres::scratch::ScratchSchema::create() {
+        let shared = creates(bench, &schema.url, true, until).await?;
+        note(report, "P1 POST create (PostgreSQL store, RabbitMQ)", &shared);
+        let row = Row::ratio(
+            "P1 create with the PostgreSQL store",
+            latency(&shared),
+            format!("{:.0} req/s with the file store", app.rate()),
+            shared.rate() / app.rate().max(1e-9),
+        );
+        report.add(row.target(Target::AtLeast(0.5)));
+    }
     // Diagnostics: the same POSTs without the file store, and without the broker.
     let memory = creates(bench, "memory", true, until).await?;
     note(report, "P1 POST create (memory store, RabbitMQ)", &memory);
