@@ -9,7 +9,7 @@ use crate::http::server::{EdgeLimits, ServerArgs, ServerSpec};
 use crate::http::{service_a::ServiceA, service_b::ServiceB, Routes};
 use crate::metrics::Metrics;
 use crate::provisioner::ServiceAClient;
-use crate::store::postgres::{leases::PgLeases, PgStore};
+use crate::store::postgres::{leases::PgLeases, outbox, PgStore};
 use crate::transport::Transport;
 use crate::{duration::format_duration, tls};
 use anyhow::{anyhow, Context, Result};
@@ -22,6 +22,7 @@ use cpe_actors::slot::Slot;
 use cpe_actors::specs::{ConsumerSpec, PoolSpec, RegistrySpec};
 use cpe_actors::supervisor::{child_cell, ChildSpec, Supervisor, SupervisorArgs, SupervisorMsg};
 use cpe_actors::sweeper::{SweeperArgs, SweeperSpec};
+use cpe_actors::task_guard::AbortOnDrop;
 use cpe_actors::worker::WorkerDeps;
 use ractor::{Actor, ActorCell, ActorRef};
 use std::future::Future;
@@ -48,6 +49,8 @@ pub struct App {
     grace: Duration,
     transport: Transport,
     connections: Connections,
+    /// Publishes tasks stored but never queued, with the PostgreSQL store (its outbox).
+    _relay: Option<AbortOnDrop>,
 }
 
 impl App {
@@ -80,8 +83,10 @@ impl App {
             idle_timeout: config.idle_timeout,
         };
 
+        let mut shared_store = None;
         let registry = if config.runs_service_b() {
-            let store = open_store(&config)?;
+            let (store, shared) = open_store(&config)?;
+            shared_store = shared;
             metrics.watch_store(&store);
             let slot = Slot::default();
             children.push(Box::new(RegistrySpec {
@@ -220,6 +225,8 @@ impl App {
                 .await
                 .context("cannot requeue unfinished tasks")?;
         }
+        let relay =
+            shared_store.map(|store| AbortOnDrop(outbox::relay(store, transport.publisher.clone(), RELAY_EVERY)));
         accepting.store(true, Ordering::Release);
         announce.into_iter().for_each(|line| line());
         Ok(App {
@@ -234,6 +241,7 @@ impl App {
             grace: config.shutdown_grace,
             transport,
             connections: limits.connections,
+            _relay: relay,
         })
     }
 
@@ -308,14 +316,24 @@ impl App {
     }
 }
 
-fn open_store(config: &Config) -> Result<Arc<dyn TaskStore>> {
+/// How often each instance looks for tasks stored but not queued.
+const RELAY_EVERY: Duration = Duration::from_secs(2);
+
+/// The store, and the same store as PostgreSQL when it is that one (shared, with an outbox).
+fn open_store(config: &Config) -> Result<(Arc<dyn TaskStore>, Option<Arc<PgStore>>)> {
     Ok(match config.store() {
-        StoreKind::Memory => Arc::new(MemoryStore::default()),
-        StoreKind::File => Arc::new(
-            crate::store::file::FileStore::open(&config.data_dir)
-                .with_context(|| format!("--data-dir {}", config.data_dir.display()))?,
+        StoreKind::Memory => (Arc::new(MemoryStore::default()), None),
+        StoreKind::File => (
+            Arc::new(
+                crate::store::file::FileStore::open(&config.data_dir)
+                    .with_context(|| format!("--data-dir {}", config.data_dir.display()))?,
+            ),
+            None,
         ),
-        StoreKind::Postgres(url) => Arc::new(PgStore::open(&url).context("--store (PostgreSQL)")?),
+        StoreKind::Postgres(url) => {
+            let store = Arc::new(PgStore::open(&url).context("--store (PostgreSQL)")?);
+            (store.clone(), Some(store))
+        }
     })
 }
 

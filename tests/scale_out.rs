@@ -8,7 +8,10 @@ mod common;
 use common::call_log::{CallLog, Checker, Identify};
 use common::process::{local_args, Process};
 use common::{client, rabbitmq, send, unique_queue, url};
+use cpe_actors::ports::TaskStore;
+use cpe_actors::{ConfigRequest, EquipmentId, TaskId, TaskRecord};
 use cpe_config::store::postgres::scratch::ScratchSchema;
+use cpe_config::store::postgres::PgStore;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -34,7 +37,10 @@ fn by_vlan() -> Identify {
 }
 
 async fn cluster(amqp: &str, queue: &str, service_a: &str, size: usize) -> Option<Cluster> {
-    let schema = ScratchSchema::create()?;
+    Some(cluster_on(ScratchSchema::create()?, amqp, queue, service_a, size))
+}
+
+fn cluster_on(schema: ScratchSchema, amqp: &str, queue: &str, service_a: &str, size: usize) -> Cluster {
     // A short AMQP heartbeat, so the broker notices a stopped instance within seconds and hands its
     // deliveries to the others.
     let amqp = format!("--amqp-url={amqp}?heartbeat=2");
@@ -54,11 +60,11 @@ async fn cluster(amqp: &str, queue: &str, service_a: &str, size: usize) -> Optio
     ]);
     let instances: Vec<Process> = (0..size).map(|_| Process::spawn(&args, "info")).collect();
     let service_b = instances.iter().map(|p| p.wait_for_addr("Service B", LIMIT)).collect();
-    Some(Cluster {
+    Cluster {
         instances,
         service_b,
         _schema: schema,
-    })
+    }
 }
 
 async fn create(b: SocketAddr, device: &str, number: usize) -> String {
@@ -191,5 +197,41 @@ async fn any_instance_answers_for_a_task_and_a_wait_wakes_when_another_finishes_
     let (code, page) = send(listed).await;
     assert_eq!(code, 200);
     assert_eq!(page["tasks"][0]["taskId"].as_str(), Some(task.as_str()), "{page}");
+    common::broker::delete_queues(&amqp, &queue).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_stored_but_never_queued_is_published_by_the_outbox_relay_and_runs() {
+    let Some(amqp) = rabbitmq().await else { return };
+    let Some(schema) = ScratchSchema::create() else { return };
+    // What an instance killed between the commit and the publish leaves: the row, no message.
+    let url = schema.url.clone();
+    let stranded = tokio::task::spawn_blocking(move || {
+        let request = r#"{"timeoutInSeconds": 14, "parameters": {"vlan": 42}}"#;
+        let mut record = TaskRecord::queued(
+            TaskId::new(),
+            EquipmentId::parse("abc123").unwrap(),
+            ConfigRequest::from_json(request.as_bytes()).unwrap(),
+        );
+        record.created_at -= 11_000;
+        PgStore::open(&url).unwrap().put(&record).unwrap();
+        record.id.to_string()
+    })
+    .await
+    .unwrap();
+    let queue = unique_queue("scale-outbox");
+    let service_a = CallLog::start_with(Duration::from_millis(100), by_vlan()).await;
+    let cluster = cluster_on(schema, &amqp, &queue, &service_a.url(), 1);
+    let b = cluster.service_b[0];
+    common::eventually(LIMIT, "the stranded task completes", || async {
+        status(b, "abc123", &stranded).await.filter(|s| s == "completed")
+    })
+    .await;
+    let calls: Vec<_> = service_a
+        .calls()
+        .into_iter()
+        .filter(|c| c.task.as_deref() == Some("41"))
+        .collect();
+    assert_eq!(calls.len(), 1, "published once, called once");
     common::broker::delete_queues(&amqp, &queue).await;
 }

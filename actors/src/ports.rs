@@ -33,6 +33,12 @@ pub trait TaskStore: Send + Sync + 'static {
         let _ = listener;
     }
 
+    /// The queue confirmed these tasks: a store that relays unpublished tasks (an outbox) stops
+    /// watching them. Must not block: it is called on the request path.
+    fn mark_published(&self, ids: &[TaskId]) {
+        let _ = ids;
+    }
+
     /// Stores a new record, or replaces one with the same id.
     fn put(&self, record: &TaskRecord) -> Result<(), StoreError> {
         self.write_batch(&[WriteOp::Put(record.clone())])

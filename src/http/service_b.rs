@@ -342,6 +342,7 @@ async fn accept(
             "Task queue unavailable; the task was not accepted, retry shortly",
         ));
     }
+    registry.published(task.task_id);
     tracing::info!(task_id = %task.task_id, equipment_id = %task.equipment_id, "task accepted");
     (Admission::Accepted, accepted(task.task_id))
 }

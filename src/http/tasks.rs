@@ -130,6 +130,7 @@ pub async fn retry_one(
                 "Task queue unavailable; the task was not retried, retry shortly",
             ));
         }
+        registry.published(task.task_id);
         tracing::info!(%task_id, new_task_id = %task.task_id, equipment_id = %task.equipment_id, "task retried");
     }
     Ok(retry)

@@ -10,6 +10,7 @@
 mod connections;
 pub mod leases;
 mod listen;
+pub mod outbox;
 mod rows;
 mod schema;
 pub mod scratch;
@@ -37,6 +38,7 @@ pub struct PgStore {
     config: Config,
     connections: Arc<Connections>,
     listener: std::sync::Mutex<Option<listen::Listener>>,
+    marks: outbox::Marks,
 }
 
 impl PgStore {
@@ -57,10 +59,18 @@ impl PgStore {
             tracing::info!(steps = ?applied, "PostgreSQL schema migrated");
         }
         Ok(Self {
+            marks: outbox::Marks::start(connections.clone()),
             connections,
             config,
             listener: std::sync::Mutex::new(None),
         })
+    }
+}
+
+impl PgStore {
+    /// Queued tasks not yet confirmed by the queue past their grace, claimed for publication.
+    pub fn claim_unpublished(&self, now_millis: u64) -> Result<Vec<TaskRecord>, StoreError> {
+        outbox::claim(&self.connections, now_millis)
     }
 }
 
@@ -69,6 +79,7 @@ impl Drop for PgStore {
         if let Some(listener) = self.listener.lock().expect("listener lock").take() {
             listener.stop();
         }
+        self.marks.stop();
         self.connections.close();
     }
 }
@@ -168,6 +179,10 @@ impl TaskStore for PgStore {
         })
     }
 
+    fn mark_published(&self, ids: &[TaskId]) {
+        self.marks.note(ids);
+    }
+
     fn listen_for_finals(&self, listener: FinalListener) {
         let mut slot = self.listener.lock().expect("listener lock");
         if let Some(previous) = slot.take() {
@@ -237,11 +252,13 @@ fn put(txn: &mut Transaction<'_>, record: &TaskRecord) -> Result<Result<(), Stor
     };
     let attempts = i32::try_from(record.attempts).unwrap_or(i32::MAX);
     let written = txn.execute(
-        "INSERT INTO cpe_tasks (id, equipment_id, request, status, attempts, last_error, created_at, updated_at, retried_as)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+        "INSERT INTO cpe_tasks
+             (id, equipment_id, request, status, attempts, last_error, created_at, updated_at, retried_as, publish_due)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
          ON CONFLICT (id) DO UPDATE SET
              request = EXCLUDED.request, status = EXCLUDED.status, attempts = EXCLUDED.attempts,
-             last_error = EXCLUDED.last_error, updated_at = EXCLUDED.updated_at, retried_as = EXCLUDED.retried_as
+             last_error = EXCLUDED.last_error, updated_at = EXCLUDED.updated_at, retried_as = EXCLUDED.retried_as,
+             publish_due = CASE WHEN EXCLUDED.status = 0 THEN cpe_tasks.publish_due END
          WHERE (cpe_tasks.status < 2 AND NOT (EXCLUDED.status = 4 AND cpe_tasks.status <> 0))
             OR cpe_tasks.status = EXCLUDED.status",
         &[
@@ -254,6 +271,7 @@ fn put(txn: &mut Transaction<'_>, record: &TaskRecord) -> Result<Result<(), Stor
             &millis(record.created_at),
             &millis(record.updated_at),
             &record.retried_as.map(uuid),
+            &(record.status == TaskStatus::Queued).then(|| outbox::due_for(record.created_at)),
         ],
     )?;
     if written == 0 {

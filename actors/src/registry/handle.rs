@@ -51,6 +51,14 @@ impl RegistryHandle {
         self.start_create(record).await
     }
 
+    /// Tells the store that the queue confirmed a task already stored; nothing to wait for (a
+    /// lost note only means the outbox relay publishes the task once more).
+    pub fn published(&self, id: TaskId) {
+        if let Some(actor) = self.slot.get() {
+            let _ = actor.cast(RegistryMsg::Published(id));
+        }
+    }
+
     /// Puts the create in the registry's mailbox now and returns the wait for its answer, so the
     /// caller can publish the task while the create is being made durable: any later request
     /// about the task (a worker's `Begin`) queues behind the create.

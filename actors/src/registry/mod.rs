@@ -48,6 +48,8 @@ pub enum RegistryMsg {
     Watch(TaskId, Reply<Option<Watch>>),
     /// A change that made a task final is durable: its watchers are told.
     Finalized(TaskRecord),
+    /// The queue confirmed this task (for a store that relays unpublished tasks).
+    Published(TaskId),
     /// Another instance sharing the store made this task final (None: some such news may have been
     /// missed, so every watched task is read again).
     FinalElsewhere(Option<TaskId>),
@@ -259,6 +261,7 @@ impl RegistryState {
                     let _ = watcher.send(record.clone());
                 }
             }
+            RegistryMsg::Published(id) => store.mark_published(&[id]),
             RegistryMsg::FinalElsewhere(id) => self.wake_finished_elsewhere(id),
             RegistryMsg::List(query, reply) => drop(reply.send(store.list(&query))),
             RegistryMsg::Retry(id, equipment, reply) => {

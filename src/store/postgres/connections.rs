@@ -88,9 +88,20 @@ impl Drop for Connections {
 pub fn error(doing: &str, e: &postgres::Error) -> StoreError {
     let detail = match e.as_db_error() {
         Some(db) => format!("{} ({})", db.message(), db.code().code()),
-        None => e.to_string(),
+        None => with_causes(e),
     };
     StoreError(format!("PostgreSQL: cannot {doing}: {detail}"))
+}
+
+/// The error and what caused it ("error connecting to server: Connection refused ...").
+pub fn with_causes(e: &postgres::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = std::error::Error::source(e);
+    while let Some(inner) = cause {
+        text.push_str(&format!(": {inner}"));
+        cause = inner.source();
+    }
+    text
 }
 
 pub fn with_timeout(config: &Config) -> Config {
@@ -114,7 +125,7 @@ fn serve(config: &Config, queue: &Mutex<Receiver<Job>>) {
             client = match config.connect(NoTls) {
                 Ok(fresh) => Some(fresh),
                 Err(e) => {
-                    failed = Some(e.to_string());
+                    failed = Some(with_causes(&e));
                     None
                 }
             };

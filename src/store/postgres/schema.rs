@@ -25,13 +25,17 @@ pub const MIGRATIONS: &[(i32, &str)] = &[(
         -- Milliseconds since the Unix epoch.
         created_at bigint NOT NULL,
         updated_at bigint NOT NULL,
-        retried_as uuid
+        retried_as uuid,
+        -- The outbox: set while a queued task may not be on the queue yet, to the time (ms) from
+        -- which the relay publishes it; NULL once published (or begun, which proves it was).
+        publish_due bigint
     );
     CREATE INDEX cpe_tasks_by_created ON cpe_tasks (created_at DESC, id DESC);
     CREATE INDEX cpe_tasks_by_status ON cpe_tasks (status, created_at DESC, id DESC);
     CREATE INDEX cpe_tasks_by_device ON cpe_tasks (equipment_id, created_at DESC, id DESC);
     CREATE INDEX cpe_tasks_open ON cpe_tasks (equipment_id, seq) WHERE status < 2;
     CREATE INDEX cpe_tasks_final_by_update ON cpe_tasks (updated_at) WHERE status >= 2;
+    CREATE INDEX cpe_tasks_unpublished ON cpe_tasks (publish_due) WHERE publish_due IS NOT NULL;
 
     CREATE TABLE cpe_idempotency_keys (
         key text PRIMARY KEY,

@@ -41,7 +41,10 @@ fn a_url_that_does_not_parse_or_answer_is_a_clear_error() {
     let nobody = PgStore::open("postgres://nobody@127.0.0.1:1/db?connect_timeout=2")
         .err()
         .unwrap();
-    assert!(nobody.0.contains("PostgreSQL: cannot connect"), "{nobody}");
+    assert!(
+        nobody.0.contains("cannot connect") && nobody.0.contains("refused"),
+        "{nobody}"
+    );
 }
 
 #[test]
@@ -195,4 +198,58 @@ async fn an_expired_lease_goes_to_the_next_holder_and_the_old_one_cannot_renew()
     assert_eq!(paused.renew(&old, Duration::from_secs(30)).await, Err(LeaseError::Lost));
     paused.release(&old).await.unwrap();
     next.renew(&new, Duration::from_secs(30)).await.unwrap();
+}
+
+#[test]
+fn the_outbox_hands_out_each_due_unpublished_task_once() {
+    let Some(schema) = ScratchSchema::create() else { return };
+    let store = PgStore::open(&schema.url).unwrap();
+    let grace = outbox::PUBLISH_GRACE.as_millis() as u64;
+    let (stranded, confirmed, begun, fresh) = (queued("abc123"), queued("abc123"), queued("def456"), queued("ghi789"));
+    for record in [&stranded, &confirmed, &begun, &fresh] {
+        store.put(record).unwrap();
+    }
+    store.mark_published(&[confirmed.id]);
+    let mut running = begun.clone();
+    assert!(running.move_to(TaskStatus::Running));
+    store.put(&running).unwrap();
+    // The note of publication is written by a thread of its own: wait until it has been.
+    let later = stranded.created_at + grace + 1;
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while store.get(confirmed.id).unwrap().is_some()
+        && outbox_due(&schema.url, confirmed.id).is_some()
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let claimed: Vec<TaskId> = store.claim_unpublished(later).unwrap().iter().map(|r| r.id).collect();
+    assert_eq!(claimed.len(), 2, "the stranded and the fresh task are due, no other");
+    assert!(claimed.contains(&stranded.id) && claimed.contains(&fresh.id));
+    assert!(
+        store.claim_unpublished(later).unwrap().is_empty(),
+        "a claimed task is not handed out again"
+    );
+    assert_eq!(
+        store.claim_unpublished(later + 61_000).unwrap().len(),
+        2,
+        "an expired claim is"
+    );
+    assert!(
+        store.claim_unpublished(stranded.created_at).unwrap().is_empty(),
+        "nothing is due in its grace"
+    );
+}
+
+/// The outbox column of one task, read directly.
+fn outbox_due(url: &str, id: TaskId) -> Option<i64> {
+    let (url, id) = (url.to_owned(), rows::uuid(id));
+    std::thread::spawn(move || {
+        let mut client = url.parse::<Config>().unwrap().connect(postgres::NoTls).unwrap();
+        client
+            .query_one("SELECT publish_due FROM cpe_tasks WHERE id = $1", &[&id])
+            .unwrap()
+            .get(0)
+    })
+    .join()
+    .unwrap()
 }

@@ -1,0 +1,138 @@
+//! The outbox: "accepted means kept" across two stores, the database and the queue. A queued task's
+//! row is its own outbox entry (`publish_due`): cleared once the queue confirmed it, and otherwise
+//! published by a relay in any instance once due, so a crash between the commit and the publish
+//! loses nothing. A task published twice is harmless: its worker finds it held or final.
+
+use super::connections::Connections;
+use super::rows::{millis, record, uuid, COLUMNS};
+use cpe_actors::ports::{StoreError, TaskPublisher};
+use cpe_actors::{TaskId, TaskMessage, TaskRecord};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// How long a create has to publish its task itself before the relay does it.
+pub const PUBLISH_GRACE: Duration = Duration::from_secs(10);
+/// How long a relay's claim on a task lasts: a relay that dies mid-publish leaves it to another.
+const CLAIM: Duration = Duration::from_secs(60);
+/// Tasks claimed (and notes of publication written) per statement.
+const BATCH: usize = 500;
+
+/// When a task stored now as queued is due for the relay.
+pub fn due_for(created_at: u64) -> i64 {
+    millis(created_at).saturating_add(PUBLISH_GRACE.as_millis() as i64)
+}
+
+/// Notes of publication, written in batches by a thread of their own so the request path never waits.
+pub struct Marks {
+    notes: Mutex<Option<mpsc::Sender<TaskId>>>,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl Marks {
+    pub fn start(connections: Arc<Connections>) -> Self {
+        let (notes, noted) = mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("postgres-outbox".into())
+            .spawn(move || write_marks(&connections, &noted))
+            .expect("a thread can be started");
+        Self {
+            notes: Mutex::new(Some(notes)),
+            thread: Mutex::new(Some(thread)),
+        }
+    }
+
+    pub fn note(&self, ids: &[TaskId]) {
+        if let Some(notes) = self.notes.lock().expect("notes lock").as_ref() {
+            for id in ids {
+                let _ = notes.send(*id);
+            }
+        }
+    }
+
+    /// Writes the notes already taken, then ends the thread.
+    pub fn stop(&self) {
+        self.notes.lock().expect("notes lock").take();
+        if let Some(thread) = self.thread.lock().expect("thread lock").take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn write_marks(connections: &Connections, noted: &mpsc::Receiver<TaskId>) {
+    while let Ok(first) = noted.recv() {
+        let mut ids = vec![uuid(first)];
+        ids.extend(noted.try_iter().take(BATCH - 1).map(uuid));
+        let written = connections.run("note published tasks", move |client| {
+            client.execute("UPDATE cpe_tasks SET publish_due = NULL WHERE id = ANY($1)", &[&ids])
+        });
+        // A note that could not be written costs one more publication of its task, nothing else.
+        if let Err(error) = written {
+            tracing::warn!(%error, "could not note tasks as published; the relay will publish them again");
+        }
+    }
+}
+
+/// Takes the queued tasks whose publication is due (for [`CLAIM`]), oldest first; instances
+/// claiming at once get different tasks.
+pub fn claim(connections: &Connections, now: u64) -> Result<Vec<TaskRecord>, StoreError> {
+    let (now, until) = (millis(now), millis(now).saturating_add(CLAIM.as_millis() as i64));
+    let sql = format!(
+        "UPDATE cpe_tasks SET publish_due = $2 WHERE id IN (
+             SELECT id FROM cpe_tasks WHERE publish_due < $1 AND status = 0
+             ORDER BY publish_due LIMIT $3 FOR UPDATE SKIP LOCKED)
+         RETURNING {COLUMNS}"
+    );
+    let rows = connections.run("claim unpublished tasks", move |client| {
+        client.query(&sql, &[&now, &until, &(BATCH as i64)])
+    })?;
+    rows.iter().map(record).collect()
+}
+
+/// Publishes due tasks every `every`, until the returned task is aborted.
+pub fn relay(
+    store: Arc<super::PgStore>,
+    publisher: Arc<dyn TaskPublisher>,
+    every: Duration,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(every);
+        loop {
+            ticks.tick().await;
+            let claiming = store.clone();
+            let claimed =
+                tokio::task::spawn_blocking(move || claiming.claim_unpublished(cpe_actors::domain::now_millis())).await;
+            let tasks = match claimed {
+                Ok(Ok(tasks)) => tasks,
+                Ok(Err(error)) => {
+                    tracing::warn!(%error, "outbox relay could not read due tasks");
+                    continue;
+                }
+                Err(_) => continue,
+            };
+            let mut published = Vec::with_capacity(tasks.len());
+            for record in &tasks {
+                let task = TaskMessage {
+                    task_id: record.id,
+                    equipment_id: record.equipment_id.clone(),
+                    request: record.request.clone(),
+                };
+                match publisher.publish(&task).await {
+                    Ok(()) => published.push(record.id),
+                    // Left claimed: due again once the claim runs out.
+                    Err(error) => {
+                        tracing::warn!(task_id = %record.id, %error, "outbox relay could not publish a task");
+                        break;
+                    }
+                }
+            }
+            if !published.is_empty() {
+                tracing::warn!(
+                    tasks = published.len(),
+                    "outbox relay published tasks stored but not queued (an instance stopped between the two?)"
+                );
+                store.marks.note(&published);
+            }
+        }
+    })
+}
