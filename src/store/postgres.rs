@@ -89,10 +89,14 @@ impl TaskStore for PgStore {
         let ops = ops.to_vec();
         self.connections.run("write tasks", move |client| {
             let mut txn = client.transaction()?;
+            let mut puts = Vec::new();
             for op in &ops {
-                if let Err(refused) = apply(&mut txn, op)? {
+                if let Err(refused) = apply(&mut txn, op, &mut puts)? {
                     return Ok(Err(refused));
                 }
+            }
+            if let Err(refused) = put_all(&mut txn, &puts)? {
+                return Ok(Err(refused));
             }
             txn.commit().map(Ok)
         })?
@@ -199,10 +203,15 @@ fn refused(what: String) -> Result<Result<(), StoreError>, postgres::Error> {
     ))))
 }
 
-/// One change inside the batch's transaction. `Ok(Err(_))` refuses the batch (rolled back).
-fn apply(txn: &mut Transaction<'_>, op: &WriteOp) -> Result<Result<(), StoreError>, postgres::Error> {
+/// One change inside the batch's transaction; the records it stores are added to `puts`, written
+/// together at the end (one statement for the whole batch). `Ok(Err(_))` refuses the batch.
+fn apply<'a>(
+    txn: &mut Transaction<'_>,
+    op: &'a WriteOp,
+    puts: &mut Vec<&'a TaskRecord>,
+) -> Result<Result<(), StoreError>, postgres::Error> {
     match op {
-        WriteOp::Put(record) => put(txn, record),
+        WriteOp::Put(record) => puts.push(record),
         WriteOp::PutWithKey(record, key, entry) => {
             let inserted = txn.execute(
                 "INSERT INTO cpe_idempotency_keys (key, task_id, fingerprint, created_at)
@@ -217,11 +226,10 @@ fn apply(txn: &mut Transaction<'_>, op: &WriteOp) -> Result<Result<(), StoreErro
             if inserted == 0 {
                 return refused("the idempotency key".into());
             }
-            put(txn, record)
+            puts.push(record);
         }
         WriteOp::Remove(id) => {
             txn.execute("DELETE FROM cpe_tasks WHERE id = $1", &[&uuid(*id)])?;
-            Ok(Ok(()))
         }
         WriteOp::RemoveWithKey(id, key) => {
             txn.execute("DELETE FROM cpe_tasks WHERE id = $1", &[&uuid(*id)])?;
@@ -229,32 +237,40 @@ fn apply(txn: &mut Transaction<'_>, op: &WriteOp) -> Result<Result<(), StoreErro
                 "DELETE FROM cpe_idempotency_keys WHERE key = $1 AND task_id = $2",
                 &[key, &uuid(*id)],
             )?;
-            Ok(Ok(()))
         }
         WriteOp::All(ops) => {
             for op in ops {
-                if let Err(refused) = apply(txn, op)? {
+                if let Err(refused) = apply(txn, op, puts)? {
                     return Ok(Err(refused));
                 }
             }
-            Ok(Ok(()))
         }
     }
+    Ok(Ok(()))
 }
 
-/// Inserts a task, or updates it when the stored status allows the change: an unfinished task takes
+/// Inserts the tasks, or updates each whose stored status allows the change: an unfinished task takes
 /// any change except a cancel once it runs; a final one keeps its status (only its other fields,
-/// such as `retried_as`, may change).
-fn put(txn: &mut Transaction<'_>, record: &TaskRecord) -> Result<Result<(), StoreError>, postgres::Error> {
-    let request = match request_json(record) {
-        Ok(json) => json,
-        Err(e) => return Ok(Err(e)),
-    };
-    let attempts = i32::try_from(record.attempts).unwrap_or(i32::MAX);
+/// such as `retried_as`, may change). One statement for all of them, so a batch costs a few round
+/// trips however many tasks it holds. If any change is refused the batch is: the group commit then
+/// writes each change alone, and only the refused one fails.
+fn put_all(txn: &mut Transaction<'_>, records: &[&TaskRecord]) -> Result<Result<(), StoreError>, postgres::Error> {
+    if records.is_empty() {
+        return Ok(Ok(()));
+    }
+    let mut requests = Vec::with_capacity(records.len());
+    for record in records {
+        match request_json(record) {
+            Ok(json) => requests.push(json),
+            Err(e) => return Ok(Err(e)),
+        }
+    }
+    let column = |field: fn(&TaskRecord) -> i64| records.iter().map(|r| field(r)).collect::<Vec<i64>>();
     let written = txn.execute(
         "INSERT INTO cpe_tasks
              (id, equipment_id, request, status, attempts, last_error, created_at, updated_at, retried_as, publish_due)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+         SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::int2[], $5::int4[], $6::text[],
+                              $7::int8[], $8::int8[], $9::uuid[], $10::int8[])
          ON CONFLICT (id) DO UPDATE SET
              request = EXCLUDED.request, status = EXCLUDED.status, attempts = EXCLUDED.attempts,
              last_error = EXCLUDED.last_error, updated_at = EXCLUDED.updated_at, retried_as = EXCLUDED.retried_as,
@@ -262,23 +278,40 @@ fn put(txn: &mut Transaction<'_>, record: &TaskRecord) -> Result<Result<(), Stor
          WHERE (cpe_tasks.status < 2 AND NOT (EXCLUDED.status = 4 AND cpe_tasks.status <> 0))
             OR cpe_tasks.status = EXCLUDED.status",
         &[
-            &uuid(record.id),
-            &record.equipment_id.as_str(),
-            &request,
-            &status_code(record.status),
-            &attempts,
-            &record.last_error,
-            &millis(record.created_at),
-            &millis(record.updated_at),
-            &record.retried_as.map(uuid),
-            &(record.status == TaskStatus::Queued).then(|| outbox::due_for(record.created_at)),
+            &records.iter().map(|r| uuid(r.id)).collect::<Vec<_>>(),
+            &records.iter().map(|r| r.equipment_id.as_str()).collect::<Vec<_>>(),
+            &requests,
+            &records.iter().map(|r| status_code(r.status)).collect::<Vec<_>>(),
+            &records
+                .iter()
+                .map(|r| i32::try_from(r.attempts).unwrap_or(i32::MAX))
+                .collect::<Vec<_>>(),
+            &records.iter().map(|r| r.last_error.as_deref()).collect::<Vec<_>>(),
+            &column(|r| millis(r.created_at)),
+            &column(|r| millis(r.updated_at)),
+            &records.iter().map(|r| r.retried_as.map(uuid)).collect::<Vec<_>>(),
+            &records
+                .iter()
+                .map(|r| (r.status == TaskStatus::Queued).then(|| outbox::due_for(r.created_at)))
+                .collect::<Vec<_>>(),
         ],
     )?;
-    if written == 0 {
-        return refused(format!("task {}", record.id));
+    if written < records.len() as u64 {
+        return match records {
+            [one] => refused(format!("task {}", one.id)),
+            _ => refused(format!("one of {} tasks", records.len())),
+        };
     }
-    if record.status.is_final() {
-        txn.execute("SELECT pg_notify($1, $2)", &[&FINAL_CHANNEL, &record.id.to_string()])?;
+    let finals: Vec<String> = records
+        .iter()
+        .filter(|r| r.status.is_final())
+        .map(|r| r.id.to_string())
+        .collect();
+    if !finals.is_empty() {
+        txn.execute(
+            "SELECT pg_notify($1, id) FROM unnest($2::text[]) AS id",
+            &[&FINAL_CHANNEL, &finals],
+        )?;
     }
     Ok(Ok(()))
 }

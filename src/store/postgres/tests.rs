@@ -253,3 +253,20 @@ fn outbox_due(url: &str, id: TaskId) -> Option<i64> {
     .join()
     .unwrap()
 }
+
+#[test]
+fn a_batch_with_one_refused_change_writes_none_of_it() {
+    let Some(schema) = ScratchSchema::create() else { return };
+    let store = PgStore::open(&schema.url).unwrap();
+    let mut done = queued("abc123");
+    store.put(&done).unwrap();
+    assert!(done.move_to(TaskStatus::Running) && done.finish(&Outcome::Completed { attempts: 1 }));
+    store.put(&done).unwrap();
+    let (new, mut stale) = (queued("def456"), done.clone());
+    stale.status = TaskStatus::Running;
+    let batch = [WriteOp::Put(new.clone()), WriteOp::Put(stale)];
+    let refused = store.write_batch(&batch).unwrap_err();
+    assert!(refused.0.contains("one of 2 tasks"), "{refused}");
+    assert_eq!(store.get(new.id).unwrap(), None);
+    assert_eq!(store.get(done.id).unwrap().unwrap().status, TaskStatus::Completed);
+}
