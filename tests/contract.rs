@@ -1,4 +1,5 @@
-//! The HTTP contract of docs/api.md, row by row, over real HTTPS, plus hostile input.
+//! The HTTP contract of docs/api.md, row by row, over real HTTPS, plus hostile input; the rows that
+//! touch task state run on the memory and on the PostgreSQL store.
 
 mod common;
 
@@ -38,7 +39,13 @@ async fn service_a_rejects_invalid_ids_and_fails_on_injected_faults() {
 
 #[tokio::test]
 async fn service_b_accepts_a_task_and_reports_running_then_completed() {
-    let app = start(&["--config-delay=300ms"]).await;
+    for store in common::stores() {
+        service_b_accepts_a_task_and_reports_running_then_completed_on(&store.option).await;
+    }
+}
+
+async fn service_b_accepts_a_task_and_reports_running_then_completed_on(store: &str) {
+    let app = start(&[store, "--config-delay=300ms"]).await;
     let task = create_task(app.service_b_addr, "abc123").await;
     assert!(uuid::Uuid::parse_str(&task).is_ok());
     let running = task_status(app.service_b_addr, "abc123", &task).await;
@@ -56,7 +63,14 @@ async fn service_b_accepts_a_task_and_reports_running_then_completed() {
 
 #[tokio::test]
 async fn a_failed_configuration_reads_as_an_internal_provisioning_exception() {
+    for store in common::stores() {
+        a_failed_configuration_reads_as_an_internal_provisioning_exception_on(&store.option).await;
+    }
+}
+
+async fn a_failed_configuration_reads_as_an_internal_provisioning_exception_on(store: &str) {
     let app = start(&[
+        store,
         "--fail-rate=1.0",
         "--config-delay=0s",
         "--max-attempts=2",
@@ -76,7 +90,13 @@ async fn a_failed_configuration_reads_as_an_internal_provisioning_exception() {
 
 #[tokio::test]
 async fn service_b_answers_404s_for_equipment_and_tasks() {
-    let app = start(&[]).await;
+    for store in common::stores() {
+        service_b_answers_404s_for_equipment_and_tasks_on(&store.option).await;
+    }
+}
+
+async fn service_b_answers_404s_for_equipment_and_tasks_on(store: &str) {
+    let app = start(&[store]).await;
     let b = |path: &str| url(app.service_b_addr, path);
     let task = create_task(app.service_b_addr, "abc123").await;
     for bad in ["abc-123", "abc_123", "abc%0A123", "abc12", "abc123%20", "ab%41123"] {
@@ -114,7 +134,13 @@ async fn service_b_answers_404s_for_equipment_and_tasks() {
 
 #[tokio::test]
 async fn bad_bodies_get_400_or_422_with_a_message_naming_the_problem() {
-    let app = start(&[]).await;
+    for store in common::stores() {
+        bad_bodies_get_400_or_422_with_a_message_naming_the_problem_on(&store.option).await;
+    }
+}
+
+async fn bad_bodies_get_400_or_422_with_a_message_naming_the_problem_on(store: &str) {
+    let app = start(&[store]).await;
     for service in [app.service_a_addr, app.service_b_addr] {
         let post = |body: &str| {
             client()
@@ -224,7 +250,13 @@ async fn an_api_token_guards_service_b() {
 
 #[tokio::test]
 async fn an_idempotency_key_gives_the_same_task_for_the_same_request_only() {
-    let app = start(&[]).await;
+    for store in common::stores() {
+        an_idempotency_key_gives_the_same_task_for_the_same_request_only_on(&store.option).await;
+    }
+}
+
+async fn an_idempotency_key_gives_the_same_task_for_the_same_request_only_on(store: &str) {
+    let app = start(&[store]).await;
     let post = |key: &str, body: &str| {
         client()
             .post(url(app.service_b_addr, "/api/v1/equipment/cpe/abc123"))

@@ -1,5 +1,6 @@
-//! The operator routes of Service B over real HTTPS: listing and search with cursor pages, cancel,
-//! waiting for an outcome, their bad input, and the `--api-token` rule.
+//! The operator routes of Service B over real HTTPS, on the memory and the PostgreSQL store: listing
+//! and search with cursor pages, cancel, waiting for an outcome, their bad input, and the
+//! `--api-token` rule.
 
 mod common;
 
@@ -18,7 +19,13 @@ fn task_ids(page: &Value) -> Vec<String> {
 
 #[tokio::test]
 async fn listing_pages_newest_first_by_device_and_status() {
-    let app = start(&["--config-delay=60s"]).await;
+    for store in common::stores() {
+        listing_pages_newest_first_by_device_and_status_on(&store.option).await;
+    }
+}
+
+async fn listing_pages_newest_first_by_device_and_status_on(store: &str) {
+    let app = start(&[store, "--config-delay=60s"]).await;
     let b = app.service_b_addr;
     let mut created = Vec::new();
     for n in 0..5 {
@@ -70,7 +77,13 @@ async fn listing_pages_newest_first_by_device_and_status() {
 
 #[tokio::test]
 async fn listing_refuses_bad_input_with_a_message_that_says_why() {
-    let app = start(&[]).await;
+    for store in common::stores() {
+        listing_refuses_bad_input_with_a_message_that_says_why_on(&store.option).await;
+    }
+}
+
+async fn listing_refuses_bad_input_with_a_message_that_says_why_on(store: &str) {
+    let app = start(&[store]).await;
     let b = app.service_b_addr;
     for client in [client(), http1_client()] {
         for (path, status, says) in [
@@ -94,7 +107,13 @@ async fn listing_refuses_bad_input_with_a_message_that_says_why() {
 
 #[tokio::test]
 async fn a_queued_task_is_cancelled_and_never_runs_while_a_running_one_cannot_be() {
-    let app = start(&["--config-delay=1500ms", "--call-timeout=10s"]).await;
+    for store in common::stores() {
+        a_queued_task_is_cancelled_and_never_runs_while_a_running_one_cannot_be_on(&store.option).await;
+    }
+}
+
+async fn a_queued_task_is_cancelled_and_never_runs_while_a_running_one_cannot_be_on(store: &str) {
+    let app = start(&[store, "--config-delay=1500ms", "--call-timeout=10s"]).await;
     let b = app.service_b_addr;
     let running = create_task(b, "cancel01").await;
     // Same device: it waits for the first, queued, in the pool.
@@ -148,7 +167,13 @@ async fn a_queued_task_is_cancelled_and_never_runs_while_a_running_one_cannot_be
 
 #[tokio::test]
 async fn wait_answers_when_the_task_is_final_or_after_the_wait() {
-    let app = start(&["--config-delay=800ms"]).await;
+    for store in common::stores() {
+        wait_answers_when_the_task_is_final_or_after_the_wait_on(&store.option).await;
+    }
+}
+
+async fn wait_answers_when_the_task_is_final_or_after_the_wait_on(store: &str) {
+    let app = start(&[store, "--config-delay=800ms"]).await;
     let b = app.service_b_addr;
     let quick = create_task(b, "wait0001").await;
     let started = Instant::now();
@@ -183,8 +208,14 @@ async fn wait_answers_when_the_task_is_final_or_after_the_wait() {
 
 #[tokio::test]
 async fn the_operator_routes_follow_the_api_token_rule() {
+    for store in common::stores() {
+        the_operator_routes_follow_the_api_token_rule_on(&store.option).await;
+    }
+}
+
+async fn the_operator_routes_follow_the_api_token_rule_on(store: &str) {
     let token = "operator-token-0123456789";
-    let app = start(&[&format!("--api-token={token}")]).await;
+    let app = start(&[store, &format!("--api-token={token}")]).await;
     let b = app.service_b_addr;
     for request in [
         client().get(url(b, "/api/v1/tasks")),
@@ -209,7 +240,13 @@ async fn wait_failed(b: Option<std::net::SocketAddr>, device: &str, task: &str) 
 
 #[tokio::test]
 async fn a_failed_task_is_retried_once_as_a_new_task() {
-    let app = start(&["--fail-rate=1.0", "--max-attempts=1", "--config-delay=10ms"]).await;
+    for store in common::stores() {
+        a_failed_task_is_retried_once_as_a_new_task_on(&store.option).await;
+    }
+}
+
+async fn a_failed_task_is_retried_once_as_a_new_task_on(store: &str) {
+    let app = start(&[store, "--fail-rate=1.0", "--max-attempts=1", "--config-delay=10ms"]).await;
     let b = app.service_b_addr;
     let failed = create_task(b, "retry001").await;
     wait_failed(b, "retry001", &failed).await;
@@ -239,7 +276,13 @@ async fn a_failed_task_is_retried_once_as_a_new_task() {
 
 #[tokio::test]
 async fn a_running_task_cannot_be_retried() {
-    let app = start(&["--config-delay=5s", "--call-timeout=20s", "--shutdown-grace=1s"]).await;
+    for store in common::stores() {
+        a_running_task_cannot_be_retried_on(&store.option).await;
+    }
+}
+
+async fn a_running_task_cannot_be_retried_on(store: &str) {
+    let app = start(&[store, "--config-delay=5s", "--call-timeout=20s", "--shutdown-grace=1s"]).await;
     let b = app.service_b_addr;
     let running = create_task(b, "retry002").await;
     let (status, body) =
@@ -254,7 +297,13 @@ async fn a_running_task_cannot_be_retried() {
 
 #[tokio::test]
 async fn bulk_retry_and_cancel_act_on_what_matches_and_say_how_many() {
-    let app = start(&["--fail-rate=1.0", "--max-attempts=1", "--config-delay=10ms"]).await;
+    for store in common::stores() {
+        bulk_retry_and_cancel_act_on_what_matches_and_say_how_many_on(&store.option).await;
+    }
+}
+
+async fn bulk_retry_and_cancel_act_on_what_matches_and_say_how_many_on(store: &str) {
+    let app = start(&[store, "--fail-rate=1.0", "--max-attempts=1", "--config-delay=10ms"]).await;
     let b = app.service_b_addr;
     let mut failed = Vec::new();
     for device in ["bulk0001", "bulk0001", "bulk0002"] {

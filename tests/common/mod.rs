@@ -157,3 +157,25 @@ pub mod fake_a;
 pub mod fault_proxy;
 pub mod process;
 pub mod raw;
+
+/// A store a shared test runs against: the option that selects it, and what keeps it alive.
+pub struct StoreUnderTest {
+    pub option: String,
+    _schema: Option<cpe_config::store::postgres::scratch::ScratchSchema>,
+}
+
+/// The stores the shared suites run against: memory, and PostgreSQL (a schema of its own) when it
+/// answers (with REQUIRE_POSTGRES=1, it must).
+pub fn stores() -> Vec<StoreUnderTest> {
+    let mut stores = vec![StoreUnderTest {
+        option: "--store=memory".into(),
+        _schema: None,
+    }];
+    if let Some(schema) = cpe_config::store::postgres::scratch::ScratchSchema::create() {
+        stores.push(StoreUnderTest {
+            option: format!("--store={}", schema.url),
+            _schema: Some(schema),
+        });
+    }
+    stores
+}

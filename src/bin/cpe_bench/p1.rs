@@ -81,6 +81,18 @@ async fn timed_runs(bench: &Bench, url: &str, until: Until, report: &mut Report,
             shared.rate() / app.rate().max(1e-9),
         );
         report.add(row.target(Target::AtLeast(0.5)));
+        let three = creates_on_instances(bench, &schema.url, 3, until).await?;
+        note(
+            report,
+            "P1 POST create (3 instances, one PostgreSQL store, RabbitMQ)",
+            &three,
+        );
+        report.add(Row::ratio(
+            "P1 create, 3 instances sharing the PostgreSQL store",
+            latency(&three),
+            format!("{:.0} req/s with one instance", shared.rate()),
+            three.rate() / shared.rate().max(1e-9),
+        ));
     }
     // Diagnostics: the same POSTs without the file store, and without the broker.
     let memory = creates(bench, "memory", true, until).await?;
@@ -224,6 +236,43 @@ async fn creates(bench: &Bench, store: &str, broker: bool, until: Until) -> Resu
     }
     .await;
     bench.stop(running, true).await;
+    result
+}
+
+/// POST creates spread over `instances` Service B instances (in this process, so on the same cores)
+/// that share one store and one queue: the connections take the instances in turn.
+async fn creates_on_instances(bench: &Bench, store: &str, instances: usize, until: Until) -> Result<Run<()>> {
+    let queue = unique_queue("p1-shared");
+    let args = [format!("--store={store}"), "--role=service-b".into()];
+    let mut running = Vec::new();
+    for n in 0..instances {
+        running.push(
+            bench
+                .start(&bench.fresh_dir(&format!("p1-{n}")), Some(&queue), &args)
+                .await?,
+        );
+    }
+    let bases: Vec<String> = running.iter().map(|r| r.service_b()).collect();
+    let clients = http1_clients(bench.settings.connections, &bench.trust)?;
+    let result = async {
+        let mut connections = Vec::with_capacity(clients.len());
+        for (n, client) in clients.into_iter().enumerate() {
+            let base = bases[n % bases.len()].clone();
+            warm_up(bench, std::slice::from_ref(&client), &base).await?;
+            connections.push((client, base));
+        }
+        Ok::<_, anyhow::Error>(
+            closed_loop(&bench.load, connections, until, move |connection, seq| async move {
+                let (client, base) = connection.as_ref();
+                create_task(client, base, &device(seq)).await.map(drop)
+            })
+            .await,
+        )
+    }
+    .await;
+    for instance in running {
+        bench.stop(instance, true).await;
+    }
     result
 }
 
