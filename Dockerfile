@@ -4,6 +4,8 @@ FROM rust:1.90-slim-bookworm AS builder
 WORKDIR /build
 COPY Cargo.toml Cargo.lock ./
 COPY actors/ actors/
+# Every workspace member must be present for cargo to load the workspace, even one not built here.
+COPY bench/ bench/
 COPY src/ src/
 RUN cargo build --release --locked --bin cpe-config
 

@@ -543,3 +543,24 @@ fn the_build_context_leaves_out_keys_and_build_output() {
         assert!(entries.contains(&entry), ".dockerignore lacks {entry}");
     }
 }
+
+#[test]
+fn the_builder_stage_copies_every_workspace_member() {
+    let manifest = read("Cargo.toml");
+    let members_line = manifest
+        .lines()
+        .find(|line| line.starts_with("members = "))
+        .expect("Cargo.toml lists its workspace members on one line");
+    let members: Vec<String> = serde_json::from_str(members_line.trim_start_matches("members = ")).unwrap();
+    let dockerfile = read("Dockerfile");
+    let builder = &stages(&dockerfile)[0];
+    for member in members.iter().filter(|m| *m != ".") {
+        let copied = builder
+            .iter()
+            .any(|line| line.to_ascii_uppercase().starts_with("COPY ") && line.contains(&format!("{member}/")));
+        assert!(
+            copied,
+            "the builder stage does not copy workspace member {member}/: cargo cannot load the workspace"
+        );
+    }
+}

@@ -1,33 +1,19 @@
 //! cpe-bench: measures cpe-config's figures (P1 to P7 of docs/performance.md) against baselines taken in
 //! the same run, with the app started in this process on port 0, and prints the table.
 
-#[path = "cpe_bench/child.rs"]
 mod child;
-#[path = "cpe_bench/harness.rs"]
 mod harness;
-#[path = "cpe_bench/load.rs"]
 mod load;
-#[path = "cpe_bench/memory.rs"]
 mod memory;
-#[path = "cpe_bench/p1.rs"]
 mod p1;
-#[path = "cpe_bench/p2.rs"]
 mod p2;
-#[path = "cpe_bench/p3.rs"]
 mod p3;
-#[path = "cpe_bench/p4.rs"]
 mod p4;
-#[path = "cpe_bench/p5.rs"]
 mod p5;
-#[path = "cpe_bench/p6.rs"]
 mod p6;
-#[path = "cpe_bench/p7.rs"]
 mod p7;
-#[path = "cpe_bench/report.rs"]
 mod report;
-#[path = "cpe_bench/sys.rs"]
 mod sys;
-#[path = "cpe_bench/waiters.rs"]
 mod waiters;
 
 use clap::Parser;
@@ -332,7 +318,7 @@ fn phase(name: &str) {
 /// The command line that reproduces this run.
 fn reproduce() -> String {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let mut command = "cargo run --release --bin cpe-bench".to_string();
+    let mut command = "cargo run --release -p cpe-bench".to_string();
     if !args.is_empty() {
         command.push_str(" -- ");
         command.push_str(&args.join(" "));
