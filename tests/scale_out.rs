@@ -388,3 +388,50 @@ async fn create_retrying(b: SocketAddr, device: &str, number: usize) -> String {
     })
     .await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_process_on_its_own_never_runs_a_task_cancelled_while_queued() {
+    let Some(amqp) = rabbitmq().await else { return };
+    let Some(schema) = ScratchSchema::create() else { return };
+    let queue = unique_queue("scale-split");
+    let service_a = CallLog::start_with(Duration::from_millis(1500), by_vlan()).await;
+    let shared = [
+        format!("--amqp-url={amqp}"),
+        format!("--store={}", schema.url),
+        format!("--queue={queue}"),
+        format!("--results-queue={queue}-results"),
+        format!("--service-a-url={}", service_a.url()),
+    ];
+    let with = |role: &str| {
+        let mut args: Vec<&str> = shared.iter().map(String::as_str).collect();
+        args.extend([role, "--workers=4", "--shutdown-grace=1s"]);
+        Process::spawn(&local_args(&args), "info")
+    };
+    let service_b = with("--role=service-b");
+    let _worker = with("--role=worker");
+    let b = service_b.wait_for_addr("Service B", LIMIT);
+
+    let running = create(b, "split001", 0).await;
+    let cancelled = create(b, "split001", 1).await;
+    let cancel = client().delete(url(
+        Some(b),
+        &format!("/api/v1/equipment/cpe/split001/task/{cancelled}"),
+    ));
+    let (code, answer) = send(cancel).await;
+    assert_eq!((code, answer["status"].as_str()), (200, Some("cancelled")), "{answer}");
+    // A third task of the device runs only once the cancelled one's delivery was dealt with.
+    let after = create(b, "split001", 2).await;
+    for task in [&running, &after] {
+        common::eventually(LIMIT, "the device's other tasks complete", || async {
+            status(b, "split001", task).await.filter(|s| s == "completed")
+        })
+        .await;
+    }
+    let called: Vec<Option<String>> = service_a.calls().into_iter().map(|call| call.task).collect();
+    assert_eq!(
+        called,
+        [Some("0".to_owned()), Some("2".to_owned())],
+        "the cancelled task was never called"
+    );
+    common::broker::delete_queues(&amqp, &queue).await;
+}
