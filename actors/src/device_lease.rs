@@ -71,16 +71,26 @@ pub async fn take(
 
 impl HeldDevice {
     /// Extends the lease to outlast a call started now; fails when the lease is lost, or when the
-    /// extension took so long that the call could outlive it.
+    /// extension took so long that the call could outlive it. A database that does not answer (a
+    /// restart, a cut connection) is asked again for up to a call timeout: the fence, not the clock,
+    /// says whether the lease is still this holder's, so a late answer is as good as a prompt one.
     pub async fn confirm(&self) -> Result<(), LeaseError> {
-        let asked = Instant::now();
-        self.leases.renew(&self.lease, ttl(self.call_timeout)).await?;
-        if asked.elapsed() >= LEASE_MARGIN {
-            return Err(LeaseError::Unavailable(
-                "renewing the device lease took too long".into(),
-            ));
+        let give_up = Instant::now() + self.call_timeout;
+        let mut pause = FIRST_PAUSE;
+        loop {
+            let asked = Instant::now();
+            let why = match self.leases.renew(&self.lease, ttl(self.call_timeout)).await {
+                Ok(()) if asked.elapsed() < LEASE_MARGIN => return Ok(()),
+                Ok(()) => LeaseError::Unavailable("renewing the device lease took too long".into()),
+                Err(LeaseError::Lost) => return Err(LeaseError::Lost),
+                Err(unavailable) => unavailable,
+            };
+            if Instant::now() + pause >= give_up {
+                return Err(why);
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(LONGEST_PAUSE);
         }
-        Ok(())
     }
 
     pub async fn release(self) {

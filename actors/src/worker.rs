@@ -269,7 +269,8 @@ async fn wait_out_earlier_call(deps: &WorkerDeps, task: &TaskMessage, since: u64
     }
 }
 
-/// A registry that is restarting answers again within moments: try a few times before giving the task back.
+/// A registry that is restarting answers again within moments, and a shared database restarts within
+/// seconds: try for about four seconds before giving the task back (which would repeat its call).
 async fn record_outcome(
     deps: &WorkerDeps,
     task: &TaskMessage,
@@ -279,7 +280,7 @@ async fn record_outcome(
     loop {
         match deps.sink.finish(task, outcome.clone()).await {
             Ok(()) => return Ok(()),
-            Err(error) if tries >= 3 => return Err(error),
+            Err(error) if tries >= 6 => return Err(error),
             Err(_) => {
                 tries += 1;
                 tokio::time::sleep(Duration::from_millis(200 * tries)).await;

@@ -133,3 +133,21 @@ async fn a_task_already_final_is_acknowledged_without_a_call() {
     assert_eq!(rig.device.calls.load(Ordering::SeqCst), 0);
     assert_eq!(*leases.steps.lock().unwrap(), ["acquire"]);
 }
+
+#[tokio::test]
+async fn a_database_that_does_not_answer_for_a_moment_delays_the_call_but_repeats_nothing() {
+    let unavailable = || Err(LeaseError::Unavailable("connection closed".into()));
+    let blip = ScriptedLeases {
+        renew: Mutex::new(vec![unavailable(), Ok(()), unavailable(), unavailable()]),
+        ..Default::default()
+    };
+    let (rig, leases) = leased_rig(blip).await;
+    let task = task();
+    assert_eq!(
+        run_one(&rig, &task).await,
+        Settlement::Acked(Some(Outcome::Completed { attempts: 1 }))
+    );
+    assert_eq!(rig.device.calls.load(Ordering::SeqCst), 1);
+    let renewals = leases.steps.lock().unwrap().iter().filter(|s| **s == "renew").count();
+    assert_eq!(renewals, 5, "each unanswered renewal is asked again");
+}

@@ -153,6 +153,7 @@ pub fn unique_queue(prefix: &str) -> String {
 pub mod broker;
 pub mod call_log;
 pub mod chaos;
+pub mod cluster;
 pub mod fake_a;
 pub mod fault_proxy;
 pub mod process;
