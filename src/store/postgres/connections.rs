@@ -61,10 +61,12 @@ impl Connections {
         if !sent {
             return Err(StoreError(format!("PostgreSQL: cannot {doing}: the store is closed")));
         }
-        answered.recv().unwrap_or_else(|_| {
-            Err(StoreError(format!(
-                "PostgreSQL: cannot {doing}: the connection thread stopped"
-            )))
+        waiting_off_the_runtime(|| {
+            answered.recv().unwrap_or_else(|_| {
+                Err(StoreError(format!(
+                    "PostgreSQL: cannot {doing}: the connection thread stopped"
+                )))
+            })
         })
     }
 
@@ -80,6 +82,17 @@ impl Connections {
 impl Drop for Connections {
     fn drop(&mut self) {
         self.close();
+    }
+}
+
+/// Runs a blocking wait. On a worker thread of tokio's multi-threaded runtime (the registry actor, a
+/// metrics scrape), the thread's other tasks are handed to another thread first: a database that
+/// takes seconds to answer (a restart, the connect timeout) must not stall the HTTP servers.
+fn waiting_off_the_runtime<T>(wait: impl FnOnce() -> T) -> T {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current() {
+        Ok(handle) if handle.runtime_flavor() == RuntimeFlavor::MultiThread => tokio::task::block_in_place(wait),
+        _ => wait(),
     }
 }
 
