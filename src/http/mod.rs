@@ -11,6 +11,7 @@ pub mod listener;
 pub mod observe;
 pub mod openapi;
 pub mod query;
+pub mod routes;
 pub mod server;
 pub mod service_a;
 pub mod service_b;
