@@ -1,12 +1,13 @@
 //! Service B (`config_status_service`): accepts a configuration task at once and reports its status.
 
-use super::health::{self, Readiness};
+use super::health::{self, Probe, Readiness};
 use super::openapi;
 use super::query::wait_param;
+use super::routes::{Lookup, Params, Route, Table};
 use super::{bulk, dashboard, tasks};
 use super::{
-    error, method_not_allowed, no_route, reply, request_error, HttpRequest, Routes, CPE_PREFIX, EQUIPMENT_NOT_FOUND,
-    PROVISIONING_FAILED, TASK_NOT_FOUND,
+    error, no_route, reply, request_error, HttpRequest, Routes, DEVICE_PATH, EQUIPMENT_NOT_FOUND, PROVISIONING_FAILED,
+    TASK_NOT_FOUND,
 };
 use crate::metrics::{Admission, Metrics};
 use async_trait::async_trait;
@@ -15,7 +16,7 @@ use cpe_actors::registry::{Created, RegistryHandle, Watch};
 use cpe_actors::{ConfigRequest, EquipmentId, TaskId, TaskMessage, TaskRecord, TaskStatus};
 use serde_json::json;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use warp::http::{header, Method, StatusCode};
 use warp::reply::Response;
 
@@ -32,47 +33,113 @@ pub struct ServiceB {
     pub metrics: Arc<Metrics>,
 }
 
+/// What answers a row of Service B's table.
+enum Handler {
+    Health(Probe),
+    OpenApi,
+    Asset(&'static dashboard::Asset),
+    /// The dashboard's mode: writable, token required.
+    Mode,
+    /// A route over tasks: token, loopback for writes, then the equipment id come first.
+    Tasks(TaskRoute),
+}
+
+/// The task routes, each checked the same way before it runs.
+#[derive(Clone, Copy)]
+enum TaskRoute {
+    AllTasks,
+    Bulk(bulk::Action),
+    Create,
+    DeviceTasks,
+    Status,
+    Cancel,
+    Retry,
+}
+
+impl TaskRoute {
+    /// Cancel, retry and the bulk actions: without `--api-token`, open to loopback peers only.
+    fn is_operator_write(self) -> bool {
+        matches!(self, Self::Retry | Self::Bulk(_) | Self::Cancel)
+    }
+
+    /// Routes that queue new tasks: refused with 503 while the process starts or stops.
+    fn changes_tasks(self) -> bool {
+        matches!(self, Self::Create | Self::Retry | Self::Bulk(bulk::Action::Retry))
+    }
+}
+
+/// Service B's routes; `/metrics` is added around them (see `observe.rs`). A path's methods are
+/// listed in `Allow` in this order.
+fn table() -> &'static Table<Handler> {
+    static TABLE: LazyLock<Table<Handler>> = LazyLock::new(|| {
+        use Method as M;
+        use TaskRoute::*;
+        let health = health::ROUTES.map(|(path, probe)| Route::any(path, Handler::Health(probe)));
+        let mut routes = Vec::from(health);
+        routes.push(Route::on(M::GET, openapi::PATH, Handler::OpenApi));
+        routes.extend(
+            dashboard::ASSETS
+                .iter()
+                .map(|asset| Route::on(M::GET, asset.path, Handler::Asset(asset))),
+        );
+        routes.push(Route::on(M::GET, dashboard::MODE_PATH, Handler::Mode));
+        let task = "/api/v1/equipment/cpe/{id}/task/{task}";
+        for (method, pattern, route) in [
+            (M::GET, "/api/v1/tasks", AllTasks),
+            (M::POST, "/api/v1/tasks/retry", Bulk(bulk::Action::Retry)),
+            (M::POST, "/api/v1/tasks/cancel", Bulk(bulk::Action::Cancel)),
+            (M::POST, DEVICE_PATH, Create),
+            (M::GET, "/api/v1/equipment/cpe/{id}/tasks", DeviceTasks),
+            (M::GET, task, Status),
+            (M::DELETE, task, Cancel),
+            (M::POST, "/api/v1/equipment/cpe/{id}/task/{task}/retry", Retry),
+        ] {
+            routes.push(Route::on(method, pattern, Handler::Tasks(route)));
+        }
+        Table::new(routes)
+    });
+    &TABLE
+}
+
+/// Every route of the table, as (method, pattern); None: every method.
+pub fn routes() -> Vec<(Option<Method>, &'static str)> {
+    table().served()
+}
+
 #[async_trait]
 impl Routes for ServiceB {
     async fn handle(&self, request: HttpRequest) -> Response {
-        if let Some(answer) = health::answer(&request, "config_status_service", &self.readiness) {
-            return answer;
-        }
-        if let Some(answer) = openapi::answer(&request, openapi::Service::B) {
-            return answer;
-        }
-        if let Some(answer) = dashboard::asset(&request) {
-            return answer;
-        }
-        let segments = request.segments();
-        let route = match segments.as_slice() {
-            ["api", "v1", "tasks"] => Route::AllTasks,
-            ["api", "v1", "dashboard"] => Route::Dashboard,
-            ["api", "v1", "tasks", "retry"] => Route::Bulk(bulk::Action::Retry),
-            ["api", "v1", "tasks", "cancel"] => Route::Bulk(bulk::Action::Cancel),
-            [a, b, c, d, id] if [*a, *b, *c, *d] == CPE_PREFIX => Route::Device(id),
-            [a, b, c, d, id, "tasks"] if [*a, *b, *c, *d] == CPE_PREFIX => Route::DeviceTasks(id),
-            [a, b, c, d, id, "task", task] if [*a, *b, *c, *d] == CPE_PREFIX => Route::Task(id, task),
-            [a, b, c, d, id, "task", task, "retry"] if [*a, *b, *c, *d] == CPE_PREFIX => Route::Retry(id, task),
-            _ => return no_route(&request),
+        let (handler, params) = match table().lookup(&request) {
+            Lookup::Found(handler, params) => (handler, params),
+            Lookup::WrongMethod(refused) => return refused,
+            Lookup::NoPath => return no_route(&request),
         };
-        if !route.methods().contains(&request.method) {
-            let allowed: Vec<&str> = route.methods().iter().map(Method::as_str).collect();
-            return method_not_allowed(&request, &allowed.join(", "));
+        match handler {
+            Handler::Health(probe) => health::answer(*probe, "config_status_service", &self.readiness),
+            Handler::OpenApi => openapi::serve(openapi::Service::B),
+            Handler::Asset(asset) => dashboard::serve(asset),
+            Handler::Mode => {
+                // Answered without a token: the page asks it first, to learn whether it needs one.
+                let writable = self.check_token(&request).is_none()
+                    && dashboard::may_write(self.api_token.is_some(), request.peer);
+                dashboard::mode(writable, self.api_token.is_some())
+            }
+            Handler::Tasks(route) => self.tasks(*route, &request, &params).await,
         }
-        if let Route::Dashboard = route {
-            // Answered without a token: the page asks it first, to learn whether it needs one.
-            let writable =
-                self.check_token(&request).is_none() && dashboard::may_write(self.api_token.is_some(), request.peer);
-            return dashboard::mode(writable, self.api_token.is_some());
-        }
-        if let Some(denied) = self.check_token(&request) {
+    }
+}
+
+impl ServiceB {
+    /// A task route, after the checks every one of them takes, in the contract's order: token,
+    /// loopback for writes, equipment id, then whether new tasks are accepted.
+    async fn tasks(&self, route: TaskRoute, request: &HttpRequest, params: &Params<'_>) -> Response {
+        if let Some(denied) = self.check_token(request) {
             return denied;
         }
-        if route.is_operator_write(&request.method) && !dashboard::may_write(self.api_token.is_some(), request.peer) {
+        if route.is_operator_write() && !dashboard::may_write(self.api_token.is_some(), request.peer) {
             return dashboard::forbidden();
         }
-        let equipment = match route.equipment() {
+        let equipment = match params.get("id") {
             None => None,
             Some(id) => match EquipmentId::parse(id) {
                 Ok(equipment) => Some(equipment),
@@ -81,15 +148,16 @@ impl Routes for ServiceB {
         };
         if route.changes_tasks() {
             if let Some(refused) = self.refuse_while_stopping() {
-                if matches!(route, Route::Device(_)) {
+                if matches!(route, TaskRoute::Create) {
                     self.metrics.task_created(Admission::Refused);
                 }
                 return refused;
             }
         }
-        match (route, equipment) {
-            (Route::AllTasks, _) => tasks::list(&self.registry, None, &request.query).await,
-            (Route::Bulk(action), _) => {
+        use TaskRoute::*;
+        match (route, equipment, params.get("task")) {
+            (AllTasks, _, _) => tasks::list(&self.registry, None, &request.query).await,
+            (Bulk(action), _, _) => {
                 bulk::run(
                     &self.registry,
                     &self.publisher,
@@ -99,66 +167,18 @@ impl Routes for ServiceB {
                 )
                 .await
             }
-            (Route::Retry(_, task), Some(device)) => tasks::retry(&self.registry, &self.publisher, device, task).await,
-            (Route::DeviceTasks(_), device) => tasks::list(&self.registry, device, &request.query).await,
-            (Route::Device(_), Some(device)) => self.create(device, &request).await,
-            (Route::Task(_, task), Some(device)) if request.method == Method::DELETE => {
+            (Retry, Some(device), Some(task)) => tasks::retry(&self.registry, &self.publisher, device, task).await,
+            (DeviceTasks, device, _) => tasks::list(&self.registry, device, &request.query).await,
+            (Create, Some(device), _) => self.create(device, request).await,
+            (Cancel, Some(device), Some(task)) => {
                 tasks::cancel(&self.registry, self.metrics.as_ref(), device, task).await
             }
-            (Route::Task(_, task), Some(device)) => self.status(device, task, &request.query).await,
-            (Route::Dashboard, _) | (_, None) => no_route(&request),
-        }
-    }
-}
-
-/// Service B's routes, matched on the raw path segments.
-enum Route<'p> {
-    AllTasks,
-    /// The dashboard's mode: writable, token required.
-    Dashboard,
-    Bulk(bulk::Action),
-    Device(&'p str),
-    DeviceTasks(&'p str),
-    Task(&'p str, &'p str),
-    Retry(&'p str, &'p str),
-}
-
-impl Route<'_> {
-    fn methods(&self) -> &'static [Method] {
-        match self {
-            Self::AllTasks | Self::DeviceTasks(_) | Self::Dashboard => &[Method::GET],
-            Self::Device(_) | Self::Retry(..) | Self::Bulk(_) => &[Method::POST],
-            Self::Task(..) => &[Method::GET, Method::DELETE],
+            (Status, Some(device), Some(task)) => self.status(device, task, &request.query).await,
+            // A row whose pattern lacks the `{id}` or `{task}` its handler needs: none is.
+            (Retry | Create | Cancel | Status, _, _) => no_route(request),
         }
     }
 
-    /// The equipment id in the path, checked before anything else the route does.
-    fn equipment(&self) -> Option<&str> {
-        match self {
-            Self::AllTasks | Self::Bulk(_) | Self::Dashboard => None,
-            Self::Device(id) | Self::DeviceTasks(id) | Self::Task(id, _) | Self::Retry(id, _) => Some(id),
-        }
-    }
-
-    /// Cancel, retry and the bulk actions: without `--api-token`, open to loopback peers only.
-    fn is_operator_write(&self, method: &Method) -> bool {
-        match self {
-            Self::Retry(..) | Self::Bulk(_) => true,
-            Self::Task(..) => *method == Method::DELETE,
-            _ => false,
-        }
-    }
-
-    /// Routes that queue new tasks: refused with 503 while the process starts or stops.
-    fn changes_tasks(&self) -> bool {
-        matches!(
-            self,
-            Self::Device(_) | Self::Retry(..) | Self::Bulk(bulk::Action::Retry)
-        )
-    }
-}
-
-impl ServiceB {
     fn refuse_while_stopping(&self) -> Option<Response> {
         (!self.readiness.accepting.load(Ordering::Acquire)).then(|| {
             error(

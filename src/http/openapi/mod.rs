@@ -10,11 +10,10 @@ mod service_a;
 mod service_b;
 mod task_schemas;
 
-use super::{method_not_allowed, HttpRequest};
 use bytes::Bytes;
 use serde_json::Value;
 use std::sync::OnceLock;
-use warp::http::{header, Method, StatusCode};
+use warp::http::{header, StatusCode};
 use warp::reply::Response;
 
 pub const PATH: &str = "/openapi.json";
@@ -55,19 +54,13 @@ fn serialised(service: Service) -> Bytes {
         .clone()
 }
 
-/// Answers `/openapi.json` (GET only, no token: it holds no task data), or None for any other path.
-pub fn answer(request: &HttpRequest, service: Service) -> Option<Response> {
-    if request.path != PATH {
-        return None;
-    }
-    if request.method != Method::GET {
-        return Some(method_not_allowed(request, "GET"));
-    }
+/// `GET /openapi.json`, without a token: it holds no task data.
+pub fn serve(service: Service) -> Response {
     let mut response = Response::new(serialised(service).into());
     *response.status_mut() = StatusCode::OK;
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         header::HeaderValue::from_static("application/json"),
     );
-    Some(response)
+    response
 }
