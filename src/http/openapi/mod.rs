@@ -13,7 +13,7 @@ mod task_schemas;
 use bytes::Bytes;
 use serde_json::Value;
 use std::sync::OnceLock;
-use warp::http::{header, StatusCode};
+use warp::http::{header, Method, StatusCode};
 use warp::reply::Response;
 
 pub const PATH: &str = "/openapi.json";
@@ -30,6 +30,18 @@ pub const ANY_METHOD: &str = "x-any-method";
 pub enum Service {
     A,
     B,
+}
+
+/// Every route the service serves, from its route table and the `/metrics` wrapper, as (method,
+/// pattern), None standing for every method: what its document must list, and all it may list
+/// without [`PENDING`]. `tests/openapi/` holds the two against each other.
+pub fn routes(service: Service) -> Vec<(Option<Method>, &'static str)> {
+    let mut routes = match service {
+        Service::A => super::service_a::routes(),
+        Service::B => super::service_b::routes(),
+    };
+    routes.extend(super::observe::routes());
+    routes
 }
 
 /// The document as a JSON value, built once.
