@@ -1,6 +1,6 @@
 //! Liveness and readiness: `/healthz` answers while the process serves; `/readyz` only when it can work.
 
-use super::{reply, HttpRequest};
+use super::reply;
 use serde_json::json;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -28,14 +28,27 @@ impl Readiness {
     }
 }
 
-/// Answers `/healthz` and `/readyz`, or None for any other path.
-pub fn answer(request: &HttpRequest, service: &str, readiness: &Readiness) -> Option<Response> {
-    match request.path.as_str() {
-        "/healthz" => Some(reply(
+/// The two probes. They answer every method alike, without a token: a load balancer or an
+/// orchestrator may probe with any method, and needs no credentials to do so.
+#[derive(Clone, Copy, Debug)]
+pub enum Probe {
+    /// `/healthz`: the process serves.
+    Alive,
+    /// `/readyz`: the process can work.
+    Ready,
+}
+
+/// Each probe's path, for the services' route tables.
+pub const ROUTES: [(&str, Probe); 2] = [("/healthz", Probe::Alive), ("/readyz", Probe::Ready)];
+
+/// The probe's answer for `service`.
+pub fn answer(probe: Probe, service: &str, readiness: &Readiness) -> Response {
+    match probe {
+        Probe::Alive => reply(
             StatusCode::OK,
             json!({"code": 200, "message": "alive", "service": service}),
-        )),
-        "/readyz" => Some(match readiness.is_ready() {
+        ),
+        Probe::Ready => match readiness.is_ready() {
             None => reply(
                 StatusCode::OK,
                 json!({"code": 200, "message": "ready", "service": service}),
@@ -44,7 +57,6 @@ pub fn answer(request: &HttpRequest, service: &str, readiness: &Readiness) -> Op
                 StatusCode::SERVICE_UNAVAILABLE,
                 json!({"code": 503, "message": format!("not ready: {why}"), "service": service}),
             ),
-        }),
-        _ => None,
+        },
     }
 }

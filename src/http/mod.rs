@@ -11,6 +11,7 @@ pub mod listener;
 pub mod observe;
 pub mod openapi;
 pub mod query;
+pub mod routes;
 pub mod server;
 pub mod service_a;
 pub mod service_b;
@@ -41,7 +42,8 @@ pub const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(5);
 pub const EQUIPMENT_NOT_FOUND: &str = "The requested equipment is not found";
 pub const TASK_NOT_FOUND: &str = "The requested task is not found";
 pub const PROVISIONING_FAILED: &str = "Internal provisioning exception";
-pub const CPE_PREFIX: [&str; 4] = ["api", "v1", "equipment", "cpe"];
+/// The device route both services serve: configure (A), create a task (B).
+pub const DEVICE_PATH: &str = "/api/v1/equipment/cpe/{id}";
 
 /// A request as the routes see it: the raw (still percent-encoded) path and a body within the limit.
 pub struct HttpRequest {
@@ -53,13 +55,6 @@ pub struct HttpRequest {
     pub body: Bytes,
     /// The connection's TCP peer address; None only when served without the edge (no socket).
     pub peer: Option<std::net::IpAddr>,
-}
-
-impl HttpRequest {
-    /// Path segments; the leading slash gives no segment, a trailing one gives an empty last segment.
-    pub fn segments(&self) -> Vec<&str> {
-        self.path.strip_prefix('/').unwrap_or(&self.path).split('/').collect()
-    }
 }
 
 #[async_trait]

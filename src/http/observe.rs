@@ -1,10 +1,11 @@
 //! Request metrics and the `/metrics` route: [`Observed`] wraps a service's routes, and [`wrap`]
 //! times every answer of the warp filter, so 413s and caught panics are counted too.
 
-use super::{error, method_not_allowed, HttpRequest, Routes};
+use super::routes::{Lookup, Route, Table};
+use super::{error, HttpRequest, Routes};
 use crate::metrics::{Metrics, CONTENT_TYPE};
 use async_trait::async_trait;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use warp::filters::BoxedFilter;
 use warp::http::{header, HeaderValue, Method, StatusCode};
 use warp::reply::{Reply, Response};
@@ -25,14 +26,24 @@ pub struct Observed {
     pub observer: HttpObserver,
 }
 
+/// The route [`Observed`] adds to a service's own table.
+fn table() -> &'static Table<()> {
+    static TABLE: LazyLock<Table<()>> = LazyLock::new(|| Table::new(vec![Route::on(Method::GET, "/metrics", ())]));
+    &TABLE
+}
+
+/// The added route, as (method, pattern).
+pub fn routes() -> Vec<(Option<Method>, &'static str)> {
+    table().served()
+}
+
 #[async_trait]
 impl Routes for Observed {
     async fn handle(&self, request: HttpRequest) -> Response {
-        if request.path != "/metrics" {
-            return self.inner.handle(request).await;
-        }
-        if request.method != Method::GET {
-            return method_not_allowed(&request, "GET");
+        match table().lookup(&request) {
+            Lookup::Found(..) => {}
+            Lookup::WrongMethod(refused) => return refused,
+            Lookup::NoPath => return self.inner.handle(request).await,
         }
         // A scrape reads the store's tallies: off the async threads, like any file read.
         let metrics = self.observer.metrics.clone();

@@ -1,6 +1,7 @@
 //! The OpenAPI documents held against the code: each is well formed and its examples meet its own
-//! schemas; `/openapi.json` serves it; every path and method the routers answer is in it, and
-//! nothing else is; and every example is what the running app answers (`examples.rs`).
+//! schemas; `/openapi.json` serves it; the route tables and the document list the same routes;
+//! every path and method the routers answer is in it, and nothing else is; and every example is
+//! what the running app answers (`examples.rs`).
 
 mod checker;
 #[path = "../common/mod.rs"]
@@ -10,7 +11,7 @@ mod examples;
 mod schema;
 
 use common::*;
-use cpe_config::http::openapi::{document, Service};
+use cpe_config::http::openapi::{document, routes, Service};
 use schema::Validator;
 use serde_json::Value;
 use std::collections::{BTreeSet, HashSet};
@@ -58,6 +59,39 @@ fn each_document_is_openapi_3_1_and_its_examples_meet_its_schemas() {
             validator
                 .validate(schema, value)
                 .unwrap_or_else(|why| panic!("{service:?} request example `{key}`: {why}"));
+        }
+    }
+}
+
+/// The route tables and the documents list the same routes: a route added to a table without its
+/// documentation, or documented without a route (and not `x-pending`), fails here, before any
+/// server starts.
+#[test]
+fn every_route_of_the_tables_is_documented_and_every_documented_route_is_in_a_table() {
+    for (service, document) in each_document() {
+        let served: BTreeSet<(String, &str)> = routes(service)
+            .into_iter()
+            .map(|(method, pattern)| (method.map_or("any".to_owned(), |m| m.as_str().to_lowercase()), pattern))
+            .collect();
+        let operations = doc::operations(document);
+        let documented: BTreeSet<(String, &str)> = operations
+            .iter()
+            .filter(|op| !op.pending)
+            .map(|op| (if op.any_method { "any" } else { op.method }.to_owned(), op.path))
+            .collect();
+        let undocumented: Vec<_> = served.difference(&documented).collect();
+        let unserved: Vec<_> = documented.difference(&served).collect();
+        assert!(
+            undocumented.is_empty() && unserved.is_empty(),
+            "{service:?}: in a route table but not documented: {undocumented:?}; documented but in no route \
+             table: {unserved:?}"
+        );
+        for pending in operations.iter().filter(|op| op.pending) {
+            assert!(
+                !served.iter().any(|(_, pattern)| *pattern == pending.path),
+                "{service:?} {}: the route is in its table now, so remove `x-pending`",
+                pending.path
+            );
         }
     }
 }

@@ -3,28 +3,39 @@
 //! The page, its script and its style are separate routes so the Content-Security-Policy can forbid
 //! inline script and style: task errors come from devices, and the page shows them (as text only).
 
-use super::{error, method_not_allowed, reply, HttpRequest};
+use super::{error, reply};
 use serde_json::json;
 use std::net::IpAddr;
-use warp::http::{header, HeaderValue, Method, StatusCode};
+use warp::http::{header, HeaderValue, StatusCode};
 use warp::reply::Response;
 
 /// The path of the mode route: whether the page may write, and whether it needs a token.
 pub const MODE_PATH: &str = "/api/v1/dashboard";
 
-/// The page, script and style, with their paths and content types.
-const ASSETS: [(&str, &str, &str); 3] = [
-    ("/", "text/html; charset=utf-8", include_str!("index.html")),
-    (
-        "/dashboard.js",
-        "text/javascript; charset=utf-8",
-        include_str!("dashboard.js"),
-    ),
-    (
-        "/dashboard.css",
-        "text/css; charset=utf-8",
-        include_str!("dashboard.css"),
-    ),
+/// One file of the page: its path, content type and body.
+pub struct Asset {
+    pub path: &'static str,
+    content_type: &'static str,
+    body: &'static str,
+}
+
+/// The page, script and style.
+pub static ASSETS: [Asset; 3] = [
+    Asset {
+        path: "/",
+        content_type: "text/html; charset=utf-8",
+        body: include_str!("index.html"),
+    },
+    Asset {
+        path: "/dashboard.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_str!("dashboard.js"),
+    },
+    Asset {
+        path: "/dashboard.css",
+        content_type: "text/css; charset=utf-8",
+        body: include_str!("dashboard.css"),
+    },
 ];
 
 /// Only the page's own files and API: no inline script or style, no other origin, no framing.
@@ -32,22 +43,18 @@ const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-
                    connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'none'; \
                    frame-ancestors 'none'";
 
-/// The page, script or style, when the request is for one of them; they hold no task data, so
-/// they need no token (the page asks for it).
-pub fn asset(request: &HttpRequest) -> Option<Response> {
-    let (_, content_type, body) = ASSETS.iter().find(|(path, ..)| *path == request.path)?;
-    if request.method != Method::GET {
-        return Some(method_not_allowed(request, "GET"));
-    }
-    let mut response = Response::new((*body).into());
+/// `GET` of the page, script or style; they hold no task data, so they need no token (the page
+/// asks for it).
+pub fn serve(asset: &Asset) -> Response {
+    let mut response = Response::new(asset.body.into());
     let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(asset.content_type));
     headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
     headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
     // A new binary may ship a new page: always revalidate.
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    Some(response)
+    response
 }
 
 /// Whether the operator routes that change tasks (cancel, retry, bulk) are open to this request:

@@ -10,7 +10,6 @@ mod service_a;
 mod service_b;
 mod task_schemas;
 
-use super::{method_not_allowed, HttpRequest};
 use bytes::Bytes;
 use serde_json::Value;
 use std::sync::OnceLock;
@@ -31,6 +30,18 @@ pub const ANY_METHOD: &str = "x-any-method";
 pub enum Service {
     A,
     B,
+}
+
+/// Every route the service serves, from its route table and the `/metrics` wrapper, as (method,
+/// pattern), None standing for every method: what its document must list, and all it may list
+/// without [`PENDING`]. `tests/openapi/` holds the two against each other.
+pub fn routes(service: Service) -> Vec<(Option<Method>, &'static str)> {
+    let mut routes = match service {
+        Service::A => super::service_a::routes(),
+        Service::B => super::service_b::routes(),
+    };
+    routes.extend(super::observe::routes());
+    routes
 }
 
 /// The document as a JSON value, built once.
@@ -55,19 +66,13 @@ fn serialised(service: Service) -> Bytes {
         .clone()
 }
 
-/// Answers `/openapi.json` (GET only, no token: it holds no task data), or None for any other path.
-pub fn answer(request: &HttpRequest, service: Service) -> Option<Response> {
-    if request.path != PATH {
-        return None;
-    }
-    if request.method != Method::GET {
-        return Some(method_not_allowed(request, "GET"));
-    }
+/// `GET /openapi.json`, without a token: it holds no task data.
+pub fn serve(service: Service) -> Response {
     let mut response = Response::new(serialised(service).into());
     *response.status_mut() = StatusCode::OK;
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         header::HeaderValue::from_static("application/json"),
     );
-    Some(response)
+    response
 }

@@ -1,0 +1,160 @@
+//! Route tables: each service lists its routes as (method, path pattern, handler) rows, which
+//! its `handle` looks requests up in and the OpenAPI checks enumerate, so a route cannot be
+//! served without being documented, nor documented without being served.
+
+use super::{method_not_allowed, HttpRequest};
+use warp::http::Method;
+use warp::reply::Response;
+
+/// One row: a method (None: every method alike, as the health routes take), a path pattern
+/// whose `{name}` segments take any one segment, and what answers.
+pub struct Route<H> {
+    pub method: Option<Method>,
+    pub pattern: &'static str,
+    pub handler: H,
+}
+
+impl<H> Route<H> {
+    pub fn on(method: Method, pattern: &'static str, handler: H) -> Route<H> {
+        Route {
+            method: Some(method),
+            pattern,
+            handler,
+        }
+    }
+
+    pub fn any(pattern: &'static str, handler: H) -> Route<H> {
+        Route {
+            method: None,
+            pattern,
+            handler,
+        }
+    }
+}
+
+/// The raw (still percent-encoded) path segments that `{name}` segments of a pattern took.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Params<'p>(Vec<(&'static str, &'p str)>);
+
+impl<'p> Params<'p> {
+    pub fn get(&self, name: &str) -> Option<&'p str> {
+        self.0.iter().find(|(n, _)| *n == name).map(|(_, value)| *value)
+    }
+}
+
+/// What a table says about a request.
+pub enum Lookup<'t, 'p, H> {
+    Found(&'t H, Params<'p>),
+    /// The path is served, but not on this method: the 405, with the methods it takes.
+    WrongMethod(Response),
+    /// No row knows the path: the service's 404, or (for a wrapper) the service's own routes.
+    NoPath,
+}
+
+/// A service's rows, in the order `Allow` lists a path's methods.
+pub struct Table<H>(Vec<Route<H>>);
+
+impl<H> Table<H> {
+    pub fn new(routes: Vec<Route<H>>) -> Table<H> {
+        Table(routes)
+    }
+
+    /// Every row as (method, pattern), None standing for every method: what the OpenAPI
+    /// document must list.
+    pub fn served(&self) -> Vec<(Option<Method>, &'static str)> {
+        self.0
+            .iter()
+            .map(|route| (route.method.clone(), route.pattern))
+            .collect()
+    }
+
+    /// The row for the request's path and method. The first pattern that matches the path owns
+    /// it (no two patterns of a table match the same path), and only its rows are tried.
+    pub fn lookup<'t, 'p>(&'t self, request: &'p HttpRequest) -> Lookup<'t, 'p, H> {
+        let Some((pattern, params)) = self.0.iter().find_map(|route| {
+            let params = matches(route.pattern, &request.path)?;
+            Some((route.pattern, params))
+        }) else {
+            return Lookup::NoPath;
+        };
+        let rows = || self.0.iter().filter(move |route| route.pattern == pattern);
+        let taken = rows().find(|route| route.method.as_ref().is_none_or(|m| *m == request.method));
+        match taken {
+            Some(route) => Lookup::Found(&route.handler, params),
+            None => {
+                let allowed: Vec<&str> = rows().filter_map(|r| r.method.as_ref()).map(Method::as_str).collect();
+                Lookup::WrongMethod(method_not_allowed(request, &allowed.join(", ")))
+            }
+        }
+    }
+}
+
+/// Matches segment by segment: a `{name}` takes any one segment, an empty one too (the id
+/// checks answer for it, not the router). A path without its leading `/` matches nothing; the
+/// edge refuses such request targets before any route runs.
+fn matches<'p>(pattern: &'static str, path: &'p str) -> Option<Params<'p>> {
+    let path = path.strip_prefix('/')?;
+    let pattern = pattern.strip_prefix('/').expect("a pattern starts with /");
+    let (mut wanted, mut given) = (pattern.split('/'), path.split('/'));
+    let mut params = Params::default();
+    loop {
+        match (wanted.next(), given.next()) {
+            (None, None) => return Some(params),
+            (Some(want), Some(segment)) => match want.strip_prefix('{').and_then(|w| w.strip_suffix('}')) {
+                Some(name) => params.0.push((name, segment)),
+                None if want == segment => {}
+                None => return None,
+            },
+            _ => return None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(method: Method, path: &str) -> HttpRequest {
+        HttpRequest {
+            method,
+            path: path.to_owned(),
+            query: String::new(),
+            headers: Default::default(),
+            body: Default::default(),
+            peer: None,
+        }
+    }
+
+    #[test]
+    fn patterns_take_one_segment_per_parameter_and_literals_exactly() {
+        let found = matches("/cpe/{id}/task/{task}", "/cpe/abc123/task/t1").unwrap();
+        assert_eq!((found.get("id"), found.get("task")), (Some("abc123"), Some("t1")));
+        assert_eq!(matches("/cpe/{id}", "/cpe/").unwrap().get("id"), Some(""));
+        for path in ["/cpe", "/cpe/abc123/", "/cpe/abc123/x", "cpe/abc123", "//cpe/abc123"] {
+            assert_eq!(matches("/cpe/{id}", path), None, "{path}");
+        }
+        assert!(matches("/", "/").is_some());
+        assert_eq!(matches("/", "//"), None);
+        assert_eq!(matches("/healthz", "/healthz/"), None);
+    }
+
+    #[test]
+    fn a_path_answers_405_with_its_methods_in_table_order() {
+        let table = Table::new(vec![
+            Route::on(Method::GET, "/t/{task}", 1),
+            Route::on(Method::DELETE, "/t/{task}", 2),
+            Route::any("/h", 3),
+        ]);
+        assert!(matches!(
+            table.lookup(&request(Method::DELETE, "/t/x")),
+            Lookup::Found(2, _)
+        ));
+        assert!(matches!(table.lookup(&request(Method::PUT, "/h")), Lookup::Found(3, _)));
+        assert!(matches!(table.lookup(&request(Method::GET, "/x")), Lookup::NoPath));
+        let Lookup::WrongMethod(refused) = table.lookup(&request(Method::POST, "/t/x")) else {
+            panic!("expected a 405");
+        };
+        assert_eq!(refused.status(), 405);
+        assert_eq!(refused.headers()["allow"], "GET, DELETE");
+    }
+}

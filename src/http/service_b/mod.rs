@@ -1,0 +1,188 @@
+//! Service B (`config_status_service`): accepts a configuration task at once and reports its status.
+//! This file holds its route table and the checks every task route takes; the create path, the
+//! status route and the bearer token have their own files.
+
+mod create;
+mod status;
+mod token;
+
+use super::health::{self, Probe, Readiness};
+use super::openapi;
+use super::routes::{Lookup, Params, Route, Table};
+use super::{bulk, dashboard, tasks};
+use super::{error, no_route, HttpRequest, Routes, DEVICE_PATH, EQUIPMENT_NOT_FOUND};
+use crate::metrics::{Admission, Metrics};
+use async_trait::async_trait;
+use cpe_actors::ports::TaskPublisher;
+use cpe_actors::registry::RegistryHandle;
+use cpe_actors::EquipmentId;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, LazyLock};
+use warp::http::{Method, StatusCode};
+use warp::reply::Response;
+
+pub struct ServiceB {
+    pub registry: RegistryHandle,
+    pub publisher: Arc<dyn TaskPublisher>,
+    pub readiness: Readiness,
+    /// When set, every task route requires `Authorization: Bearer <token>`.
+    pub api_token: Option<String>,
+    /// Counts creates and cancels.
+    pub metrics: Arc<Metrics>,
+}
+
+/// What answers a row of Service B's table.
+enum Handler {
+    Health(Probe),
+    OpenApi,
+    Asset(&'static dashboard::Asset),
+    /// The dashboard's mode: writable, token required.
+    Mode,
+    /// A route over tasks: token, loopback for writes, then the equipment id come first.
+    Tasks(TaskRoute),
+}
+
+/// The task routes, each checked the same way before it runs.
+#[derive(Clone, Copy)]
+enum TaskRoute {
+    AllTasks,
+    Bulk(bulk::Action),
+    Create,
+    DeviceTasks,
+    Status,
+    Cancel,
+    Retry,
+}
+
+impl TaskRoute {
+    /// Cancel, retry and the bulk actions: without `--api-token`, open to loopback peers only.
+    fn is_operator_write(self) -> bool {
+        matches!(self, Self::Retry | Self::Bulk(_) | Self::Cancel)
+    }
+
+    /// Routes that queue new tasks: refused with 503 while the process starts or stops.
+    fn changes_tasks(self) -> bool {
+        matches!(self, Self::Create | Self::Retry | Self::Bulk(bulk::Action::Retry))
+    }
+}
+
+/// Service B's routes; `/metrics` is added around them (see `observe.rs`). A path's methods are
+/// listed in `Allow` in this order.
+fn table() -> &'static Table<Handler> {
+    static TABLE: LazyLock<Table<Handler>> = LazyLock::new(|| {
+        use Method as M;
+        use TaskRoute::*;
+        let health = health::ROUTES.map(|(path, probe)| Route::any(path, Handler::Health(probe)));
+        let mut routes = Vec::from(health);
+        routes.push(Route::on(M::GET, openapi::PATH, Handler::OpenApi));
+        routes.extend(
+            dashboard::ASSETS
+                .iter()
+                .map(|asset| Route::on(M::GET, asset.path, Handler::Asset(asset))),
+        );
+        routes.push(Route::on(M::GET, dashboard::MODE_PATH, Handler::Mode));
+        let task = "/api/v1/equipment/cpe/{id}/task/{task}";
+        for (method, pattern, route) in [
+            (M::GET, "/api/v1/tasks", AllTasks),
+            (M::POST, "/api/v1/tasks/retry", Bulk(bulk::Action::Retry)),
+            (M::POST, "/api/v1/tasks/cancel", Bulk(bulk::Action::Cancel)),
+            (M::POST, DEVICE_PATH, Create),
+            (M::GET, "/api/v1/equipment/cpe/{id}/tasks", DeviceTasks),
+            (M::GET, task, Status),
+            (M::DELETE, task, Cancel),
+            (M::POST, "/api/v1/equipment/cpe/{id}/task/{task}/retry", Retry),
+        ] {
+            routes.push(Route::on(method, pattern, Handler::Tasks(route)));
+        }
+        Table::new(routes)
+    });
+    &TABLE
+}
+
+/// Every route of the table, as (method, pattern); None: every method.
+pub fn routes() -> Vec<(Option<Method>, &'static str)> {
+    table().served()
+}
+
+#[async_trait]
+impl Routes for ServiceB {
+    async fn handle(&self, request: HttpRequest) -> Response {
+        let (handler, params) = match table().lookup(&request) {
+            Lookup::Found(handler, params) => (handler, params),
+            Lookup::WrongMethod(refused) => return refused,
+            Lookup::NoPath => return no_route(&request),
+        };
+        match handler {
+            Handler::Health(probe) => health::answer(*probe, "config_status_service", &self.readiness),
+            Handler::OpenApi => openapi::serve(openapi::Service::B),
+            Handler::Asset(asset) => dashboard::serve(asset),
+            Handler::Mode => {
+                // Answered without a token: the page asks it first, to learn whether it needs one.
+                let writable = self.check_token(&request).is_none()
+                    && dashboard::may_write(self.api_token.is_some(), request.peer);
+                dashboard::mode(writable, self.api_token.is_some())
+            }
+            Handler::Tasks(route) => self.tasks(*route, &request, &params).await,
+        }
+    }
+}
+
+impl ServiceB {
+    /// A task route, after the checks every one of them takes, in the contract's order: token,
+    /// loopback for writes, equipment id, then whether new tasks are accepted.
+    async fn tasks(&self, route: TaskRoute, request: &HttpRequest, params: &Params<'_>) -> Response {
+        if let Some(denied) = self.check_token(request) {
+            return denied;
+        }
+        if route.is_operator_write() && !dashboard::may_write(self.api_token.is_some(), request.peer) {
+            return dashboard::forbidden();
+        }
+        let equipment = match params.get("id") {
+            None => None,
+            Some(id) => match EquipmentId::parse(id) {
+                Ok(equipment) => Some(equipment),
+                Err(_) => return error(StatusCode::NOT_FOUND, EQUIPMENT_NOT_FOUND),
+            },
+        };
+        if route.changes_tasks() {
+            if let Some(refused) = self.refuse_while_stopping() {
+                if matches!(route, TaskRoute::Create) {
+                    self.metrics.task_created(Admission::Refused);
+                }
+                return refused;
+            }
+        }
+        use TaskRoute::*;
+        match (route, equipment, params.get("task")) {
+            (AllTasks, _, _) => tasks::list(&self.registry, None, &request.query).await,
+            (Bulk(action), _, _) => {
+                bulk::run(
+                    &self.registry,
+                    &self.publisher,
+                    self.metrics.as_ref(),
+                    action,
+                    &request.body,
+                )
+                .await
+            }
+            (Retry, Some(device), Some(task)) => tasks::retry(&self.registry, &self.publisher, device, task).await,
+            (DeviceTasks, device, _) => tasks::list(&self.registry, device, &request.query).await,
+            (Create, Some(device), _) => self.create(device, request).await,
+            (Cancel, Some(device), Some(task)) => {
+                tasks::cancel(&self.registry, self.metrics.as_ref(), device, task).await
+            }
+            (Status, Some(device), Some(task)) => self.status(device, task, &request.query).await,
+            // A row whose pattern lacks the `{id}` or `{task}` its handler needs: none is.
+            (Retry | Create | Cancel | Status, _, _) => no_route(request),
+        }
+    }
+
+    fn refuse_while_stopping(&self) -> Option<Response> {
+        (!self.readiness.accepting.load(Ordering::Acquire)).then(|| {
+            error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Service is starting or shutting down and accepts no new tasks; retry shortly",
+            )
+        })
+    }
+}
