@@ -233,7 +233,7 @@ impl Metrics {
     /// One answered request. `path` is turned into its route template here, so no raw path (and
     /// no id in it) ever becomes a label.
     pub fn request(&self, service: &'static str, method: &Method, path: &str, status: StatusCode, took: Duration) {
-        let (route, method) = (route_template(path), method_label(method));
+        let (route, method) = (crate::http::routes::template(path), method_label(method));
         let labels = RequestLabels {
             service,
             route,
@@ -286,26 +286,6 @@ impl Observer for Metrics {
 
     fn redelivered(&self) {
         self.redeliveries.inc();
-    }
-}
-
-/// The route a path belongs to, as a template: a bounded set, whatever clients send.
-pub fn route_template(path: &str) -> &'static str {
-    let segments: Vec<&str> = path.strip_prefix('/').unwrap_or(path).split('/').collect();
-    match segments.as_slice() {
-        [""] => "/",
-        ["metrics"] => "/metrics",
-        ["healthz"] => "/healthz",
-        ["readyz"] => "/readyz",
-        ["openapi.json"] => "/openapi.json",
-        ["api", "v1", "tasks"] => "/api/v1/tasks",
-        ["api", "v1", "tasks", "retry"] => "/api/v1/tasks/retry",
-        ["api", "v1", "tasks", "cancel"] => "/api/v1/tasks/cancel",
-        ["api", "v1", "equipment", "cpe", _] => "/api/v1/equipment/cpe/{id}",
-        ["api", "v1", "equipment", "cpe", _, "tasks"] => "/api/v1/equipment/cpe/{id}/tasks",
-        ["api", "v1", "equipment", "cpe", _, "task", _] => "/api/v1/equipment/cpe/{id}/task/{task}",
-        ["api", "v1", "equipment", "cpe", _, "task", _, "retry"] => "/api/v1/equipment/cpe/{id}/task/{task}/retry",
-        _ => "other",
     }
 }
 
@@ -414,15 +394,17 @@ mod tests {
         let id = "abc123";
         let task = "0b5bb6e4-9c7e-4d4a-8f3e-1f0d1c2b3a49";
         assert_eq!(
-            route_template(&format!("/api/v1/equipment/cpe/{id}")),
+            crate::http::routes::template(&format!("/api/v1/equipment/cpe/{id}")),
             "/api/v1/equipment/cpe/{id}"
         );
         assert_eq!(
-            route_template(&format!("/api/v1/equipment/cpe/{id}/task/{task}")),
+            crate::http::routes::template(&format!("/api/v1/equipment/cpe/{id}/task/{task}")),
             "/api/v1/equipment/cpe/{id}/task/{task}"
         );
-        assert_eq!(route_template("/api/v1/tasks"), "/api/v1/tasks");
-        assert_eq!(route_template("/metrics"), "/metrics");
+        assert_eq!(crate::http::routes::template("/api/v1/tasks"), "/api/v1/tasks");
+        assert_eq!(crate::http::routes::template("/metrics"), "/metrics");
+        // Built from the route tables, so every route served has its own label.
+        assert_eq!(crate::http::routes::template("/dashboard.js"), "/dashboard.js");
         for odd in [
             "/metrics/",
             "/x",
@@ -430,7 +412,7 @@ mod tests {
             "//",
             "/api/v1/tasks/abc/def",
         ] {
-            assert_eq!(route_template(odd), "other", "{odd}");
+            assert_eq!(crate::http::routes::template(odd), "other", "{odd}");
         }
         assert_eq!(method_label(&Method::PUT), "other");
     }

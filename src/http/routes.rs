@@ -89,6 +89,27 @@ impl<H> Table<H> {
     }
 }
 
+/// The pattern of the first row of any service's table that `path` matches, or "other": a label
+/// for metrics that can never hold an id, a key or a raw path.
+pub fn template(path: &str) -> &'static str {
+    static PATTERNS: std::sync::LazyLock<Vec<&'static str>> = std::sync::LazyLock::new(|| {
+        let mut patterns = Vec::new();
+        for service in [super::openapi::Service::A, super::openapi::Service::B] {
+            for (_, pattern) in super::openapi::routes(service) {
+                if !patterns.contains(&pattern) {
+                    patterns.push(pattern);
+                }
+            }
+        }
+        patterns
+    });
+    PATTERNS
+        .iter()
+        .find(|pattern| matches(pattern, path).is_some())
+        .copied()
+        .unwrap_or("other")
+}
+
 /// Matches segment by segment: a `{name}` takes any one segment, an empty one too (the id
 /// checks answer for it, not the router). A path without its leading `/` matches nothing; the
 /// edge refuses such request targets before any route runs.
