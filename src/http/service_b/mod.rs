@@ -153,23 +153,27 @@ impl ServiceB {
             }
         }
         use TaskRoute::*;
+        // The operator routes are boxed: a request's future is as large as its largest branch, and
+        // each of 10,000 held `?wait=` status requests would otherwise carry their size.
         match (route, equipment, params.get("task")) {
-            (AllTasks, _, _) => tasks::list(&self.registry, None, &request.query).await,
+            (AllTasks, _, _) => Box::pin(tasks::list(&self.registry, None, &request.query)).await,
             (Bulk(action), _, _) => {
-                bulk::run(
+                let run = bulk::run(
                     &self.registry,
                     &self.publisher,
                     self.metrics.as_ref(),
                     action,
                     &request.body,
-                )
-                .await
+                );
+                Box::pin(run).await
             }
-            (Retry, Some(device), Some(task)) => tasks::retry(&self.registry, &self.publisher, device, task).await,
-            (DeviceTasks, device, _) => tasks::list(&self.registry, device, &request.query).await,
-            (Create, Some(device), _) => self.create(device, request).await,
+            (Retry, Some(device), Some(task)) => {
+                Box::pin(tasks::retry(&self.registry, &self.publisher, device, task)).await
+            }
+            (DeviceTasks, device, _) => Box::pin(tasks::list(&self.registry, device, &request.query)).await,
+            (Create, Some(device), _) => Box::pin(self.create(device, request)).await,
             (Cancel, Some(device), Some(task)) => {
-                tasks::cancel(&self.registry, self.metrics.as_ref(), device, task).await
+                Box::pin(tasks::cancel(&self.registry, self.metrics.as_ref(), device, task)).await
             }
             (Status, Some(device), Some(task)) => self.status(device, task, &request.query).await,
             // A row whose pattern lacks the `{id}` or `{task}` its handler needs: none is.
