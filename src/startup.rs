@@ -320,7 +320,10 @@ impl App {
 const RELAY_EVERY: Duration = Duration::from_secs(2);
 
 /// The store, and the same store as PostgreSQL when it is that one (shared, with an outbox).
-fn open_store(config: &Config) -> Result<(Arc<dyn TaskStore>, Option<Arc<PgStore>>)> {
+type OpenedStore = (Arc<dyn TaskStore>, Option<Arc<PgStore>>);
+
+/// Opens the store the configuration names.
+fn open_store(config: &Config) -> Result<OpenedStore> {
     Ok(match config.store() {
         StoreKind::Memory => (Arc::new(MemoryStore::default()), None),
         StoreKind::File => (
