@@ -1,8 +1,9 @@
-//! A worker actor runs one delivery at a time: check, call Service A (with retries), record, then ack.
+//! A worker actor runs one task at a time, already read at the pool's door: check, call Service A
+//! (with retries), record, then ack.
 
 use crate::device_lease::{self, HeldDevice, Take};
 use crate::observe::{CallOutcome, Finished, Observer};
-use crate::pool::PoolMsg;
+use crate::pool::{Job, PoolMsg};
 use crate::ports::{Begin, Delivery, DeviceLeases, LeaseError, ProvisionError, Provisioner, StatusSink};
 use crate::retry::RetryPolicy;
 use crate::task_guard::AbortOnDrop;
@@ -34,7 +35,7 @@ pub enum Settlement {
 }
 
 pub enum WorkerMsg {
-    Run(Delivery),
+    Run(Job),
 }
 
 pub struct Worker;
@@ -63,25 +64,18 @@ impl Actor for Worker {
         msg: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        let WorkerMsg::Run(delivery) = msg;
-        process(&state.deps, delivery).await;
+        let WorkerMsg::Run(job) = msg;
+        process(&state.deps, job).await;
         // The pool may be gone during shutdown; nothing is lost, the delivery is settled already.
         let _ = state.pool.cast(PoolMsg::Done(myself.get_id()));
         Ok(())
     }
 }
 
-/// Runs one delivery to its end. The acknowledgement is always the last step, after the outcome
-/// is durable, so a crash at any point leaves the message to be delivered again.
-pub async fn process(deps: &WorkerDeps, delivery: Delivery) -> Settlement {
-    let task = match TaskMessage::from_json(&delivery.body) {
-        Ok(task) => task,
-        Err(reason) => {
-            tracing::warn!(bytes = delivery.body.len(), %reason, "queue message is not a valid task; dead-lettered");
-            settle(&delivery, Acking::DeadLetter).await;
-            return Settlement::DeadLettered(reason.to_string());
-        }
-    };
+/// Runs one task to its end. The acknowledgement is always the last step, after the outcome is
+/// durable, so a crash at any point leaves the message to be delivered again.
+pub async fn process(deps: &WorkerDeps, job: Job) -> Settlement {
+    let Job { task, delivery } = job;
     let held = match &deps.leases {
         None => None,
         Some(leases) => match device_lease::take(leases, &task, deps.call_timeout, deps.call_timeout).await {
@@ -288,13 +282,13 @@ async fn record_outcome(
     }
 }
 
-enum Acking {
+pub(crate) enum Acking {
     Ack,
     Requeue,
     DeadLetter,
 }
 
-async fn settle(delivery: &Delivery, how: Acking) {
+pub(crate) async fn settle(delivery: &Delivery, how: Acking) {
     let result = match how {
         Acking::Ack => delivery.acker.ack().await,
         Acking::Requeue => delivery.acker.requeue().await,
