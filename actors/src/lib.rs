@@ -17,7 +17,6 @@ pub mod specs;
 pub mod supervisor;
 pub mod sweeper;
 pub mod task_guard;
-pub mod worker;
 
 pub use domain::{
     ConfigRequest, Cursor, EquipmentId, Outcome, ParamValue, Parameters, RequestError, StatusUpdate, TaskId,

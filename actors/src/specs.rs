@@ -2,12 +2,12 @@
 //! publish the new actor in its slot so callers find it after a restart.
 
 use crate::consumer::{Consumer, ConsumerArgs};
+use crate::pool::WorkerDeps;
 use crate::pool::{Pool, PoolArgs, PoolMsg};
 use crate::ports::{DeliveryHandler, QueueSource, TaskStore};
 use crate::registry::{Registry, RegistryMsg};
 use crate::slot::Slot;
 use crate::supervisor::ChildSpec;
-use crate::worker::WorkerDeps;
 use async_trait::async_trait;
 use ractor::{Actor, ActorCell, ActorProcessingErr};
 use std::sync::atomic::AtomicBool;

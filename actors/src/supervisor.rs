@@ -235,5 +235,4 @@ pub async fn child_cell(supervisor: &ActorRef<SupervisorMsg>, name: &str) -> Opt
 }
 
 #[cfg(test)]
-#[path = "supervisor_tests.rs"]
 mod tests;

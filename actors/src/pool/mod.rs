@@ -5,13 +5,17 @@
 //! counted before its call, so a task that keeps killing workers runs out of attempts and fails,
 //! and no run of such tasks can stop the pool.
 
+pub mod worker;
+
+pub use worker::{Settlement, WorkerDeps};
+
 use crate::ports::{Delivery, DeliveryHandler};
 use crate::slot::Slot;
-use crate::worker::{settle, Acking, Settlement, Worker, WorkerDeps, WorkerMsg};
 use crate::{EquipmentId, RequestError, TaskMessage};
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, MessagingErr, RpcReplyPort, SupervisionEvent};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
+use worker::{settle, Acking, Worker, WorkerMsg};
 
 pub enum PoolMsg {
     Dispatch(Job),
@@ -284,5 +288,4 @@ impl DeliveryHandler for PoolHandle {
 }
 
 #[cfg(test)]
-#[path = "pool_tests.rs"]
 mod tests;

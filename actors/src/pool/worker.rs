@@ -1,9 +1,9 @@
 //! A worker actor runs one task at a time, already read at the pool's door: check, call Service A
 //! (with retries), record, then ack.
 
+use super::{Job, PoolMsg};
 use crate::device_lease::{self, HeldDevice, Take};
 use crate::observe::{CallOutcome, Finished, Observer};
-use crate::pool::{Job, PoolMsg};
 use crate::ports::{Begin, Delivery, DeviceLeases, LeaseError, ProvisionError, Provisioner, StatusSink};
 use crate::retry::RetryPolicy;
 use crate::task_guard::AbortOnDrop;
@@ -301,9 +301,7 @@ pub(crate) async fn settle(delivery: &Delivery, how: Acking) {
 }
 
 #[cfg(test)]
-#[path = "worker_tests.rs"]
 mod tests;
 
 #[cfg(test)]
-#[path = "worker_lease_tests.rs"]
 mod lease_tests;
