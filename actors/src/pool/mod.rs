@@ -9,13 +9,13 @@ pub mod worker;
 
 pub use worker::{Settlement, WorkerDeps};
 
-use crate::ports::{Delivery, DeliveryHandler};
+use crate::ports::{Delivery, DeliveryHandler, Settle};
 use crate::slot::Slot;
 use crate::{EquipmentId, RequestError, TaskMessage};
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, MessagingErr, RpcReplyPort, SupervisionEvent};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
-use worker::{settle, Acking, Worker, WorkerMsg};
+use worker::{settle, Worker, WorkerMsg};
 
 pub enum PoolMsg {
     Dispatch(Job),
@@ -66,7 +66,7 @@ impl Garbage {
     pub async fn dead_letter(self) -> Settlement {
         let Self { delivery, reason } = self;
         tracing::warn!(bytes = delivery.body.len(), %reason, "queue message is not a valid task; dead-lettered");
-        settle(&delivery, Acking::DeadLetter).await;
+        settle(&delivery, Settle::DeadLetter).await;
         Settlement::DeadLettered(reason.to_string())
     }
 }
@@ -120,7 +120,7 @@ impl Actor for Pool {
         // Whatever did not finish goes back to the queue now rather than when the connection closes.
         let running = state.busy.drain().map(|(_, running)| running.delivery);
         for delivery in running.chain(state.waiting.drain(..).map(|job| job.delivery)) {
-            let _ = delivery.acker.requeue().await;
+            let _ = delivery.acker.settle(Settle::Requeue).await;
         }
         Ok(())
     }
@@ -256,7 +256,7 @@ fn answer_drain_if_idle(state: &mut PoolState) {
 
 fn requeue_later(delivery: Delivery) {
     tokio::spawn(async move {
-        if let Err(error) = delivery.acker.requeue().await {
+        if let Err(error) = delivery.acker.settle(Settle::Requeue).await {
             tracing::warn!(%error, "could not requeue a delivery; the broker will redeliver it");
         }
     });

@@ -4,7 +4,7 @@
 use super::{Job, PoolMsg};
 use crate::device_lease::{self, HeldDevice, Take};
 use crate::observe::{CallOutcome, Finished, Observer};
-use crate::ports::{Begin, Delivery, DeviceLeases, LeaseError, ProvisionError, Provisioner, StatusSink};
+use crate::ports::{Begin, Delivery, DeviceLeases, LeaseError, ProvisionError, Provisioner, Settle, StatusSink};
 use crate::retry::RetryPolicy;
 use crate::task_guard::AbortOnDrop;
 use crate::{Outcome, TaskMessage};
@@ -82,12 +82,12 @@ pub async fn process(deps: &WorkerDeps, job: Job) -> Settlement {
             Take::Held(held) => Some(held),
             Take::Final => {
                 tracing::info!(task_id = %task.task_id, "task is final already; acknowledged without calling Service A");
-                settle(&delivery, Acking::Ack).await;
+                settle(&delivery, Settle::Ack).await;
                 return Settlement::Acked(None);
             }
             Take::NotNow(reason) => {
                 tracing::info!(task_id = %task.task_id, equipment_id = %task.equipment_id, %reason, "device not free; requeued");
-                settle(&delivery, Acking::Requeue).await;
+                settle(&delivery, Settle::Requeue).await;
                 return Settlement::Requeued;
             }
         },
@@ -111,12 +111,12 @@ async fn run_held(deps: &WorkerDeps, delivery: &Delivery, task: &TaskMessage, he
         }
         Ok(Begin::AlreadyFinal) => {
             tracing::info!(task_id = %task.task_id, "task is final already; acknowledged without calling Service A");
-            settle(delivery, Acking::Ack).await;
+            settle(delivery, Settle::Ack).await;
             return Settlement::Acked(None);
         }
         Err(error) => {
             tracing::warn!(task_id = %task.task_id, %error, "could not mark the task running; requeued");
-            settle(delivery, Acking::Requeue).await;
+            settle(delivery, Settle::Requeue).await;
             return Settlement::Requeued;
         }
     };
@@ -139,7 +139,7 @@ async fn run_held(deps: &WorkerDeps, delivery: &Delivery, task: &TaskMessage, he
     }
     if let Err(error) = record_outcome(deps, task, &outcome).await {
         tracing::error!(task_id = %task.task_id, %error, "could not record the outcome; requeued");
-        settle(delivery, Acking::Requeue).await;
+        settle(delivery, Settle::Requeue).await;
         return Settlement::Requeued;
     }
     deps.observer.task_finished(match &outcome {
@@ -149,11 +149,11 @@ async fn run_held(deps: &WorkerDeps, delivery: &Delivery, task: &TaskMessage, he
     });
     match &outcome {
         Outcome::Failed { reason, attempts } if *attempts >= deps.retry.max_attempts => {
-            settle(delivery, Acking::DeadLetter).await;
+            settle(delivery, Settle::DeadLetter).await;
             Settlement::DeadLettered(reason.clone())
         }
         _ => {
-            settle(delivery, Acking::Ack).await;
+            settle(delivery, Settle::Ack).await;
             Settlement::Acked(Some(outcome))
         }
     }
@@ -171,7 +171,7 @@ async fn confirm(held: Option<&HeldDevice>) -> Option<Result<(), LeaseError>> {
 /// so calling or reporting could overlap with its new holder.
 async fn abandon(delivery: &Delivery, task: &TaskMessage, lost: &LeaseError) -> Settlement {
     tracing::warn!(task_id = %task.task_id, equipment_id = %task.equipment_id, error = %lost, "device lease not confirmed; stopped without calling or reporting, requeued");
-    settle(delivery, Acking::Requeue).await;
+    settle(delivery, Settle::Requeue).await;
     Settlement::Requeued
 }
 
@@ -282,19 +282,9 @@ async fn record_outcome(
     }
 }
 
-pub(crate) enum Acking {
-    Ack,
-    Requeue,
-    DeadLetter,
-}
-
-pub(crate) async fn settle(delivery: &Delivery, how: Acking) {
-    let result = match how {
-        Acking::Ack => delivery.acker.ack().await,
-        Acking::Requeue => delivery.acker.requeue().await,
-        Acking::DeadLetter => delivery.acker.dead_letter().await,
-    };
-    if let Err(error) = result {
+/// Settles a delivery; a failure is logged, not returned, since nothing is left to decide.
+pub(crate) async fn settle(delivery: &Delivery, how: Settle) {
+    if let Err(error) = delivery.acker.settle(how).await {
         // The channel is gone: the broker will deliver the message again, and promise 3 makes that harmless.
         tracing::warn!(%error, "could not settle a delivery; it will be redelivered");
     }
