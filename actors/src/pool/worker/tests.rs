@@ -183,14 +183,7 @@ async fn a_call_past_its_deadline_counts_as_a_transient_failure() {
 async fn a_task_that_used_up_its_attempts_in_crashes_fails_without_a_call() {
     let rig = rig(vec![]).await;
     let task = task();
-    rig.registry
-        .create(crate::TaskRecord::queued(
-            task.task_id,
-            task.equipment_id.clone(),
-            task.request.clone(),
-        ))
-        .await
-        .unwrap();
+    rig.registry.create(crate::TaskRecord::from(&task)).await.unwrap();
     // Three deliveries that each started a call and died (the process was killed).
     for expected in 1..=3 {
         let begin = rig.registry.begin(&task, true).await.unwrap();
