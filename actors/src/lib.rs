@@ -13,7 +13,6 @@ pub mod ports;
 pub mod registry;
 pub mod retry;
 pub mod slot;
-pub mod specs;
 pub mod supervisor;
 pub mod sweeper;
 pub mod task_guard;

@@ -11,6 +11,7 @@ pub use worker::{Settlement, WorkerDeps};
 
 use crate::ports::{Delivery, DeliveryHandler, Settle};
 use crate::slot::Slot;
+use crate::supervisor::Spec;
 use crate::{EquipmentId, RequestError, TaskMessage};
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, MessagingErr, RpcReplyPort, SupervisionEvent};
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -88,7 +89,17 @@ pub struct PoolState {
     draining: Option<Vec<RpcReplyPort<()>>>,
 }
 
+#[derive(Clone)]
 pub struct Pool;
+
+/// The supervisor's spec: each (re)start is a fresh pool of `size` workers, published in `slot`.
+pub fn spec(size: usize, deps: Arc<WorkerDeps>, slot: Slot<PoolMsg>) -> Spec<Pool> {
+    Spec::new("pool", Pool, move || PoolArgs {
+        size,
+        deps: deps.clone(),
+    })
+    .published_in(slot)
+}
 
 impl Actor for Pool {
     type Msg = PoolMsg;

@@ -10,6 +10,8 @@ pub use handle::RegistryHandle;
 
 use crate::group_commit::GroupCommit;
 use crate::ports::{Begin, StoreError, TaskStore, WriteOp};
+use crate::slot::Slot;
+use crate::supervisor::Spec;
 use crate::{EquipmentId, Outcome, StatusUpdate, TaskId, TaskMessage, TaskPage, TaskQuery, TaskRecord, TaskStatus};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -136,7 +138,13 @@ pub enum Created {
 }
 
 /// The registry holds no task state of its own beyond the store, so a restart loses nothing.
+#[derive(Clone)]
 pub struct Registry;
+
+/// The supervisor's spec: each (re)start opens the same store and is published in `slot`.
+pub fn spec(store: Arc<dyn TaskStore>, slot: Slot<RegistryMsg>) -> Spec<Registry> {
+    Spec::new("registry", Registry, move || store.clone()).published_in(slot)
+}
 
 pub struct RegistryState {
     store: Arc<dyn TaskStore>,
