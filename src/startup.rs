@@ -156,7 +156,7 @@ impl App {
             children.push(Box::new(consumer::spec(
                 "consumer",
                 transport.tasks.clone(),
-                Arc::new(PoolHandle(slot.clone())),
+                Arc::new(PoolHandle::new(slot.clone(), metrics.clone())),
                 connected,
             )));
             consumers.push("consumer");

@@ -9,6 +9,7 @@ pub mod worker;
 
 pub use worker::{Settlement, WorkerDeps};
 
+use crate::observe::Observer;
 use crate::ports::{Delivery, DeliveryHandler, Settle};
 use crate::slot::Slot;
 use crate::supervisor::Spec;
@@ -144,9 +145,6 @@ impl Actor for Pool {
     ) -> Result<(), ActorProcessingErr> {
         match msg {
             PoolMsg::Dispatch(job) => {
-                if job.delivery.redelivered {
-                    state.deps.observer.redelivered();
-                }
                 if state.draining.is_some() {
                     requeue_later(job.delivery);
                     return Ok(());
@@ -274,12 +272,25 @@ fn requeue_later(delivery: Delivery) {
 }
 
 /// The consumer's way into the pool, whichever pool actor is current: the pool's door, where each
-/// delivery is read as a task, in delivery order, before it is queued for a worker.
+/// delivery is counted (if redelivered) and read as a task, in delivery order, before it is queued
+/// for a worker.
 #[derive(Clone)]
-pub struct PoolHandle(pub Slot<PoolMsg>);
+pub struct PoolHandle {
+    pool: Slot<PoolMsg>,
+    observer: Arc<dyn Observer>,
+}
+
+impl PoolHandle {
+    pub fn new(pool: Slot<PoolMsg>, observer: Arc<dyn Observer>) -> Self {
+        Self { pool, observer }
+    }
+}
 
 impl DeliveryHandler for PoolHandle {
     fn handle(&self, delivery: Delivery) {
+        if delivery.redelivered {
+            self.observer.redelivered();
+        }
         let job = match Job::read(delivery) {
             Ok(job) => job,
             Err(garbage) => {
@@ -287,7 +298,7 @@ impl DeliveryHandler for PoolHandle {
                 return;
             }
         };
-        match self.0.get() {
+        match self.pool.get() {
             Some(pool) => {
                 if let Err(MessagingErr::SendErr(PoolMsg::Dispatch(job))) = pool.cast(PoolMsg::Dispatch(job)) {
                     requeue_later(job.delivery);

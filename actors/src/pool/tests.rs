@@ -93,7 +93,7 @@ async fn rig(workers: usize, device: Recorder) -> Rig {
         Consumer,
         ConsumerArgs {
             source: Arc::new(queue.clone()),
-            handler: Arc::new(PoolHandle(pool_slot)),
+            handler: Arc::new(PoolHandle::new(pool_slot, Arc::new(crate::observe::Unobserved))),
             connected: Arc::new(AtomicBool::new(false)),
             backoff: Duration::from_millis(10),
             max_backoff: Duration::from_millis(100),
@@ -278,4 +278,27 @@ async fn garbage_is_dead_lettered_without_a_call() {
         "only the valid task was called"
     );
     assert_eq!(rig.queue.dead_letters().len(), 1);
+}
+
+/// Redeliveries are counted where deliveries enter, before they are read: garbage counts too.
+#[tokio::test]
+async fn the_door_counts_a_redelivery_even_of_garbage() {
+    #[derive(Default)]
+    struct CountsRedeliveries(AtomicUsize);
+    impl crate::observe::Observer for CountsRedeliveries {
+        fn redelivered(&self) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    let queue = InProcessQueue::default();
+    queue.push_raw(b"nonsense");
+    let mut subscription = queue.subscribe().await.unwrap();
+    let first = subscription.next().await.unwrap();
+    first.acker.settle(Settle::Requeue).await.unwrap();
+    let again = subscription.next().await.unwrap();
+    let counter = Arc::new(CountsRedeliveries::default());
+    let door = PoolHandle::new(Slot::default(), counter.clone());
+    door.handle(first);
+    door.handle(again);
+    assert_eq!(counter.0.load(Ordering::SeqCst), 1);
 }
