@@ -5,19 +5,20 @@
 //! counted before its call, so a task that keeps killing workers runs out of attempts and fails,
 //! and no run of such tasks can stop the pool.
 
+mod door;
 pub mod worker;
 
+pub use door::{Garbage, Job, PoolHandle};
 pub use worker::{Settlement, WorkerDeps};
 
-use crate::observe::Observer;
-use crate::ports::{Delivery, DeliveryHandler, Settle};
+use crate::ports::{Delivery, Settle};
 use crate::slot::Slot;
 use crate::supervisor::Spec;
-use crate::{EquipmentId, RequestError, TaskMessage};
+use crate::EquipmentId;
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, MessagingErr, RpcReplyPort, SupervisionEvent};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
-use worker::{settle, Worker, WorkerMsg};
+use worker::{Worker, WorkerMsg};
 
 pub enum PoolMsg {
     Dispatch(Job),
@@ -37,40 +38,6 @@ pub struct PoolStats {
 pub struct PoolArgs {
     pub size: usize,
     pub deps: Arc<WorkerDeps>,
-}
-
-/// A delivery read as a task at the pool's door: what a worker runs, and the delivery to settle.
-#[derive(Debug)]
-pub struct Job {
-    pub task: TaskMessage,
-    pub delivery: Delivery,
-}
-
-impl Job {
-    /// Reads a delivery's body as a task, as strictly as an HTTP request: the only place it is read.
-    pub fn read(delivery: Delivery) -> Result<Self, Garbage> {
-        match TaskMessage::from_json(&delivery.body) {
-            Ok(task) => Ok(Self { task, delivery }),
-            Err(reason) => Err(Garbage { delivery, reason }),
-        }
-    }
-}
-
-/// A delivery whose body is not a valid task: it would be as invalid on every redelivery.
-#[derive(Debug)]
-pub struct Garbage {
-    delivery: Delivery,
-    reason: RequestError,
-}
-
-impl Garbage {
-    /// Dead-letters the message without calling Service A.
-    pub async fn dead_letter(self) -> Settlement {
-        let Self { delivery, reason } = self;
-        tracing::warn!(bytes = delivery.body.len(), %reason, "queue message is not a valid task; dead-lettered");
-        settle(&delivery, Settle::DeadLetter).await;
-        Settlement::DeadLettered(reason.to_string())
-    }
 }
 
 /// A job a worker is running: its device is busy until the worker is done, and its delivery is
@@ -263,50 +230,13 @@ fn answer_drain_if_idle(state: &mut PoolState) {
     }
 }
 
+/// Gives a delivery back to the queue without holding up the caller (an actor handler or the door).
 fn requeue_later(delivery: Delivery) {
     tokio::spawn(async move {
         if let Err(error) = delivery.acker.settle(Settle::Requeue).await {
             tracing::warn!(%error, "could not requeue a delivery; the broker will redeliver it");
         }
     });
-}
-
-/// The consumer's way into the pool, whichever pool actor is current: the pool's door, where each
-/// delivery is counted (if redelivered) and read as a task, in delivery order, before it is queued
-/// for a worker.
-#[derive(Clone)]
-pub struct PoolHandle {
-    pool: Slot<PoolMsg>,
-    observer: Arc<dyn Observer>,
-}
-
-impl PoolHandle {
-    pub fn new(pool: Slot<PoolMsg>, observer: Arc<dyn Observer>) -> Self {
-        Self { pool, observer }
-    }
-}
-
-impl DeliveryHandler for PoolHandle {
-    fn handle(&self, delivery: Delivery) {
-        if delivery.redelivered {
-            self.observer.redelivered();
-        }
-        let job = match Job::read(delivery) {
-            Ok(job) => job,
-            Err(garbage) => {
-                tokio::spawn(garbage.dead_letter());
-                return;
-            }
-        };
-        match self.pool.get() {
-            Some(pool) => {
-                if let Err(MessagingErr::SendErr(PoolMsg::Dispatch(job))) = pool.cast(PoolMsg::Dispatch(job)) {
-                    requeue_later(job.delivery);
-                }
-            }
-            None => requeue_later(job.delivery),
-        }
-    }
 }
 
 #[cfg(test)]

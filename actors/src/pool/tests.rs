@@ -4,10 +4,10 @@
 use super::*;
 use crate::consumer::{Consumer, ConsumerArgs};
 use crate::memory::{InProcessQueue, MemoryStore};
-use crate::ports::{ProvisionError, Provisioner, QueueSource, TaskPublisher, TaskStore};
+use crate::ports::{DeliveryHandler, ProvisionError, Provisioner, QueueSource, Settle, TaskPublisher, TaskStore};
 use crate::registry::{Registry, RegistryHandle};
 use crate::retry::RetryPolicy;
-use crate::{ConfigRequest, EquipmentId, TaskId, TaskStatus};
+use crate::{ConfigRequest, EquipmentId, TaskId, TaskMessage, TaskStatus};
 use async_trait::async_trait;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
