@@ -5,7 +5,7 @@ use crate::config::Config;
 use crate::queue::amqp::{AmqpConfig, AmqpLink, AmqpPublisher, AmqpSource, DeclareError, QueueSpec, QueueType};
 use anyhow::Result;
 use async_trait::async_trait;
-use cpe_actors::ports::{Begin, Delivery, DeliveryHandler, QueueSource, SinkError, StatusSink, TaskPublisher};
+use cpe_actors::ports::{Begin, Delivery, DeliveryHandler, QueueSource, Settle, SinkError, StatusSink, TaskPublisher};
 use cpe_actors::registry::RegistryHandle;
 use cpe_actors::{Outcome, StatusUpdate, TaskMessage};
 use std::sync::Arc;
@@ -158,13 +158,13 @@ impl DeliveryHandler for ResultsApplier {
             let settled = match serde_json::from_slice::<StatusUpdate>(&delivery.body) {
                 Err(error) => {
                     tracing::warn!(%error, bytes = delivery.body.len(), "results message is not a status update; dropped");
-                    delivery.acker.dead_letter().await
+                    delivery.acker.settle(Settle::DeadLetter).await
                 }
                 Ok(update) => match registry.apply(update).await {
-                    Ok(()) => delivery.acker.ack().await,
+                    Ok(()) => delivery.acker.settle(Settle::Ack).await,
                     Err(error) => {
                         tracing::warn!(%error, "could not apply a status update; requeued");
-                        delivery.acker.requeue().await
+                        delivery.acker.settle(Settle::Requeue).await
                     }
                 },
             };

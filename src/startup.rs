@@ -5,7 +5,7 @@ use crate::config::{Config, Role, StoreKind};
 use crate::http::connections::Connections;
 use crate::http::health::Readiness;
 use crate::http::observe::{HttpObserver, Observed};
-use crate::http::server::{EdgeLimits, ServerArgs, ServerSpec};
+use crate::http::server::{self, EdgeLimits, ServerArgs};
 use crate::http::{service_a::ServiceA, service_b::ServiceB, Routes};
 use crate::metrics::Metrics;
 use crate::provisioner::ServiceAClient;
@@ -13,17 +13,16 @@ use crate::store::postgres::{leases::PgLeases, outbox, PgStore};
 use crate::transport::Transport;
 use crate::{duration::format_duration, tls};
 use anyhow::{anyhow, Context, Result};
+use cpe_actors::consumer;
 use cpe_actors::memory::MemoryStore;
-use cpe_actors::pool::{PoolHandle, PoolMsg};
+use cpe_actors::pool::{PoolHandle, PoolMsg, WorkerDeps};
 use cpe_actors::ports::{DeviceLeases, StatusSink, TaskStore};
 use cpe_actors::registry::RegistryHandle;
 use cpe_actors::retry::RetryPolicy;
 use cpe_actors::slot::Slot;
-use cpe_actors::specs::{ConsumerSpec, PoolSpec, RegistrySpec};
 use cpe_actors::supervisor::{child_cell, ChildSpec, Supervisor, SupervisorArgs, SupervisorMsg};
-use cpe_actors::sweeper::{SweeperArgs, SweeperSpec};
+use cpe_actors::sweeper::{self, SweeperArgs};
 use cpe_actors::task_guard::AbortOnDrop;
-use cpe_actors::worker::WorkerDeps;
 use ractor::{Actor, ActorCell, ActorRef};
 use std::future::Future;
 use std::net::SocketAddr;
@@ -89,13 +88,10 @@ impl App {
             shared_store = shared;
             metrics.watch_store(&store);
             let slot = Slot::default();
-            children.push(Box::new(RegistrySpec {
-                store,
-                slot: slot.clone(),
-            }));
+            children.push(Box::new(cpe_actors::registry::spec(store, slot.clone())));
             let registry = RegistryHandle::new(slot);
             let every = (config.retention / 10).min(config.lease() / 4);
-            children.push(Box::new(SweeperSpec(SweeperArgs {
+            children.push(Box::new(sweeper::spec(SweeperArgs {
                 registry: registry.clone(),
                 retention: config.retention,
                 lease: config.lease(),
@@ -150,19 +146,19 @@ impl App {
                 leases: device_leases(&config)?,
             });
             let slot = Slot::default();
-            children.push(Box::new(PoolSpec {
-                size: config.workers as usize,
+            children.push(Box::new(cpe_actors::pool::spec(
+                config.workers as usize,
                 deps,
-                slot: slot.clone(),
-            }));
+                slot.clone(),
+            )));
             let connected = Arc::new(AtomicBool::new(false));
             queue_flags.push(connected.clone());
-            children.push(Box::new(ConsumerSpec {
-                name: "consumer",
-                source: transport.tasks.clone(),
-                handler: Arc::new(PoolHandle(slot.clone())),
+            children.push(Box::new(consumer::spec(
+                "consumer",
+                transport.tasks.clone(),
+                Arc::new(PoolHandle::new(slot.clone(), metrics.clone())),
                 connected,
-            }));
+            )));
             consumers.push("consumer");
             let (workers, queue) = (config.workers, transport.tasks.describe());
             announce.push(Box::new(
@@ -180,12 +176,7 @@ impl App {
                     .ok_or_else(|| anyhow!("--role service-b needs --amqp-url"))?;
                 let connected = Arc::new(AtomicBool::new(false));
                 queue_flags.push(connected.clone());
-                children.push(Box::new(ConsumerSpec {
-                    name: "results-consumer",
-                    source,
-                    handler,
-                    connected,
-                }));
+                children.push(Box::new(consumer::spec("results-consumer", source, handler, connected)));
                 consumers.push("results-consumer");
             }
             let listener = bind(config.service_b_addr, "--service-b-addr")?;
@@ -373,7 +364,7 @@ fn server_spec(
     routes: Arc<dyn Routes>,
     limits: &EdgeLimits,
 ) -> Box<dyn ChildSpec> {
-    Box::new(ServerSpec(ServerArgs {
+    Box::new(server::spec(ServerArgs {
         name,
         listener,
         tls: tls.clone(),

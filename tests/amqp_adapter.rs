@@ -2,7 +2,7 @@
 //! stale acks, prefetch, reconnection and connect failures. Without a broker the tests say so and
 //! skip, unless `REQUIRE_RABBITMQ=1`.
 
-use cpe_actors::ports::{Delivery, DeliveryStream, QueueSource, TaskPublisher};
+use cpe_actors::ports::{Delivery, DeliveryStream, QueueSource, Settle, TaskPublisher};
 use cpe_actors::{TaskId, TaskMessage};
 use cpe_config::queue::amqp::{
     declare_task_topology, redact_url, AmqpConfig, AmqpLink, AmqpPublisher, AmqpSource, Declared, QueueSpec,
@@ -200,8 +200,12 @@ async fn a_confirmed_publish_keeps_the_original_wire_format_and_is_consumed() {
     let delivery = next(&mut stream).await;
     assert!(!delivery.redelivered);
     assert_eq!(TaskMessage::from_json(&delivery.body).expect("a task"), task);
-    delivery.acker.ack().await.expect("ack");
-    delivery.acker.ack().await.expect("a second answer is a no-op");
+    delivery.acker.settle(Settle::Ack).await.expect("ack");
+    delivery
+        .acker
+        .settle(Settle::Ack)
+        .await
+        .expect("a second answer is a no-op");
 }
 
 #[tokio::test]
@@ -213,11 +217,11 @@ async fn a_requeued_delivery_comes_back_redelivered() {
     let mut stream = scratch.subscribe(1).await;
     let first = next(&mut stream).await;
     assert!(!first.redelivered);
-    first.acker.requeue().await.expect("requeue");
+    first.acker.settle(Settle::Requeue).await.expect("requeue");
     let again = next(&mut stream).await;
     assert!(again.redelivered);
     assert_eq!(&*again.body, b"{\"n\":1}");
-    again.acker.ack().await.expect("ack");
+    again.acker.settle(Settle::Ack).await.expect("ack");
 }
 
 #[tokio::test]
@@ -235,7 +239,12 @@ async fn a_dead_lettered_delivery_lands_in_the_dead_letter_queue() {
         .await
         .expect("published");
     let mut stream = scratch.subscribe(1).await;
-    next(&mut stream).await.acker.dead_letter().await.expect("dead letter");
+    next(&mut stream)
+        .await
+        .acker
+        .settle(Settle::DeadLetter)
+        .await
+        .expect("dead letter");
 
     let dead = scratch.get(&format!("{}.dlq", scratch.queue)).await;
     assert_eq!(dead.data, b"{\"poison\":true}");
@@ -263,7 +272,7 @@ async fn an_ack_after_the_connection_closed_is_an_error_and_the_next_publish_rec
 
     link.close().await;
     assert!(!link.is_connected());
-    let error = held.acker.ack().await.expect_err("the channel is gone");
+    let error = held.acker.settle(Settle::Ack).await.expect_err("the channel is gone");
     assert!(error.0.contains("stale"), "{error}");
     let ended = tokio::time::timeout(DEADLINE, stream.next())
         .await
@@ -279,8 +288,8 @@ async fn an_ack_after_the_connection_closed_is_an_error_and_the_next_publish_rec
     let (a, b) = (next(&mut stream).await, next(&mut stream).await);
     let first = if &*a.body == b"\"first\"" { &a } else { &b };
     assert!(first.redelivered, "the unacknowledged message came back");
-    a.acker.ack().await.expect("ack");
-    b.acker.ack().await.expect("ack");
+    a.acker.settle(Settle::Ack).await.expect("ack");
+    b.acker.settle(Settle::Ack).await.expect("ack");
 }
 
 #[tokio::test]
@@ -302,7 +311,7 @@ async fn prefetch_limits_unacknowledged_deliveries() {
     let third = tokio::time::timeout(Duration::from_millis(300), stream.next()).await;
     assert!(third.is_err(), "a third delivery arrived while two were unacknowledged");
 
-    first.acker.ack().await.expect("ack");
+    first.acker.settle(Settle::Ack).await.expect("ack");
     let _third = next(&mut stream).await;
     scratch.wait_for_counts(&scratch.queue, (2, 1)).await;
 }
@@ -326,7 +335,7 @@ async fn dropping_the_stream_cancels_the_consumer_and_hands_back_prefetched_mess
     drop(stream);
     scratch.wait_for_counts(&scratch.queue, (2, 0)).await;
     held.acker
-        .ack()
+        .settle(Settle::Ack)
         .await
         .expect("a held delivery can still be acknowledged");
 }
@@ -365,7 +374,7 @@ async fn the_original_systems_declare_works_against_the_queue_cpe_config_made() 
     let mut stream = scratch.subscribe(1).await;
     let delivery = next(&mut stream).await;
     assert_eq!(&*delivery.body, b"\"kept\"");
-    delivery.acker.ack().await.expect("ack");
+    delivery.acker.settle(Settle::Ack).await.expect("ack");
 }
 
 #[tokio::test]
@@ -393,7 +402,12 @@ async fn a_queue_an_earlier_version_declared_with_arguments_is_kept_and_still_de
         .await
         .expect("published");
     let mut stream = scratch.subscribe(1).await;
-    next(&mut stream).await.acker.dead_letter().await.expect("dead letter");
+    next(&mut stream)
+        .await
+        .acker
+        .settle(Settle::DeadLetter)
+        .await
+        .expect("dead letter");
     let dead = scratch.get(&format!("{}.dlq", scratch.queue)).await;
     assert_eq!(dead.data, b"\"poison\"");
 }
@@ -436,7 +450,7 @@ async fn a_plain_queue_round_trips_without_a_dead_letter_queue() {
         .expect("a subscription");
     let delivery = next(&mut stream).await;
     assert_eq!(&*delivery.body, b"{\"status\":\"running\"}");
-    delivery.acker.ack().await.expect("ack");
+    delivery.acker.settle(Settle::Ack).await.expect("ack");
 
     let passive = QueueDeclareOptions {
         passive: true,

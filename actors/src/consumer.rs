@@ -3,6 +3,7 @@
 //! subscription ends (broker gone), it resubscribes with backoff and reports not ready meanwhile.
 
 use crate::ports::{DeliveryHandler, QueueSource};
+use crate::supervisor::Spec;
 use crate::task_guard::AbortOnDrop;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -30,7 +31,24 @@ pub struct ConsumerState {
     failures: u32,
 }
 
+#[derive(Clone)]
 pub struct Consumer;
+
+/// The supervisor's spec for a consumer named `name` (its subscription is opened anew by each start).
+pub fn spec(
+    name: &'static str,
+    source: Arc<dyn QueueSource>,
+    handler: Arc<dyn DeliveryHandler>,
+    connected: Arc<AtomicBool>,
+) -> Spec<Consumer> {
+    Spec::new(name, Consumer, move || ConsumerArgs {
+        source: source.clone(),
+        handler: handler.clone(),
+        connected: connected.clone(),
+        backoff: Duration::from_millis(200),
+        max_backoff: Duration::from_secs(10),
+    })
+}
 
 impl Actor for Consumer {
     type Msg = ConsumerMsg;

@@ -13,11 +13,9 @@ pub mod ports;
 pub mod registry;
 pub mod retry;
 pub mod slot;
-pub mod specs;
 pub mod supervisor;
 pub mod sweeper;
 pub mod task_guard;
-pub mod worker;
 
 pub use domain::{
     ConfigRequest, Cursor, EquipmentId, Outcome, ParamValue, Parameters, RequestError, StatusUpdate, TaskId,

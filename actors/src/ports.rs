@@ -109,13 +109,21 @@ pub trait TaskPublisher: Send + Sync + 'static {
 pub struct QueueError(pub String);
 
 /// The three ways a delivery can end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settle {
+    Ack,
+    /// Puts the message back on the queue to be delivered again.
+    Requeue,
+    /// Rejects the message for good: it goes to the dead-letter queue.
+    DeadLetter,
+}
+
+/// Ends a delivery: one verb, so each queue adapter implements one thing.
 #[async_trait]
 pub trait Acker: Send + Sync + 'static {
-    async fn ack(&self) -> Result<(), QueueError>;
-    /// Puts the message back on the queue to be delivered again.
-    async fn requeue(&self) -> Result<(), QueueError>;
-    /// Rejects the message for good: it goes to the dead-letter queue.
-    async fn dead_letter(&self) -> Result<(), QueueError>;
+    /// Only the first settlement of a delivery counts; later ones are no-ops, as a broker's
+    /// delivery tag is settled once.
+    async fn settle(&self, how: Settle) -> Result<(), QueueError>;
 }
 
 /// One message taken from a queue, not yet acknowledged.

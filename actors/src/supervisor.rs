@@ -1,6 +1,7 @@
 //! The root supervisor: starts its children in order, restarts one that dies (with backoff), and
 //! gives up, stopping the process, when a child keeps dying past its restart budget.
 
+use crate::slot::Slot;
 use async_trait::async_trait;
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 use std::collections::VecDeque;
@@ -49,6 +50,47 @@ impl RestartBudget {
 pub trait ChildSpec: Send + Sync + 'static {
     fn name(&self) -> &str;
     async fn start(&self, supervisor: ActorCell) -> Result<ActorCell, ActorProcessingErr>;
+}
+
+/// The one child spec every actor uses: its name, the actor, and how to build its arguments
+/// anew for each start. With a slot, each new actor is published there, so callers holding the
+/// slot find the current one after a restart.
+pub struct Spec<A: Actor> {
+    name: &'static str,
+    actor: A,
+    args: Box<dyn Fn() -> A::Arguments + Send + Sync>,
+    slot: Option<Slot<A::Msg>>,
+}
+
+impl<A: Actor + Clone> Spec<A> {
+    pub fn new(name: &'static str, actor: A, args: impl Fn() -> A::Arguments + Send + Sync + 'static) -> Self {
+        Self {
+            name,
+            actor,
+            args: Box::new(args),
+            slot: None,
+        }
+    }
+
+    pub fn published_in(mut self, slot: Slot<A::Msg>) -> Self {
+        self.slot = Some(slot);
+        self
+    }
+}
+
+#[async_trait]
+impl<A: Actor + Clone> ChildSpec for Spec<A> {
+    fn name(&self) -> &str {
+        self.name
+    }
+
+    async fn start(&self, supervisor: ActorCell) -> Result<ActorCell, ActorProcessingErr> {
+        let (actor, _) = Actor::spawn_linked(None, self.actor.clone(), (self.args)(), supervisor).await?;
+        if let Some(slot) = &self.slot {
+            slot.set(actor.clone());
+        }
+        Ok(actor.get_cell())
+    }
 }
 
 pub struct SupervisorArgs {
@@ -235,5 +277,4 @@ pub async fn child_cell(supervisor: &ActorRef<SupervisorMsg>, name: &str) -> Opt
 }
 
 #[cfg(test)]
-#[path = "supervisor_tests.rs"]
 mod tests;

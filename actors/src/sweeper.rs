@@ -2,9 +2,8 @@
 //! they are older than the retention period.
 
 use crate::registry::RegistryHandle;
-use crate::supervisor::ChildSpec;
-use async_trait::async_trait;
-use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef};
+use crate::supervisor::Spec;
+use ractor::{Actor, ActorProcessingErr, ActorRef};
 use std::time::Duration;
 
 #[derive(Clone)]
@@ -18,7 +17,13 @@ pub struct SweeperArgs {
 
 pub struct Sweep;
 
+#[derive(Clone)]
 pub struct Sweeper;
+
+/// The supervisor's spec: every (re)start sweeps with the same registry and periods.
+pub fn spec(args: SweeperArgs) -> Spec<Sweeper> {
+    Spec::new("sweeper", Sweeper, move || args.clone())
+}
 
 impl Actor for Sweeper {
     type Msg = Sweep;
@@ -53,19 +58,5 @@ impl Actor for Sweeper {
             Err(error) => tracing::warn!(%error, "retention sweep failed"),
         }
         Ok(())
-    }
-}
-
-pub struct SweeperSpec(pub SweeperArgs);
-
-#[async_trait]
-impl ChildSpec for SweeperSpec {
-    fn name(&self) -> &str {
-        "sweeper"
-    }
-
-    async fn start(&self, supervisor: ActorCell) -> Result<ActorCell, ActorProcessingErr> {
-        let (actor, _) = Actor::spawn_linked(None, Sweeper, self.0.clone(), supervisor).await?;
-        Ok(actor.get_cell())
     }
 }

@@ -5,13 +5,12 @@ use super::connections::{Connections, Phase};
 use super::edge::{Activity, Edge};
 use super::h1_errors::JsonErrors;
 use super::{filter, Routes};
-use async_trait::async_trait;
-use cpe_actors::supervisor::ChildSpec;
+use cpe_actors::supervisor::Spec;
 use cpe_actors::task_guard::AbortOnDrop;
 use hyper::server::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
-use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef};
+use ractor::{Actor, ActorProcessingErr, ActorRef};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -49,6 +48,7 @@ pub struct ServerState {
 }
 
 /// The server has no messages: its whole job is the accept loop it owns.
+#[derive(Clone)]
 pub struct HttpServer;
 
 impl Actor for HttpServer {
@@ -187,16 +187,6 @@ where
 }
 
 /// Lets the supervisor (re)start a server with the same listener and routes.
-pub struct ServerSpec(pub ServerArgs);
-
-#[async_trait]
-impl ChildSpec for ServerSpec {
-    fn name(&self) -> &str {
-        self.0.name
-    }
-
-    async fn start(&self, supervisor: ActorCell) -> Result<ActorCell, ActorProcessingErr> {
-        let (actor, _) = Actor::spawn_linked(None, HttpServer, self.0.clone(), supervisor).await?;
-        Ok(actor.get_cell())
-    }
+pub fn spec(args: ServerArgs) -> Spec<HttpServer> {
+    Spec::new(args.name, HttpServer, move || args.clone())
 }

@@ -52,15 +52,6 @@ impl TaskMessage {
             request,
         })
     }
-
-    /// The equipment id of a message body, read without validating the rest: used to route deliveries.
-    pub fn peek_equipment_id(body: &[u8]) -> Option<String> {
-        #[derive(Deserialize)]
-        struct Peek {
-            equipment_id: String,
-        }
-        serde_json::from_slice::<Peek>(body).ok().map(|p| p.equipment_id)
-    }
 }
 
 /// A status change travelling from a worker process back to Service B on the results queue.
@@ -88,7 +79,6 @@ mod tests {
         let message = TaskMessage::from_json(body).unwrap();
         assert_eq!(message.equipment_id.as_str(), "abc123");
         assert_eq!(TaskMessage::from_json(&message.to_json()).unwrap(), message);
-        assert_eq!(TaskMessage::peek_equipment_id(body).as_deref(), Some("abc123"));
     }
 
     #[test]

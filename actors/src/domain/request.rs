@@ -397,5 +397,4 @@ mod tests {
 }
 
 #[cfg(test)]
-#[path = "request_props.rs"]
 mod props;

@@ -1,6 +1,6 @@
 //! A task's identity, status, transitions and the record the registry keeps.
 
-use super::{ConfigRequest, EquipmentId};
+use super::{ConfigRequest, EquipmentId, TaskMessage};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use uuid::Uuid;
@@ -101,6 +101,14 @@ impl Outcome {
     }
 }
 
+/// A task known only from its queue message (it was just accepted, or another system published
+/// it): queued, created now.
+impl From<&TaskMessage> for TaskRecord {
+    fn from(task: &TaskMessage) -> Self {
+        Self::queued(task.task_id, task.equipment_id.clone(), task.request.clone())
+    }
+}
+
 /// Everything known about one task. Only the registry changes it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TaskRecord {
@@ -135,22 +143,36 @@ impl TaskRecord {
 
     /// Applies a transition; returns false (and changes nothing) when it is not allowed.
     pub fn move_to(&mut self, next: TaskStatus) -> bool {
+        self.move_to_at(next, super::now_millis())
+    }
+
+    /// [`Self::move_to`] at a given time (milliseconds since the epoch), for decisions that are
+    /// plain functions of their inputs.
+    pub fn move_to_at(&mut self, next: TaskStatus, now: u64) -> bool {
         if !self.status.can_move_to(next) {
             return false;
         }
         self.status = next;
-        self.updated_at = super::now_millis();
+        self.updated_at = now;
         true
     }
 
     /// A worker (re)took a running task: its lease starts again.
     pub fn renew(&mut self) {
-        self.updated_at = super::now_millis();
+        self.renew_at(super::now_millis());
+    }
+
+    pub fn renew_at(&mut self, now: u64) {
+        self.updated_at = now;
     }
 
     /// Cancels a task that has not started; the parameters go, as for any final task.
     pub fn cancel(&mut self) -> bool {
-        if self.status != TaskStatus::Queued || !self.move_to(TaskStatus::Cancelled) {
+        self.cancel_at(super::now_millis())
+    }
+
+    pub fn cancel_at(&mut self, now: u64) -> bool {
+        if self.status != TaskStatus::Queued || !self.move_to_at(TaskStatus::Cancelled, now) {
             return false;
         }
         self.request.parameters = Default::default();
@@ -162,7 +184,11 @@ impl TaskRecord {
     /// and disk per retained task stay small). A failed task keeps them until it is retried or
     /// swept: an operator's retry sends the same request again.
     pub fn finish(&mut self, outcome: &Outcome) -> bool {
-        if !self.move_to(outcome.status()) {
+        self.finish_at(outcome, super::now_millis())
+    }
+
+    pub fn finish_at(&mut self, outcome: &Outcome, now: u64) -> bool {
+        if !self.move_to_at(outcome.status(), now) {
             return false;
         }
         match outcome {
@@ -186,8 +212,12 @@ impl TaskRecord {
     /// Notes the retry that replaced this failed task. Its parameters stay until it is swept, so
     /// a retry whose new task could not be queued can be undone.
     pub fn mark_retried(&mut self, new_task: TaskId) {
+        self.mark_retried_at(new_task, super::now_millis());
+    }
+
+    pub fn mark_retried_at(&mut self, new_task: TaskId, now: u64) {
         self.retried_as = Some(new_task);
-        self.updated_at = super::now_millis();
+        self.updated_at = now;
     }
 }
 

@@ -2,7 +2,7 @@
 //! semantics as RabbitMQ. A delivery dropped without an answer goes back on the queue, as an
 //! unacknowledged message does when a broker channel closes.
 
-use crate::ports::{Acker, Delivery, DeliveryStream, QueueError, QueueSource, TaskPublisher};
+use crate::ports::{Acker, Delivery, DeliveryStream, QueueError, QueueSource, Settle, TaskPublisher};
 use crate::TaskMessage;
 use async_trait::async_trait;
 use std::collections::VecDeque;
@@ -109,32 +109,26 @@ struct MemoryAcker {
 
 impl MemoryAcker {
     /// True the first time only: a delivery is settled once, like a broker delivery tag.
-    fn settle(&self) -> bool {
+    fn first_settlement(&self) -> bool {
         !self.settled.swap(true, Ordering::AcqRel)
     }
 }
 
 #[async_trait]
 impl Acker for MemoryAcker {
-    async fn ack(&self) -> Result<(), QueueError> {
-        self.settle();
-        Ok(())
-    }
-
-    async fn requeue(&self) -> Result<(), QueueError> {
-        if self.settle() {
-            self.shared.push(self.body.clone(), true);
+    async fn settle(&self, how: Settle) -> Result<(), QueueError> {
+        if !self.first_settlement() {
+            return Ok(());
         }
-        Ok(())
-    }
-
-    async fn dead_letter(&self) -> Result<(), QueueError> {
-        if self.settle() {
-            self.shared
+        match how {
+            Settle::Ack => {}
+            Settle::Requeue => self.shared.push(self.body.clone(), true),
+            Settle::DeadLetter => self
+                .shared
                 .dead
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .push(self.body.clone());
+                .push(self.body.clone()),
         }
         Ok(())
     }
@@ -142,7 +136,7 @@ impl Acker for MemoryAcker {
 
 impl Drop for MemoryAcker {
     fn drop(&mut self) {
-        if self.settle() {
+        if self.first_settlement() {
             self.shared.push(self.body.clone(), true);
         }
     }
@@ -159,12 +153,12 @@ mod tests {
         let mut sub = queue.subscribe().await.unwrap();
         let first = sub.next().await.unwrap();
         assert!(!first.redelivered);
-        first.acker.requeue().await.unwrap();
-        first.acker.dead_letter().await.unwrap();
+        first.acker.settle(Settle::Requeue).await.unwrap();
+        first.acker.settle(Settle::DeadLetter).await.unwrap();
         let again = sub.next().await.unwrap();
         assert!(again.redelivered);
         assert_eq!(&*again.body, b"one");
-        again.acker.dead_letter().await.unwrap();
+        again.acker.settle(Settle::DeadLetter).await.unwrap();
         assert_eq!(queue.dead_letters().len(), 1);
         assert!(queue.is_empty());
     }

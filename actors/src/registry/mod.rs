@@ -10,14 +10,19 @@ pub use handle::RegistryHandle;
 
 use crate::group_commit::GroupCommit;
 use crate::ports::{Begin, StoreError, TaskStore, WriteOp};
+use crate::slot::Slot;
+use crate::supervisor::Spec;
 use crate::{EquipmentId, Outcome, StatusUpdate, TaskId, TaskMessage, TaskPage, TaskQuery, TaskRecord, TaskStatus};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use tokio::sync::oneshot;
-use transitions::Plan;
+use transitions::Decision;
 
 type Reply<T> = RpcReplyPort<Result<T, StoreError>>;
+
+/// A decision, or the store's error when what it needed could not be read.
+type Plan<T> = Result<Decision<T>, StoreError>;
 
 pub enum RegistryMsg {
     Create(TaskRecord, Reply<()>),
@@ -133,7 +138,13 @@ pub enum Created {
 }
 
 /// The registry holds no task state of its own beyond the store, so a restart loses nothing.
+#[derive(Clone)]
 pub struct Registry;
+
+/// The supervisor's spec: each (re)start opens the same store and is published in `slot`.
+pub fn spec(store: Arc<dyn TaskStore>, slot: Slot<RegistryMsg>) -> Spec<Registry> {
+    Spec::new("registry", Registry, move || store.clone()).published_in(slot)
+}
 
 pub struct RegistryState {
     store: Arc<dyn TaskStore>,
@@ -210,8 +221,10 @@ impl RegistryState {
                 return;
             }
         }
+        // Transitions are plain functions: the store is read, and the clock looked at, here.
         let store = self.store.clone();
         let store = store.as_ref();
+        let now = crate::domain::now_millis();
         match msg {
             RegistryMsg::Create(record, reply) => {
                 let id = record.id;
@@ -219,7 +232,9 @@ impl RegistryState {
             }
             RegistryMsg::CreateWithKey(record, key, reply) => {
                 let id = record.id;
-                let plan = transitions::create_with_key(store, record, key.clone());
+                let plan = store
+                    .idempotency(&key)
+                    .map(|existing| transitions::create_with_key(existing, record, key.clone()));
                 self.commit(myself, id, Some(key), plan, reply)
             }
             RegistryMsg::Remove(id, key, reply) => {
@@ -229,31 +244,40 @@ impl RegistryState {
                 };
                 self.commit(myself, id, key, Ok((Some(op), ())), reply)
             }
-            RegistryMsg::Begin(task, redelivered, reply) => self.commit(
-                myself,
-                task.task_id,
-                None,
-                transitions::begin(store, &task, redelivered),
-                reply,
-            ),
-            RegistryMsg::Renew(id, reply) => self.commit(myself, id, None, transitions::renew(store, id), reply),
+            RegistryMsg::Begin(task, redelivered, reply) => {
+                let plan = store
+                    .get(task.task_id)
+                    .map(|known| transitions::begin(known, &task, redelivered, now));
+                self.commit(myself, task.task_id, None, plan, reply)
+            }
+            RegistryMsg::Renew(id, reply) => {
+                let plan = store.get(id).map(|stored| transitions::renew(stored, now));
+                self.commit(myself, id, None, plan, reply)
+            }
             RegistryMsg::NextAttempt(id, local, reply) => {
-                self.commit(myself, id, None, transitions::next_attempt(store, id, local), reply)
+                let plan = store
+                    .get(id)
+                    .map(|stored| transitions::next_attempt(stored, local, now));
+                self.commit(myself, id, None, plan, reply)
             }
             RegistryMsg::Finish(task, outcome, reply) => {
-                let plan = transitions::finish(store, &task, &outcome);
+                let plan = store
+                    .get(task.task_id)
+                    .map(|stored| transitions::finish(stored, &task, &outcome, now));
                 self.commit(myself, task.task_id, None, plan, reply)
             }
             RegistryMsg::Apply(update, reply) => {
                 let id = update_task(&update);
-                self.commit(myself, id, None, transitions::apply(store, update), reply)
+                let plan = store.get(id).map(|stored| transitions::apply(stored, update, now));
+                self.commit(myself, id, None, plan, reply)
             }
             RegistryMsg::Get(id, reply) => drop(reply.send(store.get(id))),
             RegistryMsg::Unfinished(reply) => drop(reply.send(store.unfinished())),
             RegistryMsg::Sweep(cutoff, reply) => drop(reply.send(store.remove_final_before(cutoff))),
-            RegistryMsg::ExpireLeases(cutoff, reply) => self.expire_leases(myself, cutoff, reply),
+            RegistryMsg::ExpireLeases(cutoff, reply) => self.expire_leases(myself, cutoff, now, reply),
             RegistryMsg::Cancel(id, equipment, reply) => {
-                self.commit(myself, id, None, transitions::cancel(store, id, &equipment), reply)
+                let plan = store.get(id).map(|stored| transitions::cancel(stored, &equipment, now));
+                self.commit(myself, id, None, plan, reply)
             }
             RegistryMsg::Watch(id, reply) => drop(reply.send(self.watch(id))),
             RegistryMsg::Finalized(record) => {
@@ -265,10 +289,12 @@ impl RegistryState {
             RegistryMsg::FinalElsewhere(id) => self.wake_finished_elsewhere(id),
             RegistryMsg::List(query, reply) => drop(reply.send(store.list(&query))),
             RegistryMsg::Retry(id, equipment, reply) => {
-                self.commit(myself, id, None, transitions::retry(store, id, &equipment), reply)
+                let plan = store.get(id).map(|stored| transitions::retry(stored, &equipment, now));
+                self.commit(myself, id, None, plan, reply)
             }
             RegistryMsg::UndoRetry(id, new_task, reply) => {
-                self.commit(myself, id, None, transitions::undo_retry(store, id, new_task), reply)
+                let plan = store.get(id).map(|stored| transitions::undo_retry(stored, new_task));
+                self.commit(myself, id, None, plan, reply)
             }
             RegistryMsg::Settled(..) => {}
         }
@@ -346,9 +372,9 @@ impl RegistryState {
         }
     }
 
-    fn expire_leases(&mut self, myself: &ActorRef<RegistryMsg>, cutoff: u64, reply: Reply<usize>) {
-        let expired = match transitions::expire_leases(self.store.as_ref(), cutoff, |id| self.busy.contains(&id)) {
-            Ok(expired) => expired,
+    fn expire_leases(&mut self, myself: &ActorRef<RegistryMsg>, cutoff: u64, now: u64, reply: Reply<usize>) {
+        let expired = match self.store.unfinished() {
+            Ok(unfinished) => transitions::expire_leases(unfinished, cutoff, |id| self.busy.contains(&id), now),
             Err(error) => return drop(reply.send(Err(error))),
         };
         let mut durable = Vec::with_capacity(expired.len());

@@ -21,7 +21,7 @@ async fn created(registry: &RegistryHandle, device: &str) -> TaskMessage {
         equipment_id: EquipmentId::parse(device).unwrap(),
         request: ConfigRequest::from_json(br#"{"timeoutInSeconds": 1, "parameters": {"password": "p"}}"#).unwrap(),
     };
-    let record = TaskRecord::queued(task.task_id, task.equipment_id.clone(), task.request.clone());
+    let record = TaskRecord::from(&task);
     registry.create(record).await.unwrap();
     task
 }

@@ -25,7 +25,7 @@ fn message(device: &str) -> TaskMessage {
 }
 
 fn record(task: &TaskMessage) -> TaskRecord {
-    TaskRecord::queued(task.task_id, task.equipment_id.clone(), task.request.clone())
+    TaskRecord::from(task)
 }
 
 #[tokio::test]

@@ -104,7 +104,7 @@ async fn accept(
     task: TaskMessage,
     key: Option<String>,
 ) -> Result<(Admission, TaskId), CreateError> {
-    let record = TaskRecord::queued(task.task_id, task.equipment_id.clone(), task.request.clone());
+    let record = TaskRecord::from(&task);
     let (stored, published) = match key.clone() {
         // Without a key nothing depends on the store's answer: store and publish together, so
         // the answer waits for the slower of the two durable steps rather than for both in turn.

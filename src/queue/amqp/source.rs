@@ -5,7 +5,7 @@ use super::link::AmqpLink;
 use super::ops::{step, within, OPERATION_DEADLINE};
 use super::topology::QueueSpec;
 use async_trait::async_trait;
-use cpe_actors::ports::{Acker, Delivery, DeliveryStream, QueueError, QueueSource};
+use cpe_actors::ports::{Acker, Delivery, DeliveryStream, QueueError, QueueSource, Settle};
 use futures_util::StreamExt;
 use lapin::options::{BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions, BasicRejectOptions};
 use lapin::types::FieldTable;
@@ -159,23 +159,17 @@ struct AmqpAcker {
     dead_letter: Option<(String, Arc<[u8]>)>,
 }
 
-#[derive(Clone, Copy, Debug)]
-enum Answer {
-    Ack,
-    Requeue,
-    DeadLetter,
-}
-
 impl AmqpAcker {
-    async fn answer(&self, answer: Answer) -> Result<(), QueueError> {
+    /// Sends the broker the answer itself; the first one wins.
+    async fn answer(&self, answer: Settle) -> Result<(), QueueError> {
         if self.settled.swap(true, Ordering::AcqRel) {
             return Ok(());
         }
         let what = format!("{answer:?} of a delivery");
         let sent = match answer {
-            Answer::Ack => within(&what, self.delivery.ack(Default::default())).await?,
-            Answer::Requeue => within(&what, self.delivery.nack(requeue())).await?,
-            Answer::DeadLetter => within(&what, self.delivery.reject(BasicRejectOptions { requeue: false })).await?,
+            Settle::Ack => within(&what, self.delivery.ack(Default::default())).await?,
+            Settle::Requeue => within(&what, self.delivery.nack(requeue())).await?,
+            Settle::DeadLetter => within(&what, self.delivery.reject(BasicRejectOptions { requeue: false })).await?,
         };
         match sent {
             Ok(true) => Ok(()),
@@ -184,23 +178,12 @@ impl AmqpAcker {
             Err(error) => Err(QueueError(format!("{what}: {error}"))),
         }
     }
-}
-
-#[async_trait]
-impl Acker for AmqpAcker {
-    async fn ack(&self) -> Result<(), QueueError> {
-        self.answer(Answer::Ack).await
-    }
-
-    async fn requeue(&self) -> Result<(), QueueError> {
-        self.answer(Answer::Requeue).await
-    }
 
     /// Copies the message to the dead-letter queue (persistent, confirmed) before acknowledging it:
     /// a crash between the two leaves the message in both, never in neither.
     async fn dead_letter(&self) -> Result<(), QueueError> {
         let Some((queue, body)) = &self.dead_letter else {
-            return self.answer(Answer::DeadLetter).await;
+            return self.answer(Settle::DeadLetter).await;
         };
         if self.settled.load(Ordering::Acquire) {
             return Ok(());
@@ -215,7 +198,17 @@ impl Acker for AmqpAcker {
         if !confirmed.is_ack() {
             return Err(QueueError(format!("{what}: the broker refused the message")));
         }
-        self.answer(Answer::Ack).await
+        self.answer(Settle::Ack).await
+    }
+}
+
+#[async_trait]
+impl Acker for AmqpAcker {
+    async fn settle(&self, how: Settle) -> Result<(), QueueError> {
+        match how {
+            Settle::DeadLetter => self.dead_letter().await,
+            Settle::Ack | Settle::Requeue => self.answer(how).await,
+        }
     }
 }
 

@@ -69,14 +69,7 @@ async fn a_device_busy_past_the_patience_gives_the_delivery_back_untouched() {
     };
     let (rig, leases) = leased_rig(busy).await;
     let task = task();
-    rig.registry
-        .create(crate::TaskRecord::queued(
-            task.task_id,
-            task.equipment_id.clone(),
-            task.request.clone(),
-        ))
-        .await
-        .unwrap();
+    rig.registry.create(crate::TaskRecord::from(&task)).await.unwrap();
     assert_eq!(run_one(&rig, &task).await, Settlement::Requeued);
     assert_eq!(rig.device.calls.load(Ordering::SeqCst), 0);
     assert_eq!(

@@ -1,9 +1,10 @@
-//! A worker actor runs one delivery at a time: check, call Service A (with retries), record, then ack.
+//! A worker actor runs one task at a time, already read at the pool's door: check, call Service A
+//! (with retries), record, then ack.
 
+use super::{Job, PoolMsg};
 use crate::device_lease::{self, HeldDevice, Take};
 use crate::observe::{CallOutcome, Finished, Observer};
-use crate::pool::PoolMsg;
-use crate::ports::{Begin, Delivery, DeviceLeases, LeaseError, ProvisionError, Provisioner, StatusSink};
+use crate::ports::{Begin, Delivery, DeviceLeases, LeaseError, ProvisionError, Provisioner, Settle, StatusSink};
 use crate::retry::RetryPolicy;
 use crate::task_guard::AbortOnDrop;
 use crate::{Outcome, TaskMessage};
@@ -34,7 +35,7 @@ pub enum Settlement {
 }
 
 pub enum WorkerMsg {
-    Run(Delivery),
+    Run(Job),
 }
 
 pub struct Worker;
@@ -63,37 +64,30 @@ impl Actor for Worker {
         msg: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        let WorkerMsg::Run(delivery) = msg;
-        process(&state.deps, delivery).await;
+        let WorkerMsg::Run(job) = msg;
+        process(&state.deps, job).await;
         // The pool may be gone during shutdown; nothing is lost, the delivery is settled already.
         let _ = state.pool.cast(PoolMsg::Done(myself.get_id()));
         Ok(())
     }
 }
 
-/// Runs one delivery to its end. The acknowledgement is always the last step, after the outcome
-/// is durable, so a crash at any point leaves the message to be delivered again.
-pub async fn process(deps: &WorkerDeps, delivery: Delivery) -> Settlement {
-    let task = match TaskMessage::from_json(&delivery.body) {
-        Ok(task) => task,
-        Err(reason) => {
-            tracing::warn!(bytes = delivery.body.len(), %reason, "queue message is not a valid task; dead-lettered");
-            settle(&delivery, Acking::DeadLetter).await;
-            return Settlement::DeadLettered(reason.to_string());
-        }
-    };
+/// Runs one task to its end. The acknowledgement is always the last step, after the outcome is
+/// durable, so a crash at any point leaves the message to be delivered again.
+pub async fn process(deps: &WorkerDeps, job: Job) -> Settlement {
+    let Job { task, delivery } = job;
     let held = match &deps.leases {
         None => None,
         Some(leases) => match device_lease::take(leases, &task, deps.call_timeout, deps.call_timeout).await {
             Take::Held(held) => Some(held),
             Take::Final => {
                 tracing::info!(task_id = %task.task_id, "task is final already; acknowledged without calling Service A");
-                settle(&delivery, Acking::Ack).await;
+                settle(&delivery, Settle::Ack).await;
                 return Settlement::Acked(None);
             }
             Take::NotNow(reason) => {
                 tracing::info!(task_id = %task.task_id, equipment_id = %task.equipment_id, %reason, "device not free; requeued");
-                settle(&delivery, Acking::Requeue).await;
+                settle(&delivery, Settle::Requeue).await;
                 return Settlement::Requeued;
             }
         },
@@ -117,12 +111,12 @@ async fn run_held(deps: &WorkerDeps, delivery: &Delivery, task: &TaskMessage, he
         }
         Ok(Begin::AlreadyFinal) => {
             tracing::info!(task_id = %task.task_id, "task is final already; acknowledged without calling Service A");
-            settle(delivery, Acking::Ack).await;
+            settle(delivery, Settle::Ack).await;
             return Settlement::Acked(None);
         }
         Err(error) => {
             tracing::warn!(task_id = %task.task_id, %error, "could not mark the task running; requeued");
-            settle(delivery, Acking::Requeue).await;
+            settle(delivery, Settle::Requeue).await;
             return Settlement::Requeued;
         }
     };
@@ -145,7 +139,7 @@ async fn run_held(deps: &WorkerDeps, delivery: &Delivery, task: &TaskMessage, he
     }
     if let Err(error) = record_outcome(deps, task, &outcome).await {
         tracing::error!(task_id = %task.task_id, %error, "could not record the outcome; requeued");
-        settle(delivery, Acking::Requeue).await;
+        settle(delivery, Settle::Requeue).await;
         return Settlement::Requeued;
     }
     deps.observer.task_finished(match &outcome {
@@ -155,11 +149,11 @@ async fn run_held(deps: &WorkerDeps, delivery: &Delivery, task: &TaskMessage, he
     });
     match &outcome {
         Outcome::Failed { reason, attempts } if *attempts >= deps.retry.max_attempts => {
-            settle(delivery, Acking::DeadLetter).await;
+            settle(delivery, Settle::DeadLetter).await;
             Settlement::DeadLettered(reason.clone())
         }
         _ => {
-            settle(delivery, Acking::Ack).await;
+            settle(delivery, Settle::Ack).await;
             Settlement::Acked(Some(outcome))
         }
     }
@@ -177,7 +171,7 @@ async fn confirm(held: Option<&HeldDevice>) -> Option<Result<(), LeaseError>> {
 /// so calling or reporting could overlap with its new holder.
 async fn abandon(delivery: &Delivery, task: &TaskMessage, lost: &LeaseError) -> Settlement {
     tracing::warn!(task_id = %task.task_id, equipment_id = %task.equipment_id, error = %lost, "device lease not confirmed; stopped without calling or reporting, requeued");
-    settle(delivery, Acking::Requeue).await;
+    settle(delivery, Settle::Requeue).await;
     Settlement::Requeued
 }
 
@@ -289,28 +283,16 @@ async fn record_outcome(
     }
 }
 
-enum Acking {
-    Ack,
-    Requeue,
-    DeadLetter,
-}
-
-async fn settle(delivery: &Delivery, how: Acking) {
-    let result = match how {
-        Acking::Ack => delivery.acker.ack().await,
-        Acking::Requeue => delivery.acker.requeue().await,
-        Acking::DeadLetter => delivery.acker.dead_letter().await,
-    };
-    if let Err(error) = result {
+/// Settles a delivery; a failure is logged, not returned, since nothing is left to decide.
+pub(crate) async fn settle(delivery: &Delivery, how: Settle) {
+    if let Err(error) = delivery.acker.settle(how).await {
         // The channel is gone: the broker will deliver the message again, and promise 3 makes that harmless.
         tracing::warn!(%error, "could not settle a delivery; it will be redelivered");
     }
 }
 
 #[cfg(test)]
-#[path = "worker_tests.rs"]
 mod tests;
 
 #[cfg(test)]
-#[path = "worker_lease_tests.rs"]
 mod lease_tests;

@@ -1,18 +1,27 @@
 //! The worker pool: N linked worker actors, at most one configuration per device at a time, in the
-//! order the queue delivered them. A worker that dies has its delivery requeued and is replaced,
-//! always: the task's attempt was counted before its call, so a task that keeps killing workers
-//! runs out of attempts and fails, and no run of such tasks can stop the pool.
+//! order the queue delivered them. A delivery is read as a task once, at the pool's door
+//! ([`PoolHandle`]); one that is not a valid task is dead-lettered there and never takes a worker.
+//! A worker that dies has its delivery requeued and is replaced, always: the task's attempt was
+//! counted before its call, so a task that keeps killing workers runs out of attempts and fails,
+//! and no run of such tasks can stop the pool.
 
-use crate::ports::{Delivery, DeliveryHandler};
+mod door;
+pub mod worker;
+
+pub use door::{Garbage, Job, PoolHandle};
+pub use worker::{Settlement, WorkerDeps};
+
+use crate::ports::{Delivery, Settle};
 use crate::slot::Slot;
-use crate::worker::{Worker, WorkerDeps, WorkerMsg};
-use crate::TaskMessage;
-use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
+use crate::supervisor::Spec;
+use crate::EquipmentId;
+use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, MessagingErr, RpcReplyPort, SupervisionEvent};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
+use worker::{Worker, WorkerMsg};
 
 pub enum PoolMsg {
-    Dispatch(Delivery),
+    Dispatch(Job),
     Done(ActorId),
     /// Stop taking work, requeue what waits, and answer once running work is finished.
     Drain(RpcReplyPort<()>),
@@ -31,9 +40,10 @@ pub struct PoolArgs {
     pub deps: Arc<WorkerDeps>,
 }
 
-struct Job {
-    /// The device the task is for; messages that cannot be read share the empty key, run one at a time.
-    device: String,
+/// A job a worker is running: its device is busy until the worker is done, and its delivery is
+/// requeued if the worker dies.
+struct Running {
+    device: EquipmentId,
     delivery: Delivery,
 }
 
@@ -41,13 +51,23 @@ pub struct PoolState {
     deps: Arc<WorkerDeps>,
     workers: HashMap<ActorId, ActorRef<WorkerMsg>>,
     idle: Vec<ActorId>,
-    busy: HashMap<ActorId, Job>,
-    busy_devices: HashSet<String>,
+    busy: HashMap<ActorId, Running>,
+    busy_devices: HashSet<EquipmentId>,
     waiting: VecDeque<Job>,
     draining: Option<Vec<RpcReplyPort<()>>>,
 }
 
+#[derive(Clone)]
 pub struct Pool;
+
+/// The supervisor's spec: each (re)start is a fresh pool of `size` workers, published in `slot`.
+pub fn spec(size: usize, deps: Arc<WorkerDeps>, slot: Slot<PoolMsg>) -> Spec<Pool> {
+    Spec::new("pool", Pool, move || PoolArgs {
+        size,
+        deps: deps.clone(),
+    })
+    .published_in(slot)
+}
 
 impl Actor for Pool {
     type Msg = PoolMsg;
@@ -77,8 +97,9 @@ impl Actor for Pool {
 
     async fn post_stop(&self, _: ActorRef<Self::Msg>, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
         // Whatever did not finish goes back to the queue now rather than when the connection closes.
-        for job in state.busy.drain().map(|(_, job)| job).chain(state.waiting.drain(..)) {
-            let _ = job.delivery.acker.requeue().await;
+        let running = state.busy.drain().map(|(_, running)| running.delivery);
+        for delivery in running.chain(state.waiting.drain(..).map(|job| job.delivery)) {
+            let _ = delivery.acker.settle(Settle::Requeue).await;
         }
         Ok(())
     }
@@ -90,21 +111,17 @@ impl Actor for Pool {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            PoolMsg::Dispatch(delivery) => {
-                if delivery.redelivered {
-                    state.deps.observer.redelivered();
-                }
+            PoolMsg::Dispatch(job) => {
                 if state.draining.is_some() {
-                    requeue_later(delivery);
+                    requeue_later(job.delivery);
                     return Ok(());
                 }
-                let device = TaskMessage::peek_equipment_id(&delivery.body).unwrap_or_default();
-                state.waiting.push_back(Job { device, delivery });
+                state.waiting.push_back(job);
                 assign(state);
             }
             PoolMsg::Done(worker) => {
-                if let Some(job) = state.busy.remove(&worker) {
-                    state.busy_devices.remove(&job.device);
+                if let Some(running) = state.busy.remove(&worker) {
+                    state.busy_devices.remove(&running.device);
                 }
                 if state.workers.contains_key(&worker) {
                     state.idle.push(worker);
@@ -147,10 +164,10 @@ impl Actor for Pool {
             return Ok(());
         }
         state.idle.retain(|w| *w != id);
-        if let Some(job) = state.busy.remove(&id) {
-            state.busy_devices.remove(&job.device);
+        if let Some(running) = state.busy.remove(&id) {
+            state.busy_devices.remove(&running.device);
             tracing::warn!(worker = %id, %why, "worker died mid-task; its delivery is requeued");
-            requeue_later(job.delivery);
+            requeue_later(running.delivery);
         }
         spawn_worker(&myself, state).await?;
         assign(state);
@@ -176,21 +193,32 @@ async fn spawn_worker(pool: &ActorRef<PoolMsg>, state: &mut PoolState) -> Result
 fn assign(state: &mut PoolState) {
     let mut index = 0;
     while index < state.waiting.len() && !state.idle.is_empty() {
-        if state.busy_devices.contains(&state.waiting[index].device) {
+        if state.busy_devices.contains(&state.waiting[index].task.equipment_id) {
             index += 1;
             continue;
         }
         let job = state.waiting.remove(index).expect("index is in range");
         let worker_id = state.idle.pop().expect("an idle worker exists");
         let worker = &state.workers[&worker_id];
-        if let Err(error) = worker.cast(WorkerMsg::Run(job.delivery.clone())) {
+        let running = Running {
+            device: job.task.equipment_id.clone(),
+            delivery: job.delivery.clone(),
+        };
+        match worker.cast(WorkerMsg::Run(job)) {
+            Ok(()) => {
+                state.busy_devices.insert(running.device.clone());
+                state.busy.insert(worker_id, running);
+            }
             // The worker is stopping; its supervision event will replace it.
-            tracing::warn!(%error, "worker did not take a job; it waits for the next one");
-            state.waiting.insert(index, job);
-            continue;
+            Err(MessagingErr::SendErr(WorkerMsg::Run(job))) => {
+                tracing::warn!("worker did not take a job; it waits for the next one");
+                state.waiting.insert(index, job);
+            }
+            Err(error) => {
+                tracing::warn!(%error, "worker did not take a job; it is requeued");
+                requeue_later(running.delivery);
+            }
         }
-        state.busy_devices.insert(job.device.clone());
-        state.busy.insert(worker_id, job);
     }
 }
 
@@ -202,33 +230,14 @@ fn answer_drain_if_idle(state: &mut PoolState) {
     }
 }
 
+/// Gives a delivery back to the queue without holding up the caller (an actor handler or the door).
 fn requeue_later(delivery: Delivery) {
     tokio::spawn(async move {
-        if let Err(error) = delivery.acker.requeue().await {
+        if let Err(error) = delivery.acker.settle(Settle::Requeue).await {
             tracing::warn!(%error, "could not requeue a delivery; the broker will redeliver it");
         }
     });
 }
 
-/// The consumer's way into the pool, whichever pool actor is current.
-#[derive(Clone)]
-pub struct PoolHandle(pub Slot<PoolMsg>);
-
-impl DeliveryHandler for PoolHandle {
-    fn handle(&self, delivery: Delivery) {
-        match self.0.get() {
-            Some(pool) => {
-                if let Err(ractor::MessagingErr::SendErr(PoolMsg::Dispatch(delivery))) =
-                    pool.cast(PoolMsg::Dispatch(delivery))
-                {
-                    requeue_later(delivery);
-                }
-            }
-            None => requeue_later(delivery),
-        }
-    }
-}
-
 #[cfg(test)]
-#[path = "pool_tests.rs"]
 mod tests;

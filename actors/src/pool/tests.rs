@@ -4,10 +4,10 @@
 use super::*;
 use crate::consumer::{Consumer, ConsumerArgs};
 use crate::memory::{InProcessQueue, MemoryStore};
-use crate::ports::{ProvisionError, Provisioner, TaskPublisher, TaskStore};
+use crate::ports::{DeliveryHandler, ProvisionError, Provisioner, QueueSource, Settle, TaskPublisher, TaskStore};
 use crate::registry::{Registry, RegistryHandle};
 use crate::retry::RetryPolicy;
-use crate::{ConfigRequest, EquipmentId, TaskId, TaskStatus};
+use crate::{ConfigRequest, EquipmentId, TaskId, TaskMessage, TaskStatus};
 use async_trait::async_trait;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -93,7 +93,7 @@ async fn rig(workers: usize, device: Recorder) -> Rig {
         Consumer,
         ConsumerArgs {
             source: Arc::new(queue.clone()),
-            handler: Arc::new(PoolHandle(pool_slot)),
+            handler: Arc::new(PoolHandle::new(pool_slot, Arc::new(crate::observe::Unobserved))),
             connected: Arc::new(AtomicBool::new(false)),
             backoff: Duration::from_millis(10),
             max_backoff: Duration::from_millis(100),
@@ -247,4 +247,58 @@ async fn panicking_tasks_fail_and_are_dead_lettered_while_the_pool_serves_on() {
     wait_until_final(&rig, std::slice::from_ref(&later)).await;
     let stats = rig.pool.call(PoolMsg::Stats, None).await.unwrap().unwrap();
     assert_eq!((stats.workers, stats.busy), (2, 0));
+}
+
+/// A body that is not a task is dead-lettered at the pool's door: it never reaches a worker.
+#[tokio::test]
+async fn garbage_is_dead_lettered_without_a_call() {
+    let queue = InProcessQueue::default();
+    queue.push_raw(b"{\"task_id\": 7}");
+    let delivery = queue.subscribe().await.unwrap().next().await.unwrap();
+    let garbage = Job::read(delivery).expect_err("not a task");
+    assert!(matches!(garbage.dead_letter().await, Settlement::DeadLettered(_)));
+    assert_eq!(queue.dead_letters().len(), 1);
+
+    let rig = rig(1, Recorder::default()).await;
+    rig.queue.push_raw(b"{\"task_id\": 7}");
+    let good = task("after001", 0);
+    rig.queue.publish(&good).await.unwrap();
+    wait_until_final(&rig, std::slice::from_ref(&good)).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while rig.queue.dead_letters().is_empty() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the garbage was not dead-lettered"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(
+        rig.device.order.lock().unwrap().len(),
+        1,
+        "only the valid task was called"
+    );
+    assert_eq!(rig.queue.dead_letters().len(), 1);
+}
+
+/// Redeliveries are counted where deliveries enter, before they are read: garbage counts too.
+#[tokio::test]
+async fn the_door_counts_a_redelivery_even_of_garbage() {
+    #[derive(Default)]
+    struct CountsRedeliveries(AtomicUsize);
+    impl crate::observe::Observer for CountsRedeliveries {
+        fn redelivered(&self) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    let queue = InProcessQueue::default();
+    queue.push_raw(b"nonsense");
+    let mut subscription = queue.subscribe().await.unwrap();
+    let first = subscription.next().await.unwrap();
+    first.acker.settle(Settle::Requeue).await.unwrap();
+    let again = subscription.next().await.unwrap();
+    let counter = Arc::new(CountsRedeliveries::default());
+    let door = PoolHandle::new(Slot::default(), counter.clone());
+    door.handle(first);
+    door.handle(again);
+    assert_eq!(counter.0.load(Ordering::SeqCst), 1);
 }

@@ -74,8 +74,13 @@ pub(super) fn task() -> TaskMessage {
 
 pub(super) async fn run_one(rig: &Rig, task: &TaskMessage) -> Settlement {
     rig.queue.publish(task).await.unwrap();
-    let delivery = rig.queue.subscribe().await.unwrap().next().await.unwrap();
-    process(&rig.deps, delivery).await
+    process(&rig.deps, next_job(&rig.queue).await).await
+}
+
+/// The next delivery of the queue, read at the pool's door as it would be.
+pub(super) async fn next_job(queue: &InProcessQueue) -> Job {
+    let delivery = queue.subscribe().await.unwrap().next().await.unwrap();
+    Job::read(delivery).expect("a valid task")
 }
 
 pub(super) async fn status(rig: &Rig, task: &TaskMessage) -> TaskStatus {
@@ -154,19 +159,6 @@ async fn a_redelivered_final_task_is_acknowledged_without_a_call() {
 }
 
 #[tokio::test]
-async fn garbage_is_dead_lettered_without_a_call() {
-    let rig = rig(vec![]).await;
-    rig.queue.push_raw(b"{\"task_id\": 7}");
-    let delivery = rig.queue.subscribe().await.unwrap().next().await.unwrap();
-    assert!(matches!(
-        process(&rig.deps, delivery).await,
-        Settlement::DeadLettered(_)
-    ));
-    assert_eq!(rig.device.calls.load(Ordering::SeqCst), 0);
-    assert_eq!(rig.queue.dead_letters().len(), 1);
-}
-
-#[tokio::test]
 async fn a_call_past_its_deadline_counts_as_a_transient_failure() {
     struct Hangs;
     #[async_trait]
@@ -191,14 +183,7 @@ async fn a_call_past_its_deadline_counts_as_a_transient_failure() {
 async fn a_task_that_used_up_its_attempts_in_crashes_fails_without_a_call() {
     let rig = rig(vec![]).await;
     let task = task();
-    rig.registry
-        .create(crate::TaskRecord::queued(
-            task.task_id,
-            task.equipment_id.clone(),
-            task.request.clone(),
-        ))
-        .await
-        .unwrap();
+    rig.registry.create(crate::TaskRecord::from(&task)).await.unwrap();
     // Three deliveries that each started a call and died (the process was killed).
     for expected in 1..=3 {
         let begin = rig.registry.begin(&task, true).await.unwrap();
@@ -284,9 +269,8 @@ async fn retry_after_is_waited_instead_of_the_backoff() {
     };
     let queue = InProcessQueue::default();
     queue.publish(&task()).await.unwrap();
-    let delivery = queue.subscribe().await.unwrap().next().await.unwrap();
     assert_eq!(
-        process(&deps, delivery).await,
+        process(&deps, next_job(&queue).await).await,
         Settlement::Acked(Some(Outcome::Completed { attempts: 2 }))
     );
     let calls = device.0.lock().unwrap();
@@ -343,9 +327,9 @@ async fn a_resumed_task_waits_out_the_earlier_calls_deadline_before_calling() {
     };
     let queue = InProcessQueue::default();
     queue.publish(&task()).await.unwrap();
-    let delivery = queue.subscribe().await.unwrap().next().await.unwrap();
+    let job = next_job(&queue).await;
     let started = tokio::time::Instant::now();
-    process(&deps, delivery).await;
+    process(&deps, job).await;
     let called = device.0.lock().unwrap().expect("Service A was called");
     assert!(
         called - started >= Duration::from_secs(59),
@@ -398,9 +382,8 @@ async fn calls_are_observed_by_outcome_and_a_dropped_call_as_a_timeout() {
     };
     let queue = InProcessQueue::default();
     queue.publish(&task()).await.unwrap();
-    let delivery = queue.subscribe().await.unwrap().next().await.unwrap();
     assert!(matches!(
-        process(&deps, delivery).await,
+        process(&deps, next_job(&queue).await).await,
         Settlement::Acked(Some(Outcome::Failed { attempts: 2, .. }))
     ));
     // A 404 before the last attempt is a plain failure, not a dead letter.
