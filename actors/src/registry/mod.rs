@@ -90,7 +90,8 @@ pub enum Cancel {
 #[derive(Debug)]
 pub struct Watch {
     pub now: TaskRecord,
-    pub finished: Option<tokio::sync::oneshot::Receiver<TaskRecord>>,
+    /// Shared, not copied, among the task's watchers; a pointer in each waiter's channel.
+    pub finished: Option<tokio::sync::oneshot::Receiver<Arc<TaskRecord>>>,
 }
 
 impl RegistryMsg {
@@ -155,7 +156,7 @@ pub struct RegistryState {
     /// Requests for busy tasks, in arrival order.
     waiting: VecDeque<RegistryMsg>,
     /// Long-poll waiters of unfinished tasks, told when the task becomes final.
-    watchers: HashMap<TaskId, Vec<oneshot::Sender<TaskRecord>>>,
+    watchers: HashMap<TaskId, Vec<oneshot::Sender<Arc<TaskRecord>>>>,
 }
 
 impl Actor for Registry {
@@ -280,11 +281,7 @@ impl RegistryState {
                 self.commit(myself, id, None, plan, reply)
             }
             RegistryMsg::Watch(id, reply) => drop(reply.send(self.watch(id))),
-            RegistryMsg::Finalized(record) => {
-                for watcher in self.watchers.remove(&record.id).unwrap_or_default() {
-                    let _ = watcher.send(record.clone());
-                }
-            }
+            RegistryMsg::Finalized(record) => self.tell_watchers(record),
             RegistryMsg::Published(id) => store.mark_published(&[id]),
             RegistryMsg::FinalElsewhere(id) => self.wake_finished_elsewhere(id),
             RegistryMsg::List(query, reply) => drop(reply.send(store.list(&query))),
@@ -353,6 +350,15 @@ impl RegistryState {
         }))
     }
 
+    /// Hands the final record to every watcher of its task, one copy shared by all.
+    fn tell_watchers(&mut self, record: TaskRecord) {
+        let watchers = self.watchers.remove(&record.id).unwrap_or_default();
+        let record = Arc::new(record);
+        for watcher in watchers {
+            let _ = watcher.send(record.clone());
+        }
+    }
+
     /// Tells the watchers of tasks that another instance made final. A read that fails leaves the
     /// watchers waiting: their wait still ends at its deadline with the running answer.
     fn wake_finished_elsewhere(&mut self, id: Option<TaskId>) {
@@ -364,9 +370,7 @@ impl RegistryState {
         for id in ids {
             if let Ok(Some(record)) = self.store.get(id) {
                 if record.status.is_final() {
-                    for watcher in self.watchers.remove(&id).unwrap_or_default() {
-                        let _ = watcher.send(record.clone());
-                    }
+                    self.tell_watchers(record);
                 }
             }
         }

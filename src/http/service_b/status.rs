@@ -31,15 +31,21 @@ impl ServiceB {
                     now,
                 })) if now.equipment_id == equipment => {
                     // Only what the answer shows is kept while waiting, not the task's request.
-                    let now = Shown::from(now);
+                    let shown = Shown::from(&now);
+                    drop(now);
                     let later = tokio::time::timeout(wait, finished).await;
-                    return answer(later.ok().and_then(Result::ok).map_or(now, Shown::from));
+                    return answer(
+                        later
+                            .ok()
+                            .and_then(Result::ok)
+                            .map_or(shown, |done| Shown::from(&*done)),
+                    );
                 }
                 other => other.map(|watch| watch.map(|watch| watch.now)),
             },
         };
         match found {
-            Ok(Some(record)) if record.equipment_id == equipment => answer(Shown::from(record)),
+            Ok(Some(record)) if record.equipment_id == equipment => answer(Shown::from(&record)),
             Ok(_) => error(StatusCode::NOT_FOUND, TASK_NOT_FOUND),
             Err(store_error) => tasks::unavailable(store_error),
         }
@@ -54,12 +60,12 @@ struct Shown {
     retried_as: Option<TaskId>,
 }
 
-impl From<TaskRecord> for Shown {
-    fn from(record: TaskRecord) -> Self {
+impl From<&TaskRecord> for Shown {
+    fn from(record: &TaskRecord) -> Self {
         Self {
             status: record.status,
             attempts: record.attempts,
-            last_error: record.last_error,
+            last_error: record.last_error.clone(),
             retried_as: record.retried_as,
         }
     }
