@@ -122,36 +122,35 @@ impl Routes for ServiceB {
                     && dashboard::may_write(self.api_token.is_some(), request.peer);
                 dashboard::mode(writable, self.api_token.is_some())
             }
+            Handler::Tasks(TaskRoute::Status) => {
+                // A status request may be held for a minute (`?wait=`): past the checks it keeps
+                // the two ids and the query, and lets go of the headers and the rest.
+                let (device, task) = match (self.admit(TaskRoute::Status, &request, &params), params.get("task")) {
+                    (Err(refused), _) => return *refused,
+                    (Ok(Some(device)), Some(task)) => (device, task.to_owned()),
+                    // The status row's pattern has both `{id}` and `{task}`.
+                    _ => return no_route(&request),
+                };
+                drop(params);
+                let query = into_query(request);
+                self.status(device, &task, &query).await
+            }
             Handler::Tasks(route) => self.tasks(*route, &request, &params).await,
         }
     }
 }
 
+fn into_query(request: HttpRequest) -> String {
+    request.query
+}
+
 impl ServiceB {
-    /// A task route, after the checks every one of them takes, in the contract's order: token,
-    /// loopback for writes, equipment id, then whether new tasks are accepted.
+    /// A task route, after [`Self::admit`]'s checks.
     async fn tasks(&self, route: TaskRoute, request: &HttpRequest, params: &Params<'_>) -> Response {
-        if let Some(denied) = self.check_token(request) {
-            return denied;
-        }
-        if route.is_operator_write() && !dashboard::may_write(self.api_token.is_some(), request.peer) {
-            return dashboard::forbidden();
-        }
-        let equipment = match params.get("id") {
-            None => None,
-            Some(id) => match EquipmentId::parse(id) {
-                Ok(equipment) => Some(equipment),
-                Err(_) => return error(StatusCode::NOT_FOUND, EQUIPMENT_NOT_FOUND),
-            },
+        let equipment = match self.admit(route, request, params) {
+            Ok(equipment) => equipment,
+            Err(refused) => return *refused,
         };
-        if route.changes_tasks() {
-            if let Some(refused) = self.refuse_while_stopping() {
-                if matches!(route, TaskRoute::Create) {
-                    self.metrics.task_created(Admission::Refused);
-                }
-                return refused;
-            }
-        }
         use TaskRoute::*;
         // The operator routes are boxed: a request's future is as large as its largest branch, and
         // each of 10,000 held `?wait=` status requests would otherwise carry their size.
@@ -179,6 +178,38 @@ impl ServiceB {
             // A row whose pattern lacks the `{id}` or `{task}` its handler needs: none is.
             (Retry | Create | Cancel | Status, _, _) => no_route(request),
         }
+    }
+
+    /// The checks every task route takes, in the contract's order: token, loopback for writes,
+    /// equipment id, then whether new tasks are accepted. Ok: the route's device, if it names one.
+    fn admit(
+        &self,
+        route: TaskRoute,
+        request: &HttpRequest,
+        params: &Params<'_>,
+    ) -> Result<Option<EquipmentId>, Box<Response>> {
+        if let Some(denied) = self.check_token(request) {
+            return Err(Box::new(denied));
+        }
+        if route.is_operator_write() && !dashboard::may_write(self.api_token.is_some(), request.peer) {
+            return Err(Box::new(dashboard::forbidden()));
+        }
+        let equipment = match params.get("id") {
+            None => None,
+            Some(id) => match EquipmentId::parse(id) {
+                Ok(equipment) => Some(equipment),
+                Err(_) => return Err(Box::new(error(StatusCode::NOT_FOUND, EQUIPMENT_NOT_FOUND))),
+            },
+        };
+        if route.changes_tasks() {
+            if let Some(refused) = self.refuse_while_stopping() {
+                if matches!(route, TaskRoute::Create) {
+                    self.metrics.task_created(Admission::Refused);
+                }
+                return Err(Box::new(refused));
+            }
+        }
+        Ok(equipment)
     }
 
     fn refuse_while_stopping(&self) -> Option<Response> {
