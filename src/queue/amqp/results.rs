@@ -1,8 +1,8 @@
-//! RabbitMQ wiring: the task publisher and source, and the results queue that carries outcomes
-//! from worker processes back to the Service B that answers GET.
+//! RabbitMQ wiring: opens the task publisher and source, and the results queue that carries
+//! outcomes from worker processes back to the Service B that answers GET (its sink and its consumer).
 
+use super::{AmqpConfig, AmqpLink, AmqpPublisher, AmqpSource, DeclareError, QueueSpec, QueueType};
 use crate::config::Config;
-use crate::queue::amqp::{AmqpConfig, AmqpLink, AmqpPublisher, AmqpSource, DeclareError, QueueSpec, QueueType};
 use anyhow::Result;
 use async_trait::async_trait;
 use cpe_actors::ports::{Begin, Delivery, DeliveryHandler, QueueSource, Settle, SinkError, StatusSink, TaskPublisher};
