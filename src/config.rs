@@ -1,6 +1,7 @@
 //! Command line and environment: every option has a flag and a variable, and is checked at start.
 
 use crate::duration::parse_duration;
+use crate::secret::Secret;
 use clap::{Parser, Subcommand, ValueEnum};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -104,9 +105,9 @@ impl std::fmt::Debug for StoreKind {
 /// A value parser for values that hold a password: on error, clap's own message would quote the
 /// value; this one names the option and the rule only.
 #[derive(Clone)]
-struct Secret<T>(fn(&str) -> Result<T, String>);
+struct QuietParser<T>(fn(&str) -> Result<T, String>);
 
-impl<T: Clone + Send + Sync + 'static> clap::builder::TypedValueParser for Secret<T> {
+impl<T: Clone + Send + Sync + 'static> clap::builder::TypedValueParser for QuietParser<T> {
     type Value = T;
 
     fn parse_ref(
@@ -141,169 +142,200 @@ fn parse_store(raw: &str) -> Result<StoreKind, String> {
     }
 }
 
+/// The options of the whole process. Each part's options sit in a group of their concern, so a part is
+/// handed only what it uses. Every option keeps its place in `--help` through `display_order`: the
+/// place it had before the grouping, after the eight subcommands (clap numbers those first, and a
+/// subcommand's help sorts its own options among these by the same numbers).
 #[derive(Debug, Clone, clap::Args)]
 pub struct Config {
     /// Which part of the system this process runs.
-    #[arg(long, global = true, env = "ROLE", value_enum, default_value = "all")]
+    #[arg(
+        long,
+        global = true,
+        env = "ROLE",
+        value_enum,
+        default_value = "all",
+        display_order = 8
+    )]
     pub role: Role,
 
+    #[command(flatten)]
+    pub service_a: ServiceAOptions,
+
+    #[command(flatten)]
+    pub http: HttpOptions,
+
+    #[command(flatten)]
+    pub worker: WorkerOptions,
+
+    #[command(flatten)]
+    pub broker: BrokerOptions,
+
+    #[command(flatten)]
+    pub store: StoreOptions,
+
+    /// Directory of cert.pem and key.pem; a self-signed pair is generated there when missing.
+    #[arg(long, global = true, env = "CERTS_DIR", default_value = "certs", display_order = 16)]
+    pub certs_dir: PathBuf,
+
+    /// On SIGTERM or SIGINT, how long running configurations may take to finish.
+    #[arg(long, global = true, env = "SHUTDOWN_GRACE", default_value = "30s", value_parser = parse_duration, display_order = 27)]
+    pub shutdown_grace: Duration,
+
+    /// Log format.
+    #[arg(
+        long,
+        global = true,
+        env = "LOG_FORMAT",
+        value_enum,
+        default_value = "text",
+        display_order = 29
+    )]
+    pub log_format: LogFormat,
+}
+
+/// Service A, the device simulation.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServiceAOptions {
     /// Address Service A listens on (HTTPS).
-    #[arg(long, global = true, env = "SERVICE_A_ADDR", default_value = "0.0.0.0:8080")]
+    #[arg(
+        long,
+        global = true,
+        env = "SERVICE_A_ADDR",
+        default_value = "0.0.0.0:8080",
+        display_order = 9
+    )]
     pub service_a_addr: SocketAddr,
 
-    /// Address Service B listens on (HTTPS).
-    #[arg(long, global = true, env = "SERVICE_B_ADDR", default_value = "0.0.0.0:8081")]
-    pub service_b_addr: SocketAddr,
+    /// How long Service A takes to configure one device (250ms, 2s, 1m).
+    #[arg(long, global = true, env = "CONFIG_DELAY", default_value = "60s", value_parser = parse_duration, display_order = 17)]
+    pub config_delay: Duration,
 
+    /// Fraction of configurations Service A fails with HTTP 500, from 0.0 to 1.0 (fault injection).
+    #[arg(long, global = true, env = "FAIL_RATE", default_value_t = 0.0, value_parser = parse_fraction, display_order = 18)]
+    pub fail_rate: f64,
+}
+
+/// The workers and their calls to Service A.
+#[derive(Debug, Clone, clap::Args)]
+pub struct WorkerOptions {
     /// Base URL workers use to call Service A; it must present --certs-dir/cert.pem.
     /// [default: https://localhost:8080; with --role all, the port Service A listens on]
-    #[arg(long, global = true, env = "SERVICE_A_URL", value_parser = parse_https_url, hide_env_values = true)]
+    #[arg(long, global = true, env = "SERVICE_A_URL", value_parser = parse_https_url, hide_env_values = true, display_order = 11)]
     pub service_a_url: Option<String>,
 
+    /// How many configurations may run at once in this process.
+    #[arg(long, global = true, env = "WORKERS", default_value_t = 256, value_parser = clap::value_parser!(u16).range(1..=10_000), display_order = 19)]
+    pub workers: u16,
+
+    /// Calls to Service A per task, the first included, before the task fails.
+    #[arg(long, global = true, env = "MAX_ATTEMPTS", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100), display_order = 20)]
+    pub max_attempts: u32,
+
+    /// Wait before the first retry; it doubles with each further retry (with jitter).
+    #[arg(long, global = true, env = "RETRY_BASE", default_value = "1s", value_parser = parse_duration, display_order = 21)]
+    pub retry_base: Duration,
+
+    /// Deadline of one call to Service A. Default: twice --config-delay plus 30s.
+    #[arg(long, global = true, env = "CALL_TIMEOUT", value_parser = parse_duration, display_order = 22)]
+    pub call_timeout: Option<Duration>,
+}
+
+/// Where task state is kept.
+#[derive(Debug, Clone, clap::Args)]
+pub struct StoreOptions {
+    /// Where task state is kept: `memory` (lost at exit), `file` (under --data-dir, one instance),
+    /// or postgres://user:password@host:5432/database (shared by several instances; with
+    /// --amqp-url). [default: file, or DATABASE_URL when that is set]
+    #[arg(long, global = true, env = "STORE", value_parser = QuietParser(parse_store), hide_env_values = true, display_order = 23)]
+    pub store: Option<StoreKind>,
+
+    /// PostgreSQL URL used when --store is not given.
+    #[arg(long, global = true, env = "DATABASE_URL", value_parser = QuietParser(parse_database_url), hide_env_values = true, display_order = 24)]
+    pub database_url: Option<Secret<String>>,
+
+    /// Directory of the file store.
+    #[arg(long, global = true, env = "DATA_DIR", default_value = "data", display_order = 25)]
+    pub data_dir: PathBuf,
+
+    /// How long finished tasks stay readable before they are removed.
+    #[arg(long, global = true, env = "RETENTION", default_value = "7d", value_parser = parse_duration, display_order = 26)]
+    pub retention: Duration,
+}
+
+/// RabbitMQ: where it is and which queues carry tasks and outcomes.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BrokerOptions {
     /// RabbitMQ URL, like amqp://guest:guest@127.0.0.1:5672/%2f. Unset: the in-process queue.
-    #[arg(long, global = true, env = "AMQP_URL", value_parser = Secret(parse_amqp_url), hide_env_values = true)]
-    pub amqp_url: Option<String>,
+    #[arg(long, global = true, env = "AMQP_URL", value_parser = QuietParser(parse_amqp_url), hide_env_values = true, display_order = 12)]
+    pub amqp_url: Option<Secret<String>>,
 
     /// Queue of configuration tasks.
-    #[arg(long, global = true, env = "QUEUE", default_value = "config_tasks", value_parser = parse_queue_name)]
+    #[arg(long, global = true, env = "QUEUE", default_value = "config_tasks", value_parser = parse_queue_name, display_order = 13)]
     pub queue: String,
 
     /// Queue on which workers in another process report outcomes to Service B.
-    #[arg(long, global = true, env = "RESULTS_QUEUE", default_value = "config_results", value_parser = parse_queue_name)]
+    #[arg(long, global = true, env = "RESULTS_QUEUE", default_value = "config_results", value_parser = parse_queue_name, display_order = 14)]
     pub results_queue: String,
 
     /// Type of the task queue and its dead-letter queue on RabbitMQ. classic: what the original system
     /// declares, so it keeps working beside cpe-config. quorum: replicated across RabbitMQ nodes, with a
     /// delivery limit; a classic queue of the same name must be drained and deleted first (or use another
     /// --queue).
-    #[arg(long, global = true, env = "QUEUE_TYPE", value_enum, default_value = "classic")]
+    #[arg(
+        long,
+        global = true,
+        env = "QUEUE_TYPE",
+        value_enum,
+        default_value = "classic",
+        display_order = 15
+    )]
     pub queue_type: crate::queue::amqp::QueueType,
+}
 
-    /// Directory of cert.pem and key.pem; a self-signed pair is generated there when missing.
-    #[arg(long, global = true, env = "CERTS_DIR", default_value = "certs")]
-    pub certs_dir: PathBuf,
-
-    /// How long Service A takes to configure one device (250ms, 2s, 1m).
-    #[arg(long, global = true, env = "CONFIG_DELAY", default_value = "60s", value_parser = parse_duration)]
-    pub config_delay: Duration,
-
-    /// Fraction of configurations Service A fails with HTTP 500, from 0.0 to 1.0 (fault injection).
-    #[arg(long, global = true, env = "FAIL_RATE", default_value_t = 0.0, value_parser = parse_fraction)]
-    pub fail_rate: f64,
-
-    /// How many configurations may run at once in this process.
-    #[arg(long, global = true, env = "WORKERS", default_value_t = 256, value_parser = clap::value_parser!(u16).range(1..=10_000))]
-    pub workers: u16,
-
-    /// Calls to Service A per task, the first included, before the task fails.
-    #[arg(long, global = true, env = "MAX_ATTEMPTS", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100))]
-    pub max_attempts: u32,
-
-    /// Wait before the first retry; it doubles with each further retry (with jitter).
-    #[arg(long, global = true, env = "RETRY_BASE", default_value = "1s", value_parser = parse_duration)]
-    pub retry_base: Duration,
-
-    /// Deadline of one call to Service A. Default: twice --config-delay plus 30s.
-    #[arg(long, global = true, env = "CALL_TIMEOUT", value_parser = parse_duration)]
-    pub call_timeout: Option<Duration>,
-
-    /// Where task state is kept: `memory` (lost at exit), `file` (under --data-dir, one instance),
-    /// or postgres://user:password@host:5432/database (shared by several instances; with
-    /// --amqp-url). [default: file, or DATABASE_URL when that is set]
-    #[arg(long, global = true, env = "STORE", value_parser = Secret(parse_store), hide_env_values = true)]
-    pub store: Option<StoreKind>,
-
-    /// PostgreSQL URL used when --store is not given.
-    #[arg(long, global = true, env = "DATABASE_URL", value_parser = Secret(parse_database_url), hide_env_values = true)]
-    pub database_url: Option<String>,
-
-    /// Directory of the file store.
-    #[arg(long, global = true, env = "DATA_DIR", default_value = "data")]
-    pub data_dir: PathBuf,
-
-    /// How long finished tasks stay readable before they are removed.
-    #[arg(long, global = true, env = "RETENTION", default_value = "7d", value_parser = parse_duration)]
-    pub retention: Duration,
-
-    /// On SIGTERM or SIGINT, how long running configurations may take to finish.
-    #[arg(long, global = true, env = "SHUTDOWN_GRACE", default_value = "30s", value_parser = parse_duration)]
-    pub shutdown_grace: Duration,
+/// Service B's HTTPS front, and the connection limits both servers share.
+#[derive(Debug, Clone, clap::Args)]
+pub struct HttpOptions {
+    /// Address Service B listens on (HTTPS).
+    #[arg(
+        long,
+        global = true,
+        env = "SERVICE_B_ADDR",
+        default_value = "0.0.0.0:8081",
+        display_order = 10
+    )]
+    pub service_b_addr: SocketAddr,
 
     /// When set, Service B requires `Authorization: Bearer <token>`.
-    #[arg(long, global = true, env = "API_TOKEN", hide_env_values = true)]
-    pub api_token: Option<String>,
-
-    /// Log format.
-    #[arg(long, global = true, env = "LOG_FORMAT", value_enum, default_value = "text")]
-    pub log_format: LogFormat,
+    #[arg(long, global = true, env = "API_TOKEN", value_parser = QuietParser(parse_api_token), hide_env_values = true, display_order = 28)]
+    pub api_token: Option<Secret<String>>,
 
     /// Open HTTPS connections allowed at once in this process (both services); over it new
     /// connections wait in the listen backlog.
-    #[arg(long, global = true, env = "MAX_CONNECTIONS", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    #[arg(long, global = true, env = "MAX_CONNECTIONS", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000), display_order = 30)]
     pub max_connections: u32,
 
     /// Longest a client may take to send a request body once its head arrived; then 408.
-    #[arg(long, global = true, env = "BODY_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    #[arg(long, global = true, env = "BODY_TIMEOUT", default_value = "30s", value_parser = parse_duration, display_order = 31)]
     pub body_timeout: Duration,
 
     /// An HTTP/2 connection with no request in flight for this long is closed.
-    #[arg(long, global = true, env = "IDLE_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    #[arg(long, global = true, env = "IDLE_TIMEOUT", default_value = "60s", value_parser = parse_duration, display_order = 32)]
     pub idle_timeout: Duration,
 }
 
-impl Config {
+impl StoreOptions {
     /// The store chosen by --store, else by DATABASE_URL, else the file store.
-    pub fn store(&self) -> StoreKind {
+    pub fn kind(&self) -> StoreKind {
         match (&self.store, &self.database_url) {
             (Some(store), _) => store.clone(),
-            (None, Some(url)) => StoreKind::Postgres(url.clone()),
+            (None, Some(url)) => StoreKind::Postgres(url.expose().clone()),
             (None, None) => StoreKind::File,
         }
     }
+}
 
-    /// Checks that need more than one option; the message names the options at fault.
-    pub fn validate(&self) -> Result<(), String> {
-        if matches!(self.role, Role::ServiceB | Role::Worker) && self.amqp_url.is_none() {
-            return Err(format!(
-                "--role {} needs --amqp-url (AMQP_URL): separate processes exchange tasks through RabbitMQ",
-                self.role.to_possible_value().expect("roles have names").get_name()
-            ));
-        }
-        if self.queue_type == crate::queue::amqp::QueueType::Quorum && self.amqp_url.is_none() {
-            return Err("--queue-type quorum needs --amqp-url (AMQP_URL): it is a kind of RabbitMQ queue".into());
-        }
-        if self.queue == self.results_queue {
-            return Err("--queue and --results-queue must name different queues".into());
-        }
-        if self
-            .api_token
-            .as_deref()
-            .is_some_and(|t| t.len() < 16 || t.chars().any(|c| !c.is_ascii_graphic()))
-        {
-            return Err("--api-token (API_TOKEN) must be at least 16 printable characters without spaces".into());
-        }
-        if self.call_timeout == Some(Duration::ZERO) {
-            return Err("--call-timeout must be longer than 0s".into());
-        }
-        if self.body_timeout.is_zero() || self.idle_timeout.is_zero() {
-            return Err("--body-timeout and --idle-timeout must be longer than 0s".into());
-        }
-        Ok(())
-    }
-
-    pub fn call_timeout(&self) -> Duration {
-        self.call_timeout
-            .unwrap_or(self.config_delay * 2 + Duration::from_secs(30))
-    }
-
-    /// The longest a worker can legitimately hold a task: waiting out an earlier call, then every
-    /// attempt at its deadline with the longest backoff between them, and a minute of slack.
-    /// Past it, a running task is failed.
-    pub fn lease(&self) -> Duration {
-        (self.call_timeout() + cpe_actors::retry::RetryPolicy::default().max_delay) * (self.max_attempts + 1)
-            + Duration::from_secs(60)
-    }
-
+impl WorkerOptions {
     /// Where workers call Service A; in one process, the Service A bound next to them.
     pub fn service_a_url(&self, bound_service_a: Option<SocketAddr>) -> String {
         match (&self.service_a_url, bound_service_a) {
@@ -311,6 +343,55 @@ impl Config {
             (None, Some(addr)) => format!("https://localhost:{}", addr.port()),
             (None, None) => "https://localhost:8080".into(),
         }
+    }
+}
+
+impl Config {
+    /// Checks that need more than one option; the message names the options at fault.
+    pub fn validate(&self) -> Result<(), String> {
+        let broker = &self.broker;
+        if matches!(self.role, Role::ServiceB | Role::Worker) && broker.amqp_url.is_none() {
+            return Err(format!(
+                "--role {} needs --amqp-url (AMQP_URL): separate processes exchange tasks through RabbitMQ",
+                self.role.to_possible_value().expect("roles have names").get_name()
+            ));
+        }
+        if broker.queue_type == crate::queue::amqp::QueueType::Quorum && broker.amqp_url.is_none() {
+            return Err("--queue-type quorum needs --amqp-url (AMQP_URL): it is a kind of RabbitMQ queue".into());
+        }
+        if broker.queue == broker.results_queue {
+            return Err("--queue and --results-queue must name different queues".into());
+        }
+        let http = &self.http;
+        if http
+            .api_token
+            .as_ref()
+            .is_some_and(|t| t.expose().len() < 16 || t.expose().chars().any(|c| !c.is_ascii_graphic()))
+        {
+            return Err("--api-token (API_TOKEN) must be at least 16 printable characters without spaces".into());
+        }
+        if self.worker.call_timeout == Some(Duration::ZERO) {
+            return Err("--call-timeout must be longer than 0s".into());
+        }
+        if http.body_timeout.is_zero() || http.idle_timeout.is_zero() {
+            return Err("--body-timeout and --idle-timeout must be longer than 0s".into());
+        }
+        Ok(())
+    }
+
+    /// Needs two groups: the default follows Service A's delay.
+    pub fn call_timeout(&self) -> Duration {
+        self.worker
+            .call_timeout
+            .unwrap_or(self.service_a.config_delay * 2 + Duration::from_secs(30))
+    }
+
+    /// The longest a worker can legitimately hold a task: waiting out an earlier call, then every
+    /// attempt at its deadline with the longest backoff between them, and a minute of slack.
+    /// Past it, a running task is failed.
+    pub fn lease(&self) -> Duration {
+        (self.call_timeout() + cpe_actors::retry::RetryPolicy::default().max_delay) * (self.worker.max_attempts + 1)
+            + Duration::from_secs(60)
     }
 
     pub fn runs_service_a(&self) -> bool {
@@ -338,19 +419,24 @@ fn parse_https_url(raw: &str) -> Result<String, String> {
     Ok(raw.trim_end_matches('/').to_owned())
 }
 
-fn parse_amqp_url(raw: &str) -> Result<String, String> {
+fn parse_amqp_url(raw: &str) -> Result<Secret<String>, String> {
     if raw.starts_with("amqps://") {
         return Err("amqps:// is not supported by this build; use amqp:// on a trusted network".into());
     }
     if !raw.starts_with("amqp://") || raw.len() <= "amqp://".len() {
         return Err("must look like amqp://user:password@host:5672/%2f".into());
     }
-    Ok(raw.to_owned())
+    Ok(Secret::new(raw.to_owned()))
 }
 
-fn parse_database_url(raw: &str) -> Result<String, String> {
+/// Any text parses; its rule (length, characters) is checked in `Config::validate`.
+fn parse_api_token(raw: &str) -> Result<Secret<String>, String> {
+    Ok(Secret::new(raw.to_owned()))
+}
+
+fn parse_database_url(raw: &str) -> Result<Secret<String>, String> {
     match parse_store(raw)? {
-        StoreKind::Postgres(url) => Ok(url),
+        StoreKind::Postgres(url) => Ok(Secret::new(url)),
         _ => Err("must be a URL like postgres://user:password@host:5432/database".into()),
     }
 }
@@ -388,18 +474,18 @@ mod tests {
     fn defaults_match_the_documentation() {
         let config = parse(&[]).unwrap().config;
         assert_eq!(config.role, Role::All);
-        assert_eq!(config.service_a_addr.to_string(), "0.0.0.0:8080");
-        assert_eq!(config.service_b_addr.to_string(), "0.0.0.0:8081");
-        assert_eq!(config.service_a_url(None), "https://localhost:8080");
+        assert_eq!(config.service_a.service_a_addr.to_string(), "0.0.0.0:8080");
+        assert_eq!(config.http.service_b_addr.to_string(), "0.0.0.0:8081");
+        assert_eq!(config.worker.service_a_url(None), "https://localhost:8080");
         assert_eq!(
-            config.service_a_url(Some("0.0.0.0:9443".parse().unwrap())),
+            config.worker.service_a_url(Some("0.0.0.0:9443".parse().unwrap())),
             "https://localhost:9443"
         );
         assert_eq!(
-            (config.queue.as_str(), config.results_queue.as_str()),
+            (config.broker.queue.as_str(), config.broker.results_queue.as_str()),
             ("config_tasks", "config_results")
         );
-        assert_eq!(config.config_delay, Duration::from_secs(60));
+        assert_eq!(config.service_a.config_delay, Duration::from_secs(60));
         assert_eq!(config.call_timeout(), Duration::from_secs(150));
         assert!(config.validate().is_ok());
     }
@@ -436,5 +522,22 @@ mod tests {
             .unwrap()
             .config;
         assert!(config.validate().is_ok());
+    }
+
+    #[test]
+    fn debug_hides_the_token_and_the_passwords() {
+        let cli = parse(&[
+            "--amqp-url",
+            "amqp://guest:broker-password@127.0.0.1",
+            "--api-token",
+            "token-of-sixteen-or-more",
+            "--database-url",
+            "postgres://user:database-password@127.0.0.1/tasks",
+        ])
+        .unwrap();
+        let shown = format!("{:?}", cli.config);
+        for secret in ["broker-password", "token-of-sixteen-or-more", "database-password"] {
+            assert!(!shown.contains(secret), "{shown}");
+        }
     }
 }

@@ -59,10 +59,10 @@ impl App {
             tracing::info!(dir = %config.certs_dir.display(), "generated a self-signed certificate pair for localhost, 127.0.0.1 and ::1");
         }
         let acceptor = TlsAcceptor::from(tls::server_config(&config.certs_dir)?);
-        let transport = Transport::open(&config).await?;
+        let transport = Transport::open(&config.broker, config.worker.workers).await?;
         let metrics = Metrics::new(&config);
         metrics.watch_links(transport.broker_links());
-        if config.amqp_url.is_some() && config.lease() > BROKER_ACK_TIMEOUT {
+        if config.broker.amqp_url.is_some() && config.lease() > BROKER_ACK_TIMEOUT {
             tracing::warn!(
                 lease = %format_duration(config.lease()),
                 "a task may hold its delivery longer than RabbitMQ's default consumer_timeout (30m): \
@@ -77,9 +77,9 @@ impl App {
         let mut announce: Vec<Box<dyn FnOnce()>> = Vec::new();
         let (mut service_a_addr, mut service_b_addr) = (None, None);
         let limits = EdgeLimits {
-            connections: Connections::new(config.max_connections as usize),
-            body_timeout: config.body_timeout,
-            idle_timeout: config.idle_timeout,
+            connections: Connections::new(config.http.max_connections as usize),
+            body_timeout: config.http.body_timeout,
+            idle_timeout: config.http.idle_timeout,
         };
 
         let mut shared_store = None;
@@ -90,10 +90,10 @@ impl App {
             let slot = Slot::default();
             children.push(Box::new(cpe_actors::registry::spec(store, slot.clone())));
             let registry = RegistryHandle::new(slot);
-            let every = (config.retention / 10).min(config.lease() / 4);
+            let every = (config.store.retention / 10).min(config.lease() / 4);
             children.push(Box::new(sweeper::spec(SweeperArgs {
                 registry: registry.clone(),
-                retention: config.retention,
+                retention: config.store.retention,
                 lease: config.lease(),
                 every: every.clamp(Duration::from_secs(1), Duration::from_secs(60)),
             })));
@@ -103,12 +103,12 @@ impl App {
         };
 
         if config.runs_service_a() {
-            let listener = bind(config.service_a_addr, "--service-a-addr")?;
+            let listener = bind(config.service_a.service_a_addr, "--service-a-addr")?;
             let addr = listener.local_addr()?;
             service_a_addr = Some(addr);
             let routes = ServiceA {
-                delay: config.config_delay,
-                fail_rate: config.fail_rate,
+                delay: config.service_a.config_delay,
+                fail_rate: config.service_a.fail_rate,
                 readiness: Readiness {
                     accepting: accepting.clone(),
                     queues: vec![],
@@ -116,7 +116,7 @@ impl App {
             };
             let routes = observed(routes, "service_a", &metrics);
             children.push(server_spec("service-a", listener, &acceptor, routes, &limits));
-            let delay = format_duration(config.config_delay);
+            let delay = format_duration(config.service_a.config_delay);
             announce.push(Box::new(
                 move || tracing::info!(%addr, %delay, "Service A (cpe_locate_service) listening on https"),
             ));
@@ -131,14 +131,14 @@ impl App {
                     .ok_or_else(|| anyhow!("workers in their own process need --amqp-url"))?,
             };
             let trust = tls::client_trust(&config.certs_dir)?;
-            let service_a_url = config.service_a_url(service_a_addr);
-            let provisioner = ServiceAClient::new(&service_a_url, trust, config.workers as usize)?;
+            let service_a_url = config.worker.service_a_url(service_a_addr);
+            let provisioner = ServiceAClient::new(&service_a_url, trust, config.worker.workers as usize)?;
             let deps = Arc::new(WorkerDeps {
                 provisioner: Arc::new(provisioner),
                 sink,
                 retry: RetryPolicy {
-                    max_attempts: config.max_attempts,
-                    base: config.retry_base,
+                    max_attempts: config.worker.max_attempts,
+                    base: config.worker.retry_base,
                     ..RetryPolicy::default()
                 },
                 call_timeout: config.call_timeout(),
@@ -147,7 +147,7 @@ impl App {
             });
             let slot = Slot::default();
             children.push(Box::new(cpe_actors::pool::spec(
-                config.workers as usize,
+                config.worker.workers as usize,
                 deps,
                 slot.clone(),
             )));
@@ -160,7 +160,7 @@ impl App {
                 connected,
             )));
             consumers.push("consumer");
-            let (workers, queue) = (config.workers, transport.tasks.describe());
+            let (workers, queue) = (config.worker.workers, transport.tasks.describe());
             announce.push(Box::new(
                 move || tracing::info!(workers, %queue, service_a = %crate::redact::redact_url(&service_a_url), "workers consuming"),
             ));
@@ -179,7 +179,7 @@ impl App {
                 children.push(Box::new(consumer::spec("results-consumer", source, handler, connected)));
                 consumers.push("results-consumer");
             }
-            let listener = bind(config.service_b_addr, "--service-b-addr")?;
+            let listener = bind(config.http.service_b_addr, "--service-b-addr")?;
             let addr = listener.local_addr()?;
             service_b_addr = Some(addr);
             let readiness = Readiness {
@@ -190,7 +190,7 @@ impl App {
                 registry: registry.clone(),
                 publisher: transport.publisher.clone(),
                 readiness,
-                api_token: config.api_token.clone(),
+                api_token: config.http.api_token.as_ref().map(|token| token.expose().clone()),
                 metrics: metrics.clone(),
             };
             let routes = observed(routes, "service_b", &metrics);
@@ -314,12 +314,12 @@ const RELAY_EVERY: Duration = Duration::from_secs(2);
 type OpenedStore = (Arc<dyn TaskStore>, Option<Arc<PgStore>>);
 
 fn open_store(config: &Config) -> Result<OpenedStore> {
-    Ok(match config.store() {
+    Ok(match config.store.kind() {
         StoreKind::Memory => (Arc::new(MemoryStore::default()), None),
         StoreKind::File => (
             Arc::new(
-                crate::store::file::FileStore::open(&config.data_dir)
-                    .with_context(|| format!("--data-dir {}", config.data_dir.display()))?,
+                crate::store::file::FileStore::open(&config.store.data_dir)
+                    .with_context(|| format!("--data-dir {}", config.store.data_dir.display()))?,
             ),
             None,
         ),
@@ -333,7 +333,7 @@ fn open_store(config: &Config) -> Result<OpenedStore> {
 /// Per-device leases when instances share a PostgreSQL store; none otherwise (the pool alone keeps
 /// one task per device at a time in one process).
 fn device_leases(config: &Config) -> Result<Option<Arc<dyn DeviceLeases>>> {
-    let StoreKind::Postgres(url) = config.store() else {
+    let StoreKind::Postgres(url) = config.store.kind() else {
         return Ok(None);
     };
     let holder = format!("pid {} ({})", std::process::id(), uuid::Uuid::new_v4());

@@ -1,7 +1,7 @@
 //! The transport between Service B and the workers: the in-process queue, or RabbitMQ when
 //! `--amqp-url` is set (with the results queue when the roles run in separate processes).
 
-use crate::config::Config;
+use crate::config::BrokerOptions;
 use crate::queue::amqp::{self, AmqpLink, ResultsQueue};
 use anyhow::Result;
 use cpe_actors::memory::InProcessQueue;
@@ -25,8 +25,9 @@ enum Backend {
 }
 
 impl Transport {
-    pub async fn open(config: &Config) -> Result<Transport> {
-        match &config.amqp_url {
+    /// `workers`: how many configurations run at once here, which sets how many deliveries to take.
+    pub async fn open(options: &BrokerOptions, workers: u16) -> Result<Transport> {
+        match &options.amqp_url {
             None => {
                 let queue = InProcessQueue::default();
                 Ok(Transport {
@@ -36,7 +37,7 @@ impl Transport {
                 })
             }
             Some(url) => {
-                let (publisher, tasks, results) = amqp::open_amqp(config, url).await?;
+                let (publisher, tasks, results) = amqp::open_amqp(options, url.expose(), workers).await?;
                 Ok(Transport {
                     publisher,
                     tasks,
