@@ -9,8 +9,8 @@ use std::time::Duration;
 pub async fn run(config: &Config, url: Option<String>) -> Result<()> {
     let url = url.unwrap_or_else(|| {
         let port = match config.role {
-            Role::ServiceA => config.service_a_addr.port(),
-            _ => config.service_b_addr.port(),
+            Role::ServiceA => config.service_a.service_a_addr.port(),
+            _ => config.http.service_b_addr.port(),
         };
         format!("https://localhost:{port}/readyz")
     });

@@ -120,7 +120,7 @@ impl Metrics {
             .set(1);
         registry.register("build_info", "Version and git commit of this build; always 1", build);
 
-        let scale = config.config_delay.as_secs_f64() / 60.0;
+        let scale = config.service_a.config_delay.as_secs_f64() / 60.0;
         let call_buckets = Buckets(CALL_BUCKETS_AT_60S.iter().map(|b| b * scale).collect());
         let metrics = Metrics {
             created: Family::default(),
@@ -195,7 +195,7 @@ impl Metrics {
                 metrics.redeliveries.clone(),
             );
         }
-        if config.amqp_url.is_some() {
+        if config.broker.amqp_url.is_some() {
             registry.register_collector(Box::new(BrokerGauges(metrics.sources.clone())));
         }
         registry.register(

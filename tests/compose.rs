@@ -380,12 +380,21 @@ fn the_scale_profile_runs_three_equal_instances_on_postgres_and_a_quorum_queue()
 
         let options = parsed_options(instance).unwrap();
         assert_eq!(options.role, cpe_config::config::Role::All, "{name}");
-        assert_eq!(options.queue_type, cpe_config::queue::amqp::QueueType::Quorum, "{name}");
+        assert_eq!(
+            options.broker.queue_type,
+            cpe_config::queue::amqp::QueueType::Quorum,
+            "{name}"
+        );
         assert_ne!(
-            options.queue, default.queue,
+            options.broker.queue, default.broker.queue,
             "{name}: the default service declares its queue classic on the same broker"
         );
-        let amqp = options.amqp_url.as_deref().unwrap_or_default();
+        let amqp = options
+            .broker
+            .amqp_url
+            .as_ref()
+            .map(|url| url.expose().as_str())
+            .unwrap_or_default();
         assert!(amqp.contains("@rabbitmq:5672"), "{name}: AMQP_URL={amqp}");
         let store = environment(instance)
             .into_iter()
@@ -395,7 +404,7 @@ fn the_scale_profile_runs_three_equal_instances_on_postgres_and_a_quorum_queue()
 
         let pairs = published_port_pairs(instance);
         let containers: BTreeSet<u16> = pairs.iter().map(|(_, container)| *container).collect();
-        for addr in [options.service_a_addr, options.service_b_addr] {
+        for addr in [options.service_a.service_a_addr, options.http.service_b_addr] {
             assert!(
                 containers.contains(&addr.port()),
                 "{name} listens on {addr}, which it does not publish ({pairs:?})"

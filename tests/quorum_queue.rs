@@ -95,7 +95,7 @@ fn the_delivery_limit_stays_above_every_allowed_max_attempts() {
 #[test]
 fn quorum_is_an_option_of_rabbitmq_only_and_classic_is_the_default() {
     let cli = Cli::try_parse_from(["cpe-config"]).unwrap();
-    assert_eq!(cli.config.queue_type, QueueType::Classic);
+    assert_eq!(cli.config.broker.queue_type, QueueType::Classic);
     let cli = Cli::try_parse_from(["cpe-config", "--queue-type=quorum"]).unwrap();
     let error = cli.config.validate().unwrap_err();
     assert!(error.contains("--queue-type quorum needs --amqp-url"), "{error}");

@@ -5,6 +5,7 @@ use crate::slot::Slot;
 use async_trait::async_trait;
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -45,10 +46,23 @@ impl RestartBudget {
     }
 }
 
+/// Which child a caller means, as a value: each spec gets its own when made, and whoever started a
+/// child keeps it to retire that child at shutdown (names are for logs, and may repeat).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ChildId(u64);
+
+impl ChildId {
+    pub fn fresh() -> Self {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        Self(NEXT.fetch_add(1, Ordering::Relaxed))
+    }
+}
+
 /// How to (re)start one child: specs keep their arguments, so a restart rebuilds the same child.
 #[async_trait]
 pub trait ChildSpec: Send + Sync + 'static {
     fn name(&self) -> &str;
+    fn id(&self) -> ChildId;
     async fn start(&self, supervisor: ActorCell) -> Result<ActorCell, ActorProcessingErr>;
 }
 
@@ -57,6 +71,7 @@ pub trait ChildSpec: Send + Sync + 'static {
 /// slot find the current one after a restart.
 pub struct Spec<A: Actor> {
     name: &'static str,
+    id: ChildId,
     actor: A,
     args: Box<dyn Fn() -> A::Arguments + Send + Sync>,
     slot: Option<Slot<A::Msg>>,
@@ -66,6 +81,7 @@ impl<A: Actor + Clone> Spec<A> {
     pub fn new(name: &'static str, actor: A, args: impl Fn() -> A::Arguments + Send + Sync + 'static) -> Self {
         Self {
             name,
+            id: ChildId::fresh(),
             actor,
             args: Box::new(args),
             slot: None,
@@ -82,6 +98,10 @@ impl<A: Actor + Clone> Spec<A> {
 impl<A: Actor + Clone> ChildSpec for Spec<A> {
     fn name(&self) -> &str {
         self.name
+    }
+
+    fn id(&self) -> ChildId {
+        self.id
     }
 
     async fn start(&self, supervisor: ActorCell) -> Result<ActorCell, ActorProcessingErr> {
@@ -106,7 +126,7 @@ pub struct SupervisorArgs {
 pub enum SupervisorMsg {
     Restart(usize),
     /// Stops a child for good (shutdown): it is not restarted.
-    Retire(String, RpcReplyPort<()>),
+    Retire(ChildId, RpcReplyPort<()>),
     /// The current cell of a child, by name (tests use it to kill one).
     Child(String, RpcReplyPort<Option<ActorCell>>),
 }
@@ -192,8 +212,8 @@ impl Actor for Supervisor {
                     Err(error) => on_child_exit(&myself, state, index, format!("restart failed: {error}")),
                 }
             }
-            SupervisorMsg::Retire(name, reply) => {
-                if let Some(child) = state.children.iter_mut().find(|c| c.spec.name() == name) {
+            SupervisorMsg::Retire(id, reply) => {
+                if let Some(child) = state.children.iter_mut().find(|c| c.spec.id() == id) {
                     child.retired = true;
                     if let Some(cell) = child.cell.take() {
                         let _ = cell

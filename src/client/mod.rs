@@ -117,7 +117,11 @@ pub async fn run(command: &crate::config::Command, config: &crate::config::Confi
         Command::Campaign(args) => &args.connection,
         _ => return None,
     };
-    let result = match Client::new(connection, &config.certs_dir, config.api_token.clone()) {
+    let result = match Client::new(
+        connection,
+        &config.certs_dir,
+        config.http.api_token.as_ref().map(|token| token.expose().clone()),
+    ) {
         Err(error) => Err(error),
         Ok(client) => match command {
             Command::Configure(args) => configure(&client, args).await,

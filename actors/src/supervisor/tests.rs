@@ -22,12 +22,17 @@ impl Actor for Flaky {
 
 struct FlakySpec {
     starts: Arc<AtomicUsize>,
+    id: ChildId,
 }
 
 #[async_trait]
 impl ChildSpec for FlakySpec {
     fn name(&self) -> &str {
         "flaky"
+    }
+
+    fn id(&self) -> ChildId {
+        self.id
     }
 
     async fn start(&self, supervisor: ActorCell) -> Result<ActorCell, ActorProcessingErr> {
@@ -45,10 +50,26 @@ async fn supervisor(
     Arc<AtomicUsize>,
     Arc<Mutex<Option<String>>>,
 ) {
+    supervisor_of_child(max_restarts, ChildId::fresh()).await
+}
+
+/// A supervisor of one flaky child that has the given id.
+async fn supervisor_of_child(
+    max_restarts: usize,
+    id: ChildId,
+) -> (
+    ActorRef<SupervisorMsg>,
+    tokio::task::JoinHandle<()>,
+    Arc<AtomicUsize>,
+    Arc<Mutex<Option<String>>>,
+) {
     let starts = Arc::new(AtomicUsize::new(0));
     let gave_up = Arc::new(Mutex::new(None));
     let args = SupervisorArgs {
-        children: vec![Box::new(FlakySpec { starts: starts.clone() })],
+        children: vec![Box::new(FlakySpec {
+            starts: starts.clone(),
+            id,
+        })],
         max_restarts,
         window: Duration::from_secs(60),
         backoff: Duration::from_millis(1),
@@ -104,9 +125,10 @@ async fn a_child_that_keeps_failing_stops_the_supervisor_with_a_reason() {
 
 #[tokio::test]
 async fn a_retired_child_is_not_restarted() {
-    let (supervisor, _, starts, _) = supervisor(3).await;
+    let flaky = ChildId::fresh();
+    let (supervisor, _, starts, _) = supervisor_of_child(3, flaky).await;
     supervisor
-        .call(|reply| SupervisorMsg::Retire("flaky".into(), reply), None)
+        .call(|reply| SupervisorMsg::Retire(flaky, reply), None)
         .await
         .unwrap()
         .unwrap();
@@ -144,12 +166,16 @@ impl Actor for Noting {
     }
 }
 
-struct NotingSpec(&'static str, Arc<Mutex<Vec<&'static str>>>);
+struct NotingSpec(&'static str, Arc<Mutex<Vec<&'static str>>>, ChildId);
 
 #[async_trait]
 impl ChildSpec for NotingSpec {
     fn name(&self) -> &str {
         self.0
+    }
+
+    fn id(&self) -> ChildId {
+        self.2
     }
 
     async fn start(&self, supervisor: ActorCell) -> Result<ActorCell, ActorProcessingErr> {
@@ -164,8 +190,8 @@ async fn stopping_the_supervisor_stops_its_children_cleanly_newest_first() {
     let stopped = Arc::new(Mutex::new(Vec::new()));
     let args = SupervisorArgs {
         children: vec![
-            Box::new(NotingSpec("registry", stopped.clone())),
-            Box::new(NotingSpec("service-b", stopped.clone())),
+            Box::new(NotingSpec("registry", stopped.clone(), ChildId::fresh())),
+            Box::new(NotingSpec("service-b", stopped.clone(), ChildId::fresh())),
         ],
         max_restarts: 1,
         window: Duration::from_secs(60),

@@ -1,8 +1,8 @@
-//! RabbitMQ wiring: the task publisher and source, and the results queue that carries outcomes
-//! from worker processes back to the Service B that answers GET.
+//! RabbitMQ wiring: opens the task publisher and source, and the results queue that carries
+//! outcomes from worker processes back to the Service B that answers GET (its sink and its consumer).
 
-use crate::config::Config;
-use crate::queue::amqp::{AmqpConfig, AmqpLink, AmqpPublisher, AmqpSource, DeclareError, QueueSpec, QueueType};
+use super::{AmqpConfig, AmqpLink, AmqpPublisher, AmqpSource, DeclareError, QueueSpec, QueueType};
+use crate::config::BrokerOptions;
 use anyhow::Result;
 use async_trait::async_trait;
 use cpe_actors::ports::{Begin, Delivery, DeliveryHandler, QueueSource, Settle, SinkError, StatusSink, TaskPublisher};
@@ -22,21 +22,22 @@ pub struct ResultsQueue {
 /// Opens the links to RabbitMQ: one connection to publish, one to consume, so flow control on
 /// publishing never stalls acknowledgements. Connections are made on first use.
 pub async fn open_amqp(
-    config: &Config,
+    options: &BrokerOptions,
     url: &str,
+    workers: u16,
 ) -> Result<(Arc<dyn TaskPublisher>, Arc<dyn QueueSource>, ResultsQueue)> {
     let settings = AmqpConfig {
         url: url.to_owned(),
-        queue: config.queue.clone(),
+        queue: options.queue.clone(),
         // Twice the workers: tasks for a busy device wait in the pool without starving the others.
-        prefetch: (config.workers as u32 * 2).min(u16::MAX as u32) as u16,
+        prefetch: (workers as u32 * 2).min(u16::MAX as u32) as u16,
         connect_timeout: Duration::from_secs(5),
     };
     let publish_link = AmqpLink::new(&settings)?;
     let consume_link = AmqpLink::new(&settings)?;
-    let tasks = QueueSpec::tasks(config.queue.clone()).with_type(config.queue_type);
-    let results = QueueSpec::plain(config.results_queue.clone());
-    if config.queue_type == QueueType::Quorum {
+    let tasks = QueueSpec::tasks(options.queue.clone()).with_type(options.queue_type);
+    let results = QueueSpec::plain(options.results_queue.clone());
+    if options.queue_type == QueueType::Quorum {
         // A classic queue of the same name makes every declaration fail until an operator cuts over:
         // say so at start rather than retry it as if the broker were down. (A classic declaration keeps
         // whatever queue it finds, so it needs no such check.)

@@ -1,0 +1,60 @@
+//! The Service B part: the asynchronous HTTPS front; and, when the workers run in other processes,
+//! the consumer of the results queue that brings their outcomes to the registry.
+
+use super::edge::bind;
+use super::part::{Part, Stop};
+use super::Common;
+use crate::config::HttpOptions;
+use crate::http::health::Readiness;
+use crate::http::service_b::ServiceB;
+use crate::queue::Transport;
+use anyhow::{anyhow, Result};
+use cpe_actors::consumer;
+use cpe_actors::registry::RegistryHandle;
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+/// `queues`: every queue subscription of this process; Service B is ready only when all are live.
+pub(super) fn part(
+    options: &HttpOptions,
+    registry: &RegistryHandle,
+    transport: &Transport,
+    queues: Vec<Arc<AtomicBool>>,
+    common: &Common,
+) -> Result<(Part, SocketAddr)> {
+    let listener = bind(options.service_b_addr, "--service-b-addr")?;
+    let addr = listener.local_addr()?;
+    let routes = ServiceB {
+        registry: registry.clone(),
+        publisher: transport.publisher.clone(),
+        readiness: Readiness {
+            accepting: common.accepting.clone(),
+            queues,
+        },
+        api_token: options.api_token.as_ref().map(|token| token.expose().clone()),
+        metrics: common.metrics.clone(),
+    };
+    let mut part = Part::default();
+    part.child(
+        common
+            .edge
+            .server("service-b", listener, routes, "service_b", &common.metrics),
+    );
+    let queue = transport.tasks.describe();
+    part.announce(move || tracing::info!(%addr, %queue, "Service B (config_status_service) listening on https"));
+    Ok((part, addr))
+}
+
+/// With `--role service-b`: outcomes from the workers' processes, applied to the registry.
+pub(super) fn results_consumer(registry: &RegistryHandle, transport: &Transport) -> Result<Part> {
+    let (source, handler) = transport
+        .results_consumer(registry.clone())
+        .ok_or_else(|| anyhow!("--role service-b needs --amqp-url"))?;
+    let mut part = Part::default();
+    let connected = Arc::new(AtomicBool::new(false));
+    part.queue_flags.push(connected.clone());
+    let child = part.child(consumer::spec("results-consumer", source, handler, connected));
+    part.stops.push(Stop::Consumer(child));
+    Ok(part)
+}

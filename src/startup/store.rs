@@ -1,0 +1,71 @@
+//! The store part: the task store the options name, the registry that owns it, the sweeper, and
+//! with PostgreSQL the outbox relay. Runs wherever Service B does.
+
+use super::part::Part;
+use crate::config::{StoreKind, StoreOptions};
+use crate::metrics::Metrics;
+use crate::store::postgres::{outbox, PgStore};
+use anyhow::{Context, Result};
+use cpe_actors::memory::MemoryStore;
+use cpe_actors::ports::{TaskPublisher, TaskStore};
+use cpe_actors::registry::RegistryHandle;
+use cpe_actors::slot::Slot;
+use cpe_actors::sweeper::{self, SweeperArgs};
+use cpe_actors::task_guard::AbortOnDrop;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How often each instance looks for tasks stored but not queued.
+const RELAY_EVERY: Duration = Duration::from_secs(2);
+
+pub(super) struct Registry {
+    pub handle: RegistryHandle,
+    /// The same store when it is PostgreSQL: shared by instances, with an outbox to relay.
+    outbox: Option<Arc<PgStore>>,
+}
+
+impl Registry {
+    /// Publishes tasks stored but never queued (PostgreSQL only); stops when dropped.
+    pub fn relay(&self, publisher: Arc<dyn TaskPublisher>) -> Option<AbortOnDrop> {
+        let store = self.outbox.clone()?;
+        Some(AbortOnDrop(outbox::relay(store, publisher, RELAY_EVERY)))
+    }
+}
+
+/// `lease`: how long a worker may hold a task before the sweeper fails it.
+pub(super) fn part(options: &StoreOptions, lease: Duration, metrics: &Metrics) -> Result<(Part, Registry)> {
+    let (store, outbox) = open_store(options)?;
+    metrics.watch_store(&store);
+    let mut part = Part::default();
+    let slot = Slot::default();
+    part.child(cpe_actors::registry::spec(store, slot.clone()));
+    let handle = RegistryHandle::new(slot);
+    let every = (options.retention / 10).min(lease / 4);
+    part.child(sweeper::spec(SweeperArgs {
+        registry: handle.clone(),
+        retention: options.retention,
+        lease,
+        every: every.clamp(Duration::from_secs(1), Duration::from_secs(60)),
+    }));
+    Ok((part, Registry { handle, outbox }))
+}
+
+/// The store, and the same store as PostgreSQL when it is that one (shared, with an outbox).
+type OpenedStore = (Arc<dyn TaskStore>, Option<Arc<PgStore>>);
+
+fn open_store(options: &StoreOptions) -> Result<OpenedStore> {
+    Ok(match options.kind() {
+        StoreKind::Memory => (Arc::new(MemoryStore::default()), None),
+        StoreKind::File => (
+            Arc::new(
+                crate::store::file::FileStore::open(&options.data_dir)
+                    .with_context(|| format!("--data-dir {}", options.data_dir.display()))?,
+            ),
+            None,
+        ),
+        StoreKind::Postgres(url) => {
+            let store = Arc::new(PgStore::open(&url).context("--store (PostgreSQL)")?);
+            (store.clone(), Some(store))
+        }
+    })
+}
