@@ -1,7 +1,7 @@
 //! The listing contract, run against every store: newest first, keyset pages that stay stable while
 //! tasks are added, filters by device and status, and changes seen at once.
 
-use super::file::FileStore;
+use crate::store::file::FileStore;
 use cpe_actors::memory::MemoryStore;
 use cpe_actors::ports::TaskStore;
 use cpe_actors::{ConfigRequest, Cursor, EquipmentId, TaskId, TaskQuery, TaskRecord, TaskStatus};
@@ -162,8 +162,8 @@ fn the_file_store_lists_by_the_contract_and_after_reopening() {
 
 #[test]
 fn the_postgres_store_lists_by_the_contract() {
-    let Some(schema) = super::postgres::scratch::ScratchSchema::create() else {
+    let Some(schema) = crate::store::postgres::scratch::ScratchSchema::create() else {
         return;
     };
-    listing_contract(&super::postgres::PgStore::open(&schema.url).unwrap());
+    listing_contract(&crate::store::postgres::PgStore::open(&schema.url).unwrap());
 }

@@ -1,7 +1,7 @@
 //! The tallies behind the task gauges, run against every store: each write moves them, a sweep
 //! takes final tasks out of them, and the file store keeps them across a reopen.
 
-use super::file::FileStore;
+use crate::store::file::FileStore;
 use cpe_actors::memory::MemoryStore;
 use cpe_actors::ports::{StoreCounts, TaskStore};
 use cpe_actors::{ConfigRequest, EquipmentId, Outcome, TaskId, TaskQuery, TaskRecord, TaskStatus};
@@ -75,8 +75,8 @@ fn the_file_store_keeps_its_tallies_across_a_reopen() {
 
 #[test]
 fn the_postgres_store_counts_by_the_contract() {
-    let Some(schema) = super::postgres::scratch::ScratchSchema::create() else {
+    let Some(schema) = crate::store::postgres::scratch::ScratchSchema::create() else {
         return;
     };
-    counts_contract(&super::postgres::PgStore::open(&schema.url).unwrap());
+    counts_contract(&crate::store::postgres::PgStore::open(&schema.url).unwrap());
 }
