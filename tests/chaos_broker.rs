@@ -2,10 +2,17 @@
 //! kill -9 the process and restart it, then stop it with SIGTERM. Every accepted task must end;
 //! a task refused with 503 while the broker is away was never accepted. Needs `rabbitmqctl`.
 
+// The api binary's helpers (tests/api/common); this binary uses only some of them, hence the allow.
+#[allow(dead_code)]
+#[path = "api/common/mod.rs"]
 mod common;
+// Helpers only the binaries kept apart use (chaos_broker, chaos_crash).
+#[allow(dead_code)]
+#[path = "alone/chaos.rs"]
+mod chaos;
 
+use chaos::{create_many, device_calls, orchestrator_args, service_a, settle, Tally};
 use common::broker::delete_queues;
-use common::chaos::{create_many, device_calls, orchestrator_args, service_a, settle, Tally};
 use common::process::Process;
 use common::*;
 use std::time::Duration;

@@ -1,10 +1,17 @@
 //! The PostgreSQL server itself restarted (`pg_ctlcluster ... restart`) while two instances run tasks:
 //! a binary of its own, since the restart breaks every connection to the server, other tests' included.
 
+// The api binary's helpers (tests/api/common); this binary uses only some of them, hence the allow.
+#[allow(dead_code)]
+#[path = "api/common/mod.rs"]
 mod common;
+// Helpers only the binaries kept apart use (scale_out, postgres_restart).
+#[allow(dead_code)]
+#[path = "alone/cluster.rs"]
+mod cluster;
 
+use cluster::*;
 use common::call_log::CallLog;
-use common::cluster::*;
 use common::{rabbitmq, unique_queue};
 use cpe_config::store::postgres::scratch::ScratchSchema;
 use std::process::Command;

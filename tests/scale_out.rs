@@ -3,10 +3,17 @@
 //! the history is checked for lost tasks, overlapping or out-of-order calls per device, and duplicates.
 //! One instance is killed with -9 and one is stopped for longer than its lease while tasks run.
 
+// The api binary's helpers (tests/api/common); this binary uses only some of them, hence the allow.
+#[allow(dead_code)]
+#[path = "api/common/mod.rs"]
 mod common;
+// Helpers only the binaries kept apart use (scale_out, postgres_restart).
+#[allow(dead_code)]
+#[path = "alone/cluster.rs"]
+mod cluster;
 
+use cluster::*;
 use common::call_log::CallLog;
-use common::cluster::*;
 use common::fault_proxy::{FaultProxy, Mode};
 use common::process::{local_args, Process};
 use common::{client, rabbitmq, send, unique_queue, url};

@@ -1,8 +1,8 @@
 //! Chaos bookkeeping: create tasks, wait for every accepted one to end, and read Service A's log
 //! for duplicate and overlapping configurations.
 
-use super::process::Process;
-use super::{certs_dir, client, send, url, EXAMPLE};
+use crate::common::process::Process;
+use crate::common::{certs_dir, client, send, url, EXAMPLE};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::net::SocketAddr;

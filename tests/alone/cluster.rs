@@ -2,9 +2,9 @@
 //! checked the same way by every scale-out test: tasks created in rounds (so a device's acceptance
 //! order is the round order), their final statuses read back, and the history given to the checker.
 
-use super::call_log::{Call, CallLog, Checker, Identify, Report};
-use super::process::{local_args, Process};
-use super::{client, send, url};
+use crate::common::call_log::{Call, CallLog, Checker, Identify, Report};
+use crate::common::process::{local_args, Process};
+use crate::common::{client, send, url};
 use cpe_config::store::postgres::scratch::ScratchSchema;
 use serde_json::Value;
 use std::collections::HashMap;
@@ -160,7 +160,7 @@ pub fn via(url: &str, proxy: SocketAddr) -> String {
 /// database or broker link is down.
 pub async fn create_retrying(b: SocketAddr, device: &str, number: usize) -> String {
     let body = request_body(number);
-    super::eventually(Duration::from_secs(60), "the create is accepted", || {
+    crate::common::eventually(Duration::from_secs(60), "the create is accepted", || {
         let body = body.clone();
         async move {
             let post = client()
@@ -207,7 +207,7 @@ impl History {
         let mut statuses = HashMap::new();
         for (number, device, _) in &self.accepted {
             let task = &self.tasks[number];
-            let final_status = super::eventually(Duration::from_secs(120), "every task final", || async {
+            let final_status = crate::common::eventually(Duration::from_secs(120), "every task final", || async {
                 status(b, device, task)
                     .await
                     .filter(|s| s != "queued" && s != "running")

@@ -3,11 +3,9 @@
 //! it is made, so after `--max-attempts` such crashes the task fails with its reason instead of
 //! killing every restart, and the other tasks complete.
 
-mod common;
-
-use common::fake_a::{self, answer, Answer, Script, SUCCESS};
-use common::process::Process;
-use common::*;
+use crate::common::fake_a::{self, answer, Answer, Script, SUCCESS};
+use crate::common::process::Process;
+use crate::common::*;
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -1,9 +1,7 @@
 //! Clean stops: SIGHUP stops the real binary like SIGTERM, a second signal during the clean stop
 //! ends it at once, and a stopped app has released its store.
 
-mod common;
-
-use common::process::{local_args, Process};
+use crate::common::process::{local_args, Process};
 use std::time::Duration;
 
 #[test]
@@ -27,7 +25,7 @@ async fn a_second_signal_during_the_grace_period_stops_at_once() {
     let mut process = Process::spawn(&local_args(&["--config-delay=60s", "--shutdown-grace=60s"]), "info");
     let b = process.wait_for_addr("Service B", Duration::from_secs(30));
     // A configuration in flight makes the clean stop wait for it, up to the 60 s grace.
-    common::create_task(Some(b), "abc123").await;
+    crate::common::create_task(Some(b), "abc123").await;
     process.signal(libc::SIGTERM);
     assert!(
         process.wait_for_message("stopping cleanly", Duration::from_secs(10)),
@@ -54,8 +52,8 @@ async fn a_stopped_app_has_released_its_store_so_it_can_start_again_at_once() {
     let data = std::env::temp_dir().join(format!("cpe-clean-stop-{}", uuid::Uuid::new_v4()));
     let data_dir = format!("--data-dir={}", data.display());
     for round in 0..5 {
-        let app = common::start(&["--store=file", &data_dir]).await;
-        common::create_task(app.service_b_addr, "abc123").await;
+        let app = crate::common::start(&["--store=file", &data_dir]).await;
+        crate::common::create_task(app.service_b_addr, "abc123").await;
         app.shutdown().await.unwrap_or_else(|e| panic!("stop {round}: {e:#}"));
     }
     let _ = std::fs::remove_dir_all(data);

@@ -1,7 +1,5 @@
 //! The real binary from the outside: help, option errors, the certs subcommand, and a clean stop.
 
-mod common;
-
 use std::process::Command;
 use std::time::Duration;
 
@@ -161,7 +159,7 @@ fn healthcheck_exits_zero_for_a_ready_service_and_one_otherwise() {
         "--store=memory".into(),
         certs_dir.clone(),
     ];
-    let process = common::process::Process::spawn(&args, "info");
+    let process = crate::common::process::Process::spawn(&args, "info");
     let b = process.wait_for_addr("Service B", Duration::from_secs(30));
     let check = |port: u16| {
         binary()
@@ -196,7 +194,7 @@ fn sigterm_stops_the_process_cleanly_with_exit_code_zero() {
         "--store=memory".into(),
         format!("--certs-dir={}", certs.display()),
     ];
-    let mut process = common::process::Process::spawn(&args, "info");
+    let mut process = crate::common::process::Process::spawn(&args, "info");
     // Service B is announced once the app accepts work: then the process is up.
     process.wait_for_addr("Service B", Duration::from_secs(30));
     assert_eq!(process.terminate(), Some(0), "SIGTERM is a clean stop");

@@ -1,9 +1,7 @@
 //! The client subcommands of the real binary against a running cpe-config over HTTPS: exit codes,
 //! output for people and for scripts, and a password that is never printed.
 
-mod common;
-
-use common::process::{local_args, Process};
+use crate::common::process::{local_args, Process};
 use std::process::{Command, Output};
 use std::time::Duration;
 
@@ -20,7 +18,7 @@ fn client(url: &str, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_cpe-config"))
         .args(args)
         .args(["--url", url])
-        .arg(format!("--certs-dir={}", common::certs_dir().display()))
+        .arg(format!("--certs-dir={}", crate::common::certs_dir().display()))
         .env_remove("API_TOKEN")
         .output()
         .unwrap()
@@ -134,7 +132,8 @@ fn campaign_file(name: &str, rows: usize, bad: bool) -> std::path::PathBuf {
 
 /// Every task Service B holds, newest first, through the API.
 async fn all_tasks(url: &str) -> Vec<serde_json::Value> {
-    let (status, page) = common::send(common::client().get(format!("{url}/api/v1/tasks?limit=500"))).await;
+    let (status, page) =
+        crate::common::send(crate::common::client().get(format!("{url}/api/v1/tasks?limit=500"))).await;
     assert_eq!(status, 200, "{page}");
     page["tasks"].as_array().unwrap().clone()
 }
@@ -186,13 +185,13 @@ async fn an_interrupted_campaign_run_again_ends_every_row_exactly_once() {
             "--url",
             &url,
         ])
-        .arg(format!("--certs-dir={}", common::certs_dir().display()))
+        .arg(format!("--certs-dir={}", crate::common::certs_dir().display()))
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
     let url_for_poll = url.clone();
-    common::eventually(Duration::from_secs(30), "the first run to create some tasks", || {
+    crate::common::eventually(Duration::from_secs(30), "the first run to create some tasks", || {
         let url = url_for_poll.clone();
         async move { (all_tasks(&url).await.len() >= 20).then_some(()) }
     })

@@ -1,9 +1,7 @@
 //! The HTTP contract of docs/api.md, row by row, over real HTTPS, plus hostile input; the rows that
 //! touch task state run on the memory and on the PostgreSQL store.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::json;
 use std::time::Duration;
 
@@ -39,7 +37,7 @@ async fn service_a_rejects_invalid_ids_and_fails_on_injected_faults() {
 
 #[tokio::test]
 async fn service_b_accepts_a_task_and_reports_running_then_completed() {
-    for store in common::stores() {
+    for store in crate::common::stores() {
         service_b_accepts_a_task_and_reports_running_then_completed_on(&store.option).await;
     }
 }
@@ -63,7 +61,7 @@ async fn service_b_accepts_a_task_and_reports_running_then_completed_on(store: &
 
 #[tokio::test]
 async fn a_failed_configuration_reads_as_an_internal_provisioning_exception() {
-    for store in common::stores() {
+    for store in crate::common::stores() {
         a_failed_configuration_reads_as_an_internal_provisioning_exception_on(&store.option).await;
     }
 }
@@ -90,7 +88,7 @@ async fn a_failed_configuration_reads_as_an_internal_provisioning_exception_on(s
 
 #[tokio::test]
 async fn service_b_answers_404s_for_equipment_and_tasks() {
-    for store in common::stores() {
+    for store in crate::common::stores() {
         service_b_answers_404s_for_equipment_and_tasks_on(&store.option).await;
     }
 }
@@ -134,7 +132,7 @@ async fn service_b_answers_404s_for_equipment_and_tasks_on(store: &str) {
 
 #[tokio::test]
 async fn bad_bodies_get_400_or_422_with_a_message_naming_the_problem() {
-    for store in common::stores() {
+    for store in crate::common::stores() {
         bad_bodies_get_400_or_422_with_a_message_naming_the_problem_on(&store.option).await;
     }
 }
@@ -250,7 +248,7 @@ async fn an_api_token_guards_service_b() {
 
 #[tokio::test]
 async fn an_idempotency_key_gives_the_same_task_for_the_same_request_only() {
-    for store in common::stores() {
+    for store in crate::common::stores() {
         an_idempotency_key_gives_the_same_task_for_the_same_request_only_on(&store.option).await;
     }
 }

@@ -1,9 +1,7 @@
 //! Accepted means kept, even when the client leaves: keyed POSTs dropped mid-flight (a closed
 //! HTTP/1.1 connection, a reset HTTP/2 stream) and then retried with the same key all run.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::time::Duration;
 
 /// A client that gives up after `after`: reqwest drops the request, which closes the HTTP/1.1
@@ -83,5 +81,5 @@ async fn dropped_keyed_posts_run_through_rabbitmq() {
     .await;
     abandoned_posts_all_run(&app, 200).await;
     app.shutdown().await.unwrap();
-    common::broker::delete_queues(&amqp, &queue).await;
+    crate::common::broker::delete_queues(&amqp, &queue).await;
 }

@@ -2,10 +2,8 @@
 //! a path, errors the HTTP layer answers itself, oversized and stalled bodies, over HTTP/1.1 and
 //! HTTP/2. Every answer is a JSON error or a clean close, never a panic.
 
-mod common;
-
-use common::raw::{self, assert_json_error, closed, h1, h2, h2_answer, read_answer};
-use common::*;
+use crate::common::raw::{self, assert_json_error, closed, h1, h2, h2_answer, read_answer};
+use crate::common::*;
 use serde_json::Value;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
@@ -283,8 +281,8 @@ async fn the_bearer_scheme_is_case_insensitive_on_both_protocols() {
 /// The real binary with JSON logs: hostile targets leave no panic and no line that is not JSON.
 #[tokio::test]
 async fn hostile_targets_leave_no_panic_in_a_json_log() {
-    let args = common::process::local_args(&["--config-delay=0s"]);
-    let process = common::process::Process::spawn(&args, "info");
+    let args = crate::common::process::local_args(&["--config-delay=0s"]);
+    let process = crate::common::process::Process::spawn(&args, "info");
     let a = process.wait_for_addr("Service A", Duration::from_secs(30));
     let b = process.wait_for_addr("Service B", Duration::from_secs(30));
     for service in [a, b] {
@@ -318,8 +316,8 @@ async fn hostile_targets_leave_no_panic_in_a_json_log() {
 /// Over `--max-connections` a new connection waits, with a warning, and is served once one closes.
 #[tokio::test]
 async fn over_the_connection_cap_new_connections_wait_with_a_warning() {
-    let args = common::process::local_args(&["--role=service-a", "--max-connections=2"]);
-    let process = common::process::Process::spawn(&args, "info");
+    let args = crate::common::process::local_args(&["--role=service-a", "--max-connections=2"]);
+    let process = crate::common::process::Process::spawn(&args, "info");
     let a = process.wait_for_addr("Service A", Duration::from_secs(30));
     let first = raw::tls(a, b"http/1.1").await;
     let _second = raw::tls(a, b"http/1.1").await;
@@ -345,8 +343,8 @@ async fn over_the_connection_cap_new_connections_wait_with_a_warning() {
 /// their answer, and the process exits 0.
 #[tokio::test]
 async fn a_stop_lets_service_a_finish_its_configurations() {
-    let args = common::process::local_args(&["--role=service-a", "--config-delay=2s", "--shutdown-grace=20s"]);
-    let mut process = common::process::Process::spawn(&args, "info,cpe_config::http::service_a=debug");
+    let args = crate::common::process::local_args(&["--role=service-a", "--config-delay=2s", "--shutdown-grace=20s"]);
+    let mut process = crate::common::process::Process::spawn(&args, "info,cpe_config::http::service_a=debug");
     let a = process.wait_for_addr("Service A", Duration::from_secs(30));
     let target = url(Some(a), "/api/v1/equipment/cpe/abc123");
     let calls: Vec<_> = [client(), reqwest_h2()]

@@ -2,11 +2,9 @@
 //! Service A against the real Service A client, and each mode of the TCP fault proxy against a tiny
 //! echo server.
 
-mod common;
-
-use common::call_log::{Call, CallLog, Checker, Disorder, TASK_HEADER};
-use common::fault_proxy::{FaultProxy, Mode};
-use common::*;
+use crate::common::call_log::{Call, CallLog, Checker, Disorder, TASK_HEADER};
+use crate::common::fault_proxy::{FaultProxy, Mode};
+use crate::common::*;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;

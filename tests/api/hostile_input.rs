@@ -1,9 +1,7 @@
 //! Hostile input over real HTTPS: random and mutated bodies, odd paths and headers never produce a
 //! 5xx or a dropped connection, only a 4xx in the JSON error shape.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 /// The example body with some bytes flipped, cut or repeated: close to valid, so it reaches deep.
 fn mutate(seed: u64) -> Vec<u8> {

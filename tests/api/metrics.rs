@@ -2,9 +2,7 @@
 //! done, the gauges match the store, no label carries a device or task id, and `promtool check
 //! metrics` accepts a scrape (required when REQUIRE_PROMTOOL=1, as `.ci/run` sets).
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -303,7 +301,7 @@ async fn the_broker_links_are_shown_connected() {
         );
     }
     app.shutdown().await.unwrap();
-    common::broker::delete_queues(&amqp, &queue).await;
+    crate::common::broker::delete_queues(&amqp, &queue).await;
 }
 
 /// `promtool check metrics` (Debian's `prometheus` package) on a scrape after traffic.

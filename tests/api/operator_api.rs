@@ -2,9 +2,7 @@
 //! and search with cursor pages, cancel, waiting for an outcome, their bad input, and the
 //! `--api-token` rule.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
@@ -19,7 +17,7 @@ fn task_ids(page: &Value) -> Vec<String> {
 
 #[tokio::test]
 async fn listing_pages_newest_first_by_device_and_status() {
-    for store in common::stores() {
+    for store in crate::common::stores() {
         listing_pages_newest_first_by_device_and_status_on(&store.option).await;
     }
 }
@@ -77,7 +75,7 @@ async fn listing_pages_newest_first_by_device_and_status_on(store: &str) {
 
 #[tokio::test]
 async fn listing_refuses_bad_input_with_a_message_that_says_why() {
-    for store in common::stores() {
+    for store in crate::common::stores() {
         listing_refuses_bad_input_with_a_message_that_says_why_on(&store.option).await;
     }
 }
@@ -107,7 +105,7 @@ async fn listing_refuses_bad_input_with_a_message_that_says_why_on(store: &str) 
 
 #[tokio::test]
 async fn a_queued_task_is_cancelled_and_never_runs_while_a_running_one_cannot_be() {
-    for store in common::stores() {
+    for store in crate::common::stores() {
         a_queued_task_is_cancelled_and_never_runs_while_a_running_one_cannot_be_on(&store.option).await;
     }
 }
@@ -167,7 +165,7 @@ async fn a_queued_task_is_cancelled_and_never_runs_while_a_running_one_cannot_be
 
 #[tokio::test]
 async fn wait_answers_when_the_task_is_final_or_after_the_wait() {
-    for store in common::stores() {
+    for store in crate::common::stores() {
         wait_answers_when_the_task_is_final_or_after_the_wait_on(&store.option).await;
     }
 }
@@ -208,7 +206,7 @@ async fn wait_answers_when_the_task_is_final_or_after_the_wait_on(store: &str) {
 
 #[tokio::test]
 async fn the_operator_routes_follow_the_api_token_rule() {
-    for store in common::stores() {
+    for store in crate::common::stores() {
         the_operator_routes_follow_the_api_token_rule_on(&store.option).await;
     }
 }
@@ -240,7 +238,7 @@ async fn wait_failed(b: Option<std::net::SocketAddr>, device: &str, task: &str) 
 
 #[tokio::test]
 async fn a_failed_task_is_retried_once_as_a_new_task() {
-    for store in common::stores() {
+    for store in crate::common::stores() {
         a_failed_task_is_retried_once_as_a_new_task_on(&store.option).await;
     }
 }
@@ -276,7 +274,7 @@ async fn a_failed_task_is_retried_once_as_a_new_task_on(store: &str) {
 
 #[tokio::test]
 async fn a_running_task_cannot_be_retried() {
-    for store in common::stores() {
+    for store in crate::common::stores() {
         a_running_task_cannot_be_retried_on(&store.option).await;
     }
 }
@@ -297,7 +295,7 @@ async fn a_running_task_cannot_be_retried_on(store: &str) {
 
 #[tokio::test]
 async fn bulk_retry_and_cancel_act_on_what_matches_and_say_how_many() {
-    for store in common::stores() {
+    for store in crate::common::stores() {
         bulk_retry_and_cancel_act_on_what_matches_and_say_how_many_on(&store.option).await;
     }
 }
@@ -386,6 +384,6 @@ async fn the_operator_routes_work_through_rabbitmq_with_the_file_store() {
         (json!(410), json!(0))
     );
     app.shutdown().await.unwrap();
-    common::broker::delete_queues(&amqp, &queue).await;
+    crate::common::broker::delete_queues(&amqp, &queue).await;
     let _ = std::fs::remove_dir_all(data);
 }

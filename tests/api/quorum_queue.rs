@@ -3,11 +3,9 @@
 //! the same name, and the default classic queue the original system can still declare.
 //! Skips (with a note) without a broker unless REQUIRE_RABBITMQ=1.
 
-mod common;
-
+use crate::common::broker::{delete_queues, message_count, publish_raw};
+use crate::common::*;
 use clap::Parser;
-use common::broker::{delete_queues, message_count, publish_raw};
-use common::*;
 use cpe_config::config::Cli;
 use cpe_config::queue::amqp::{
     declare_quorum_task_topology, declare_task_topology, quorum_task_arguments, QueueType, DELIVERY_LIMIT,
@@ -30,7 +28,7 @@ fn options(amqp: &str, queue: &str, extra: &[&str]) -> Vec<String> {
     args
 }
 
-/// Builds the app as `common::start` does, but hands back a failed start instead of panicking.
+/// Builds the app as `crate::common::start` does, but hands back a failed start instead of panicking.
 async fn build(args: &[String]) -> anyhow::Result<App> {
     let mut all = vec![
         "cpe-config".to_string(),

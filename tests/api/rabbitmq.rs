@@ -2,11 +2,9 @@
 //! message in the original system's format, garbage on the queue, and a worker crash.
 //! Skips (with a note) without a broker unless REQUIRE_RABBITMQ=1.
 
-mod common;
-
-use common::broker::{delete_queues, message_count, publish_raw};
-use common::process::Process;
-use common::*;
+use crate::common::broker::{delete_queues, message_count, publish_raw};
+use crate::common::process::Process;
+use crate::common::*;
 use std::time::Duration;
 
 const LIMIT: Duration = Duration::from_secs(30);

@@ -1,9 +1,7 @@
 //! Secrets stay secret: no parameter value outside the allow-list, no bearer token and no URL
 //! credentials appear in the log at debug level, nor in `--help`.
 
-mod common;
-
-use common::process::{local_args, Process};
+use crate::common::process::{local_args, Process};
 use std::time::Duration;
 
 const TOKEN: &str = "bearer-token-value-0123456789";
@@ -40,16 +38,16 @@ async fn no_secret_reaches_the_debug_log() {
         "admin_pwd": "pwd-value", "wifi_passphrase": "phrase-value", "pin": 7654321,
         "cert": "-----BEGIN PRIVATE KEY-----", "vlan": 534, "interfaces": [1, 2, 3, 4]}}"#;
     // Service A itself, called directly: it logs the parameters it configures at debug.
-    let (status, answer) = common::send(
-        common::client()
-            .post(common::url(Some(a), "/api/v1/equipment/cpe/abc123"))
+    let (status, answer) = crate::common::send(
+        crate::common::client()
+            .post(crate::common::url(Some(a), "/api/v1/equipment/cpe/abc123"))
             .body(body),
     )
     .await;
     assert_eq!(status, 200, "{answer}");
-    let (status, answer) = common::send(
-        common::client()
-            .post(common::url(Some(b), "/api/v1/equipment/cpe/abc123"))
+    let (status, answer) = crate::common::send(
+        crate::common::client()
+            .post(crate::common::url(Some(b), "/api/v1/equipment/cpe/abc123"))
             .header("Authorization", format!("Bearer {TOKEN}"))
             .body(body),
     )
@@ -57,10 +55,10 @@ async fn no_secret_reaches_the_debug_log() {
     assert_eq!(status, 200, "{answer}");
     let task = answer["taskId"].as_str().unwrap().to_owned();
     let path = format!("/api/v1/equipment/cpe/abc123/task/{task}");
-    let done = common::eventually(Duration::from_secs(20), "the task to fail", || async {
-        let (_, body) = common::send(
-            common::client()
-                .get(common::url(Some(b), &path))
+    let done = crate::common::eventually(Duration::from_secs(20), "the task to fail", || async {
+        let (_, body) = crate::common::send(
+            crate::common::client()
+                .get(crate::common::url(Some(b), &path))
                 .header("Authorization", format!("Bearer {TOKEN}")),
         )
         .await;

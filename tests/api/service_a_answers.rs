@@ -3,11 +3,9 @@
 //! port 0 and the real binary. Nothing may panic, follow a redirect, read a body whole, leak a
 //! parameter value, pass garbage for success or ignore `Retry-After`.
 
-mod common;
-
-use common::fake_a::{self, answer, Answer, FakeA, H2Answer, Script, SUCCESS};
-use common::process::{local_args, Process};
-use common::*;
+use crate::common::fake_a::{self, answer, Answer, FakeA, H2Answer, Script, SUCCESS};
+use crate::common::process::{local_args, Process};
+use crate::common::*;
 use cpe_actors::ports::{ProvisionError, Provisioner};
 use cpe_actors::{ConfigRequest, EquipmentId};
 use cpe_config::provisioner::ServiceAClient;

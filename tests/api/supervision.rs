@@ -1,9 +1,7 @@
 //! Supervision end to end, in one process over real HTTPS: kill a worker, the pool, the consumer or
 //! the registry mid-run, and every accepted task still completes.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::time::Duration;
 
 const LIMIT: Duration = Duration::from_secs(20);

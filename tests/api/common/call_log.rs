@@ -130,15 +130,6 @@ impl CallLog {
         format!("https://localhost:{}", self.addr.port())
     }
 
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-
-    /// The delay of calls that start from now on.
-    pub fn set_delay(&self, delay: Duration) {
-        *self.shared.delay.lock().unwrap() = delay;
-    }
-
     /// Every call so far, in the order they started.
     pub fn calls(&self) -> Vec<Call> {
         self.shared.calls.lock().unwrap().clone()

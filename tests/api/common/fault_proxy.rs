@@ -80,10 +80,6 @@ impl FaultProxy {
         }
     }
 
-    pub fn mode(&self) -> Mode {
-        *self.shared.mode.borrow()
-    }
-
     /// Connections accepted so far, whatever became of them.
     pub fn connections(&self) -> usize {
         self.shared.accepted.load(Ordering::SeqCst)

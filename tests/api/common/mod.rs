@@ -1,6 +1,5 @@
 //! Shared test setup: an app on port 0 over real HTTPS, a client that trusts its certificate,
 //! RabbitMQ discovery, and polling with a deadline instead of sleeps.
-#![allow(dead_code)]
 
 use clap::Parser;
 use cpe_config::config::Cli;
@@ -152,8 +151,6 @@ pub fn unique_queue(prefix: &str) -> String {
 
 pub mod broker;
 pub mod call_log;
-pub mod chaos;
-pub mod cluster;
 pub mod fake_a;
 pub mod fault_proxy;
 pub mod process;

@@ -28,15 +28,15 @@ const NOT_PRODUCED: &[(&str, &str)] = &[
     ),
     (
         "bodyTimeout",
-        "takes `--body-timeout` (30 s); tests/edge.rs waits for it",
+        "takes `--body-timeout` (30 s); tests/api/edge.rs waits for it",
     ),
     (
         "notReady",
-        "only while starting or stopping; tests/rabbitmq.rs shows a lost broker",
+        "only while starting or stopping; tests/api/rabbitmq.rs shows a lost broker",
     ),
     ("notAccepting", "only while starting or stopping"),
     ("storeDown", "needs a failing store"),
-    ("queueDown", "needs a failing broker; tests/rabbitmq.rs shows it"),
+    ("queueDown", "needs a failing broker; tests/api/rabbitmq.rs shows it"),
     (
         "stoppedMidway",
         "needs a store or queue that fails in the middle of a bulk action",

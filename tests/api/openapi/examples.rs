@@ -4,7 +4,7 @@
 //! An example no scenario produces fails the test unless listed in `checker::NOT_PRODUCED` with a reason.
 
 use super::checker::{Checker, EXAMPLE_NEW_TASK};
-use super::common::*;
+use crate::common::*;
 use cpe_config::http::openapi::Service;
 use std::net::SocketAddr;
 use std::time::Duration;

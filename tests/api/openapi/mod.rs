@@ -4,13 +4,11 @@
 //! what the running app answers (`examples.rs`).
 
 mod checker;
-#[path = "../common/mod.rs"]
-mod common;
 mod doc;
 mod examples;
 mod schema;
 
-use common::*;
+use crate::common::*;
 use cpe_config::http::openapi::{document, routes, Service};
 use schema::Validator;
 use serde_json::Value;
