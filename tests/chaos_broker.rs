@@ -12,9 +12,9 @@ mod common;
 mod chaos;
 
 use chaos::{create_many, device_calls, orchestrator_args, service_a, settle, Tally};
-use common::broker::delete_queues;
 use common::process::Process;
 use common::*;
+use cpe_test_support::{delete_queues, unique_queue};
 use std::time::Duration;
 
 const LIMIT: Duration = Duration::from_secs(90);
@@ -46,7 +46,7 @@ async fn no_accepted_task_is_lost_when_the_broker_and_the_process_go_down() {
         );
         return eprintln!("skipping: rabbitmqctl not available");
     }
-    let queue = unique_queue("chaos");
+    let queue = unique_queue("test-chaos");
     let data = std::env::temp_dir().join(format!("cpe-chaos-broker-{}", uuid::Uuid::new_v4()));
     let (service_a, a) = service_a(LIMIT);
     let orchestrator = || {

@@ -71,7 +71,7 @@ async fn dropped_keyed_posts_run_with_the_file_store() {
 #[tokio::test]
 async fn dropped_keyed_posts_run_through_rabbitmq() {
     let Some(amqp) = rabbitmq().await else { return };
-    let queue = unique_queue("dropped");
+    let queue = cpe_test_support::unique_queue("test-dropped");
     let app = start(&[
         "--config-delay=20ms",
         &format!("--amqp-url={amqp}"),
@@ -81,5 +81,5 @@ async fn dropped_keyed_posts_run_through_rabbitmq() {
     .await;
     abandoned_posts_all_run(&app, 200).await;
     app.shutdown().await.unwrap();
-    crate::common::broker::delete_queues(&amqp, &queue).await;
+    cpe_test_support::delete_queues(&amqp, &queue).await;
 }

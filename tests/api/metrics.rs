@@ -279,7 +279,7 @@ async fn metrics_need_no_token_and_take_only_get() {
 #[tokio::test]
 async fn the_broker_links_are_shown_connected() {
     let Some(amqp) = rabbitmq().await else { return };
-    let queue = unique_queue("metrics");
+    let queue = cpe_test_support::unique_queue("test-metrics");
     let app = start(&[
         &format!("--amqp-url={amqp}"),
         &format!("--queue={queue}"),
@@ -301,7 +301,7 @@ async fn the_broker_links_are_shown_connected() {
         );
     }
     app.shutdown().await.unwrap();
-    crate::common::broker::delete_queues(&amqp, &queue).await;
+    cpe_test_support::delete_queues(&amqp, &queue).await;
 }
 
 /// `promtool check metrics` (Debian's `prometheus` package) on a scrape after traffic.

@@ -355,7 +355,7 @@ async fn bulk_retry_and_cancel_act_on_what_matches_and_say_how_many_on(store: &s
 #[tokio::test]
 async fn the_operator_routes_work_through_rabbitmq_with_the_file_store() {
     let Some(amqp) = rabbitmq().await else { return };
-    let queue = unique_queue("operator");
+    let queue = cpe_test_support::unique_queue("test-operator");
     let data = std::env::temp_dir().join(format!("cpe-operator-{}", uuid::Uuid::new_v4()));
     let app = start(&[
         "--config-delay=500ms",
@@ -384,6 +384,6 @@ async fn the_operator_routes_work_through_rabbitmq_with_the_file_store() {
         (json!(410), json!(0))
     );
     app.shutdown().await.unwrap();
-    crate::common::broker::delete_queues(&amqp, &queue).await;
+    cpe_test_support::delete_queues(&amqp, &queue).await;
     let _ = std::fs::remove_dir_all(data);
 }

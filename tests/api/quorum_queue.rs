@@ -3,7 +3,7 @@
 //! the same name, and the default classic queue the original system can still declare.
 //! Skips (with a note) without a broker unless REQUIRE_RABBITMQ=1.
 
-use crate::common::broker::{delete_queues, message_count, publish_raw};
+use crate::common::broker::{message_count, publish_raw};
 use crate::common::*;
 use clap::Parser;
 use cpe_config::config::Cli;
@@ -11,6 +11,7 @@ use cpe_config::queue::amqp::{
     declare_quorum_task_topology, declare_task_topology, quorum_task_arguments, QueueType, DELIVERY_LIMIT,
 };
 use cpe_config::startup::App;
+use cpe_test_support::{delete_queues, unique_queue};
 use lapin::options::{BasicGetOptions, BasicRejectOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Connection, ConnectionProperties};
@@ -106,7 +107,7 @@ fn quorum_is_an_option_of_rabbitmq_only_and_classic_is_the_default() {
 #[tokio::test]
 async fn the_quorum_queues_carry_their_arguments() {
     let Some(amqp) = rabbitmq().await else { return };
-    let queue = unique_queue("quorum-args");
+    let queue = unique_queue("test-quorum-args");
     let connection = connect(&amqp).await;
     declare_quorum_task_topology(&connection, &queue)
         .await
@@ -148,7 +149,7 @@ async fn the_quorum_queues_carry_their_arguments() {
 #[tokio::test]
 async fn a_message_returned_past_the_delivery_limit_is_dead_lettered_by_the_broker() {
     let Some(amqp) = rabbitmq().await else { return };
-    let queue = unique_queue("quorum-limit");
+    let queue = unique_queue("test-quorum-limit");
     let connection = connect(&amqp).await;
     declare_quorum_task_topology(&connection, &queue)
         .await
@@ -206,7 +207,7 @@ async fn a_message_returned_past_the_delivery_limit_is_dead_lettered_by_the_brok
 #[tokio::test]
 async fn tasks_flow_end_to_end_through_a_quorum_queue_and_garbage_is_dead_lettered() {
     let Some(amqp) = rabbitmq().await else { return };
-    let queue = unique_queue("quorum-e2e");
+    let queue = unique_queue("test-quorum-e2e");
     let app = build(&options(&amqp, &queue, &["--queue-type=quorum"]))
         .await
         .expect("starts");
@@ -237,7 +238,7 @@ async fn tasks_flow_end_to_end_through_a_quorum_queue_and_garbage_is_dead_letter
 #[tokio::test]
 async fn start_fails_clearly_over_a_classic_queue_of_the_same_name() {
     let Some(amqp) = rabbitmq().await else { return };
-    let queue = unique_queue("quorum-over-classic");
+    let queue = unique_queue("test-quorum-over-classic");
     let connection = connect(&amqp).await;
     // As the original system declares config_tasks.
     declare(&connection, &queue, FieldTable::default())
@@ -287,7 +288,7 @@ async fn start_fails_clearly_over_a_classic_queue_of_the_same_name() {
 #[tokio::test]
 async fn by_default_the_original_systems_declare_works_against_the_queues_cpe_config_made() {
     let Some(amqp) = rabbitmq().await else { return };
-    let queue = unique_queue("default-classic");
+    let queue = unique_queue("test-default-classic");
     let app = build(&options(&amqp, &queue, &[])).await.expect("starts");
     ready(&app).await;
     let task = create_task(app.service_b_addr, "classic01").await;

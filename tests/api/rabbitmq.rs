@@ -2,9 +2,10 @@
 //! message in the original system's format, garbage on the queue, and a worker crash.
 //! Skips (with a note) without a broker unless REQUIRE_RABBITMQ=1.
 
-use crate::common::broker::{delete_queues, message_count, publish_raw};
+use crate::common::broker::{message_count, publish_raw};
 use crate::common::process::Process;
 use crate::common::*;
+use cpe_test_support::{delete_queues, unique_queue};
 use std::time::Duration;
 
 const LIMIT: Duration = Duration::from_secs(30);
@@ -27,7 +28,7 @@ async fn start_with_broker(amqp: &str, queue: &str, extra: &[&str]) -> cpe_confi
 #[tokio::test]
 async fn a_task_completes_through_rabbitmq_in_one_process() {
     let Some(amqp) = rabbitmq().await else { return };
-    let queue = unique_queue("one");
+    let queue = unique_queue("test-one");
     let app = start_with_broker(&amqp, &queue, &[]).await;
     eventually(LIMIT, "readiness", || async {
         let (status, _) = send(client().get(url(app.service_b_addr, "/readyz"))).await;
@@ -44,7 +45,7 @@ async fn a_task_completes_through_rabbitmq_in_one_process() {
 #[tokio::test]
 async fn a_message_from_the_original_system_is_a_valid_task_and_garbage_is_dead_lettered() {
     let Some(amqp) = rabbitmq().await else { return };
-    let queue = unique_queue("compat");
+    let queue = unique_queue("test-compat");
     let app = start_with_broker(&amqp, &queue, &[]).await;
     let task_id = uuid::Uuid::new_v4().to_string();
     let original = format!(r#"{{"task_id": "{task_id}", "equipment_id": "legacy01", "task_payload": {EXAMPLE}}}"#);
@@ -69,7 +70,7 @@ async fn a_message_from_the_original_system_is_a_valid_task_and_garbage_is_dead_
 #[tokio::test]
 async fn tasks_survive_a_pool_crash_through_rabbitmq_redelivery() {
     let Some(amqp) = rabbitmq().await else { return };
-    let queue = unique_queue("crash");
+    let queue = unique_queue("test-crash");
     let app = start_with_broker(&amqp, &queue, &["--config-delay=500ms", "--workers=4"]).await;
     let mut tasks = Vec::new();
     for n in 0..8 {
@@ -95,7 +96,7 @@ async fn tasks_survive_a_pool_crash_through_rabbitmq_redelivery() {
 #[tokio::test]
 async fn the_three_roles_work_as_separate_processes() {
     let Some(amqp) = rabbitmq().await else { return };
-    let queue = unique_queue("roles");
+    let queue = unique_queue("test-roles");
     let certs = format!("--certs-dir={}", certs_dir().display());
     let common = |role: &str| {
         let mut args = queue_args(&queue, &amqp);
@@ -130,7 +131,7 @@ async fn the_three_roles_work_as_separate_processes() {
 #[tokio::test]
 async fn a_task_that_runs_out_of_attempts_fails_and_is_dead_lettered() {
     let Some(amqp) = rabbitmq().await else { return };
-    let queue = unique_queue("dlq");
+    let queue = unique_queue("test-dlq");
     let app = start_with_broker(
         &amqp,
         &queue,

@@ -1,19 +1,5 @@
-//! Direct broker access for tests: publish as another system would, count and delete queues.
-
-pub async fn delete_queues(amqp: &str, queue: &str) {
-    let Ok(connection) = lapin::Connection::connect(amqp, lapin::ConnectionProperties::default()).await else {
-        return;
-    };
-    if let Ok(channel) = connection.create_channel().await {
-        for name in [queue.to_string(), format!("{queue}.dlq"), format!("{queue}-results")] {
-            let _ = channel.queue_delete(name.as_str().into(), Default::default()).await;
-        }
-        let _ = channel
-            .exchange_delete(format!("{queue}.dlx").as_str().into(), Default::default())
-            .await;
-    }
-    let _ = connection.close(200, "done".into()).await;
-}
+//! Direct broker access for tests: publish as another system would, count queues. Deleting them is
+//! `cpe_test_support::delete_queues`, shared with the benchmark.
 
 /// Publishes raw bytes on a queue, as another system would.
 pub async fn publish_raw(amqp: &str, queue: &str, body: &[u8]) {

@@ -1,8 +1,6 @@
 //! Shared test setup: an app on port 0 over real HTTPS, a client that trusts its certificate,
 //! RabbitMQ discovery, and polling with a deadline instead of sleeps.
 
-use clap::Parser;
-use cpe_config::config::Cli;
 use cpe_config::startup::App;
 use serde_json::Value;
 use std::future::Future;
@@ -10,7 +8,7 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-pub const EXAMPLE: &str = r#"{"timeoutInSeconds": 14, "parameters": {"username": "admin", "password": "admin", "vlan": 534, "interfaces": [1, 2, 3, 4]}}"#;
+pub use cpe_test_support::EXAMPLE;
 
 /// One certificate pair for the whole test binary, generated once.
 pub fn certs_dir() -> PathBuf {
@@ -26,21 +24,16 @@ pub fn certs_dir() -> PathBuf {
 
 /// Builds an app on port 0 with the given extra options (a short delay unless overridden).
 pub async fn start(extra: &[&str]) -> App {
-    let certs = certs_dir();
-    let mut args = vec![
-        "cpe-config".to_string(),
-        "--service-a-addr=127.0.0.1:0".into(),
-        "--service-b-addr=127.0.0.1:0".into(),
-        format!("--certs-dir={}", certs.display()),
-        "--config-delay=200ms".into(),
-        "--retry-base=50ms".into(),
-        "--call-timeout=1s".into(),
-        "--store=memory".into(),
+    let defaults = [
+        "--config-delay=200ms",
+        "--retry-base=50ms",
+        "--call-timeout=1s",
+        "--store=memory",
     ];
-    args.extend(extra.iter().map(|s| s.to_string()));
-    let cli = Cli::try_parse_from(args).expect("test options parse");
-    cli.config.validate().expect("test options are valid");
-    App::build(cli.config).await.expect("the app starts")
+    let args = defaults.iter().chain(extra).map(|s| s.to_string());
+    cpe_test_support::start_app(&certs_dir(), args)
+        .await
+        .expect("the app starts")
 }
 
 pub fn client() -> reqwest::Client {
@@ -54,9 +47,8 @@ pub fn http1_client() -> reqwest::Client {
 
 /// A client that trusts the test certificate, shaped further by `shape`.
 pub fn client_built(shape: impl FnOnce(reqwest::ClientBuilder) -> reqwest::ClientBuilder) -> reqwest::Client {
-    let pem = std::fs::read(certs_dir().join("cert.pem")).unwrap();
-    let builder = reqwest::Client::builder().tls_certs_only([reqwest::Certificate::from_pem(&pem).unwrap()]);
-    shape(builder).build().unwrap()
+    let trust = cpe_config::tls::client_trust(&certs_dir()).unwrap();
+    shape(cpe_test_support::trusting(&trust)).build().unwrap()
 }
 
 pub fn url(addr: Option<std::net::SocketAddr>, path: &str) -> String {
@@ -142,11 +134,6 @@ pub async fn rabbitmq() -> Option<String> {
     }
     eprintln!("skipping: RabbitMQ not reachable at {hostport} (set REQUIRE_RABBITMQ=1 to make this a failure)");
     None
-}
-
-/// A queue name no other test uses.
-pub fn unique_queue(prefix: &str) -> String {
-    format!("test-{prefix}-{}", uuid::Uuid::new_v4().simple())
 }
 
 pub mod broker;
