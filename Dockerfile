@@ -6,6 +6,7 @@ COPY Cargo.toml Cargo.lock ./
 COPY actors/ actors/
 # Every workspace member must be present for cargo to load the workspace, even one not built here.
 COPY bench/ bench/
+COPY support/ support/
 COPY src/ src/
 RUN cargo build --release --locked --bin cpe-config
 

@@ -2,12 +2,19 @@
 //! kill -9 the process and restart it, then stop it with SIGTERM. Every accepted task must end;
 //! a task refused with 503 while the broker is away was never accepted. Needs `rabbitmqctl`.
 
+// The api binary's helpers (tests/api/common); this binary uses only some of them, hence the allow.
+#[allow(dead_code)]
+#[path = "api/common/mod.rs"]
 mod common;
+// Helpers only the binaries kept apart use (chaos_broker, chaos_crash).
+#[allow(dead_code)]
+#[path = "alone/chaos.rs"]
+mod chaos;
 
-use common::broker::delete_queues;
-use common::chaos::{create_many, device_calls, orchestrator_args, service_a, settle, Tally};
+use chaos::{create_many, device_calls, orchestrator_args, service_a, settle, Tally};
 use common::process::Process;
 use common::*;
+use cpe_test_support::{delete_queues, unique_queue};
 use std::time::Duration;
 
 const LIMIT: Duration = Duration::from_secs(90);
@@ -39,7 +46,7 @@ async fn no_accepted_task_is_lost_when_the_broker_and_the_process_go_down() {
         );
         return eprintln!("skipping: rabbitmqctl not available");
     }
-    let queue = unique_queue("chaos");
+    let queue = unique_queue("test-chaos");
     let data = std::env::temp_dir().join(format!("cpe-chaos-broker-{}", uuid::Uuid::new_v4()));
     let (service_a, a) = service_a(LIMIT);
     let orchestrator = || {

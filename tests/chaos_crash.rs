@@ -2,9 +2,16 @@
 //! hundreds of tasks are queued or running, start it again, and count: nothing may be lost, and
 //! no device may be configured twice at the same time.
 
+// The api binary's helpers (tests/api/common); this binary uses only some of them, hence the allow.
+#[allow(dead_code)]
+#[path = "api/common/mod.rs"]
 mod common;
+// Helpers only the binaries kept apart use (chaos_broker, chaos_crash).
+#[allow(dead_code)]
+#[path = "alone/chaos.rs"]
+mod chaos;
 
-use common::chaos::{create_many, device_calls, orchestrator_args, service_a, settle, Tally};
+use chaos::{create_many, device_calls, orchestrator_args, service_a, settle, Tally};
 use common::process::Process;
 use std::time::Duration;
 

@@ -5,6 +5,9 @@
 //! The browser part skips with a message when chromium or chromedriver is missing, unless
 //! `REQUIRE_CHROMIUM=1` (as in .ci/run). Screenshots go to `target/dashboard/`.
 
+// The api binary's helpers (tests/api/common); this binary uses only some of them, hence the allow.
+#[allow(dead_code)]
+#[path = "api/common/mod.rs"]
 mod common;
 
 use common::*;

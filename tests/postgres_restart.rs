@@ -1,12 +1,20 @@
 //! The PostgreSQL server itself restarted (`pg_ctlcluster ... restart`) while two instances run tasks:
 //! a binary of its own, since the restart breaks every connection to the server, other tests' included.
 
+// The api binary's helpers (tests/api/common); this binary uses only some of them, hence the allow.
+#[allow(dead_code)]
+#[path = "api/common/mod.rs"]
 mod common;
+// Helpers only the binaries kept apart use (scale_out, postgres_restart).
+#[allow(dead_code)]
+#[path = "alone/cluster.rs"]
+mod cluster;
 
+use cluster::*;
 use common::call_log::CallLog;
-use common::cluster::*;
-use common::{rabbitmq, unique_queue};
+use common::rabbitmq;
 use cpe_config::store::postgres::scratch::ScratchSchema;
+use cpe_test_support::unique_queue;
 use std::process::Command;
 use std::time::Duration;
 
@@ -31,7 +39,7 @@ async fn a_database_restart_mid_run_loses_nothing_and_overlaps_nothing() {
         eprintln!("skipping: no Debian PostgreSQL cluster on port 5432 to restart");
         return;
     };
-    let queue = unique_queue("pg-restart");
+    let queue = unique_queue("test-pg-restart");
     let service_a = CallLog::start_with(Duration::from_millis(200), by_vlan()).await;
     let cluster = cluster_on(schema, &amqp, &queue, &service_a.url(), 2);
     let devices: Vec<String> = (0..30).map(|n| format!("cpe{n:04}")).collect();
@@ -51,5 +59,5 @@ async fn a_database_restart_mid_run_loses_nothing_and_overlaps_nothing() {
             .await;
     }
     assert_clean(&history.check(cluster.service_b[0], &service_a).await);
-    common::broker::delete_queues(&amqp, &queue).await;
+    cpe_test_support::delete_queues(&amqp, &queue).await;
 }

@@ -3,23 +3,31 @@
 //! the history is checked for lost tasks, overlapping or out-of-order calls per device, and duplicates.
 //! One instance is killed with -9 and one is stopped for longer than its lease while tasks run.
 
+// The api binary's helpers (tests/api/common); this binary uses only some of them, hence the allow.
+#[allow(dead_code)]
+#[path = "api/common/mod.rs"]
 mod common;
+// Helpers only the binaries kept apart use (scale_out, postgres_restart).
+#[allow(dead_code)]
+#[path = "alone/cluster.rs"]
+mod cluster;
 
+use cluster::*;
 use common::call_log::CallLog;
-use common::cluster::*;
 use common::fault_proxy::{FaultProxy, Mode};
 use common::process::{local_args, Process};
-use common::{client, rabbitmq, send, unique_queue, url};
+use common::{client, rabbitmq, send, url};
 use cpe_actors::ports::TaskStore;
 use cpe_actors::{ConfigRequest, EquipmentId, TaskId, TaskRecord};
 use cpe_config::store::postgres::scratch::ScratchSchema;
 use cpe_config::store::postgres::PgStore;
+use cpe_test_support::{delete_queues, unique_queue};
 use std::time::{Duration, Instant};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn three_instances_lose_nothing_and_never_overlap_a_device_through_a_kill_and_a_pause() {
     let Some(amqp) = rabbitmq().await else { return };
-    let queue = unique_queue("scale");
+    let queue = unique_queue("test-scale");
     let service_a = CallLog::start_with(Duration::from_millis(300), by_vlan()).await;
     let Some(mut cluster) = cluster(&amqp, &queue, &service_a.url(), 3).await else {
         return;
@@ -59,13 +67,13 @@ async fn three_instances_lose_nothing_and_never_overlap_a_device_through_a_kill_
         "duplicated: {:?}",
         report.duplicated_calls
     );
-    common::broker::delete_queues(&amqp, &queue).await;
+    delete_queues(&amqp, &queue).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn any_instance_answers_for_a_task_and_a_wait_wakes_when_another_finishes_it() {
     let Some(amqp) = rabbitmq().await else { return };
-    let queue = unique_queue("scale-wait");
+    let queue = unique_queue("test-scale-wait");
     let service_a = CallLog::start_with(Duration::from_millis(1500), by_vlan()).await;
     let Some(cluster) = cluster(&amqp, &queue, &service_a.url(), 2).await else {
         return;
@@ -87,7 +95,7 @@ async fn any_instance_answers_for_a_task_and_a_wait_wakes_when_another_finishes_
     let (code, page) = send(listed).await;
     assert_eq!(code, 200);
     assert_eq!(page["tasks"][0]["taskId"].as_str(), Some(task.as_str()), "{page}");
-    common::broker::delete_queues(&amqp, &queue).await;
+    delete_queues(&amqp, &queue).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -109,7 +117,7 @@ async fn a_task_stored_but_never_queued_is_published_by_the_outbox_relay_and_run
     })
     .await
     .unwrap();
-    let queue = unique_queue("scale-outbox");
+    let queue = unique_queue("test-scale-outbox");
     let service_a = CallLog::start_with(Duration::from_millis(100), by_vlan()).await;
     let cluster = cluster_on(schema, &amqp, &queue, &service_a.url(), 1);
     let b = cluster.service_b[0];
@@ -123,7 +131,7 @@ async fn a_task_stored_but_never_queued_is_published_by_the_outbox_relay_and_run
         .filter(|c| c.task.as_deref() == Some("41"))
         .collect();
     assert_eq!(calls.len(), 1, "published once, called once");
-    common::broker::delete_queues(&amqp, &queue).await;
+    delete_queues(&amqp, &queue).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -138,7 +146,7 @@ async fn connections_to_the_database_and_the_broker_cut_mid_run_lose_nothing() {
         (via(&schema.url, db_proxy.addr()), amqp.clone()),
         (schema.url.clone(), via(&amqp, amqp_proxy.addr())),
     ];
-    let queue = unique_queue("scale-faults");
+    let queue = unique_queue("test-scale-faults");
     let service_a = CallLog::start_with(Duration::from_millis(200), by_vlan()).await;
     let cluster = cluster_linked(schema, &links, &queue, &service_a.url());
     let devices: Vec<String> = (0..30).map(|n| format!("cpe{n:04}")).collect();
@@ -160,14 +168,14 @@ async fn connections_to_the_database_and_the_broker_cut_mid_run_lose_nothing() {
             .await;
     }
     assert_clean(&history.check(cluster.service_b[1], &service_a).await);
-    common::broker::delete_queues(&amqp, &queue).await;
+    delete_queues(&amqp, &queue).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_process_on_its_own_never_runs_a_task_cancelled_while_queued() {
     let Some(amqp) = rabbitmq().await else { return };
     let Some(schema) = ScratchSchema::create() else { return };
-    let queue = unique_queue("scale-split");
+    let queue = unique_queue("test-scale-split");
     let service_a = CallLog::start_with(Duration::from_millis(1500), by_vlan()).await;
     let shared = [
         format!("--amqp-url={amqp}"),
@@ -207,5 +215,5 @@ async fn a_worker_process_on_its_own_never_runs_a_task_cancelled_while_queued() 
         [Some("0".to_owned()), Some("2".to_owned())],
         "the cancelled task was never called"
     );
-    common::broker::delete_queues(&amqp, &queue).await;
+    delete_queues(&amqp, &queue).await;
 }

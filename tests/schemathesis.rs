@@ -6,6 +6,9 @@
 //! Skips with a message when `schemathesis` is not installed, unless `REQUIRE_SCHEMATHESIS=1`
 //! (`.ci/run` installs it and sets that).
 
+// The api binary's helpers (tests/api/common); this binary uses only some of them, hence the allow.
+#[allow(dead_code)]
+#[path = "api/common/mod.rs"]
 mod common;
 
 use common::process::Process;
@@ -38,7 +41,7 @@ fn schemathesis() -> Option<PathBuf> {
 }
 
 /// The served document without the operations whose routes are not there yet (`x-pending`):
-/// tests/openapi fails once such a route answers, and the mark comes off.
+/// tests/api/openapi fails once such a route answers, and the mark comes off.
 fn without_pending(mut document: Value) -> Value {
     let paths = document["paths"].as_object_mut().unwrap();
     for item in paths.values_mut() {

@@ -3,10 +3,9 @@
 
 use crate::report::{Report, Row};
 use anyhow::{anyhow, Context, Result};
-use clap::Parser;
-use cpe_config::config::Cli;
 use cpe_config::startup::App;
 use cpe_config::store::file::FileStore;
+use cpe_test_support::{connect, delete_queues, start_app};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use tokio::runtime::Handle;
@@ -92,10 +91,6 @@ impl Bench {
     /// uses the broker. `data_dir` is its file store directory (created on demand).
     pub async fn start(&self, data_dir: &Path, queue: Option<&str>, extra: &[String]) -> Result<Running> {
         let mut args = vec![
-            "cpe-config".to_string(),
-            "--service-a-addr=127.0.0.1:0".into(),
-            "--service-b-addr=127.0.0.1:0".into(),
-            format!("--certs-dir={}", self.certs.display()),
             format!("--data-dir={}", data_dir.display()),
             "--shutdown-grace=2s".into(),
             "--retry-base=100ms".into(),
@@ -107,9 +102,7 @@ impl Bench {
             args.push(format!("--results-queue={queue}-results"));
         }
         args.extend(extra.iter().cloned());
-        let cli = Cli::try_parse_from(&args).map_err(|e| anyhow!("app options {args:?}: {e}"))?;
-        cli.config.validate().map_err(|e| anyhow!("app options: {e}"))?;
-        let app = tokio::time::timeout(Duration::from_secs(60), App::build(cli.config))
+        let app = tokio::time::timeout(Duration::from_secs(60), start_app(&self.certs, args))
             .await
             .map_err(|_| anyhow!("the app did not start within 60 s"))??;
         Ok(Running {
@@ -136,36 +129,12 @@ impl Bench {
         }
     }
 
-    /// Deletes `<queue>`, `<queue>.dlq`, `<queue>-results` and the exchange `<queue>.dlx`, each on its own
-    /// channel (a failed delete closes its channel), within a few seconds each.
+    /// Deletes the queues of `queue` (see [`delete_queues`]), or says they are left behind.
     pub async fn delete_queues(&self, queue: &str) {
         let Ok(url) = &self.broker else { return };
-        // The broker may be restarting: try for about half a minute before leaving the queues behind.
-        let mut connection = None;
-        for _ in 0..5 {
-            if let Ok(connected) = connect(url).await {
-                connection = Some(connected);
-                break;
-            }
-            tokio::time::sleep(Duration::from_secs(2)).await;
-        }
-        let Some(connection) = connection else {
+        if !delete_queues(url, queue).await {
             println!("  !! could not connect to delete queue {queue}; delete it by hand");
-            return;
-        };
-        let within = Duration::from_secs(5);
-        for name in [queue.to_string(), format!("{queue}.dlq"), format!("{queue}-results")] {
-            if let Ok(Ok(channel)) = tokio::time::timeout(within, connection.create_channel()).await {
-                let delete = channel.queue_delete(name.as_str().into(), Default::default());
-                let _ = tokio::time::timeout(within, delete).await;
-            }
         }
-        if let Ok(Ok(channel)) = tokio::time::timeout(within, connection.create_channel()).await {
-            let dlx = format!("{queue}.dlx");
-            let _ =
-                tokio::time::timeout(within, channel.exchange_delete(dlx.as_str().into(), Default::default())).await;
-        }
-        let _ = tokio::time::timeout(within, connection.close(200, "bench done".into())).await;
     }
 
     /// True when the broker dropped the sentinel connection since the last call; connects it again.
@@ -213,19 +182,6 @@ impl Bench {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
-}
-
-async fn connect(url: &str) -> Result<lapin::Connection, ()> {
-    let connect = lapin::Connection::connect(url, lapin::ConnectionProperties::default());
-    match tokio::time::timeout(Duration::from_secs(5), connect).await {
-        Ok(Ok(connection)) => Ok(connection),
-        _ => Err(()),
-    }
-}
-
-/// A queue name used by nothing else: `bench-<phase>-<uuid>`.
-pub fn unique_queue(phase: &str) -> String {
-    format!("bench-{phase}-{}", uuid::Uuid::new_v4().simple())
 }
 
 /// Checks that the broker URL points at this machine and that RabbitMQ answers there.

@@ -9,8 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::runtime::Handle;
 
-/// The example request of the HTTP contract (DESIGN.md §2).
-pub const EXAMPLE: &str = r#"{"timeoutInSeconds": 14, "parameters": {"username": "admin", "password": "admin", "vlan": 534, "interfaces": [1, 2, 3, 4]}}"#;
+pub use cpe_test_support::EXAMPLE;
 
 /// No single call may take longer than this, so no loop can hang.
 pub const CALL_DEADLINE: Duration = Duration::from_secs(30);
@@ -40,8 +39,7 @@ pub fn http2_clients(
 }
 
 fn base(trust: &reqwest::Certificate, deadline: Duration) -> reqwest::ClientBuilder {
-    reqwest::Client::builder()
-        .tls_certs_only([trust.clone()])
+    cpe_test_support::trusting(trust)
         .tcp_nodelay(true)
         .connect_timeout(Duration::from_secs(5))
         .timeout(deadline)

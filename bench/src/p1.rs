@@ -1,7 +1,7 @@
 //! P1, create throughput: POSTs to Service B over HTTPS (file store, RabbitMQ with confirms) against
 //! the raw rate of publish-with-confirm of the same message to the same broker.
 
-use crate::harness::{unique_queue, Bench};
+use crate::harness::Bench;
 use crate::load::{closed_loop, create_task, device, http1_clients, Run, Until};
 use crate::report::{size, Report, Row, Target};
 use anyhow::Result;
@@ -9,6 +9,7 @@ use cpe_actors::ports::TaskStore;
 use cpe_actors::{ConfigRequest, EquipmentId, TaskId, TaskMessage, TaskRecord};
 use cpe_config::queue::amqp::{AmqpConfig, AmqpLink, AmqpPublisher, QueueSpec};
 use cpe_config::store::file::FileStore;
+use cpe_test_support::unique_queue;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -183,7 +184,7 @@ pub fn sample_message() -> TaskMessage {
 /// The limit: `connections` loops publishing the same message through one shared confirm channel, as the
 /// app's `AmqpPublisher` does, to a queue declared the same way (durable, dead-lettering).
 async fn raw_publish(bench: &Bench, url: &str, until: Until) -> Result<Run<()>> {
-    let queue = unique_queue("raw");
+    let queue = unique_queue("bench-raw");
     let config = AmqpConfig {
         url: url.to_owned(),
         queue: queue.clone(),
@@ -214,7 +215,7 @@ async fn raw_publish(bench: &Bench, url: &str, until: Until) -> Result<Run<()>> 
 /// the broker, the in-process queue needs `--role all`: one worker then holds one task for an hour and the
 /// rest wait, so the store sees the creates and one more write only.
 async fn creates(bench: &Bench, store: &str, broker: bool, until: Until) -> Result<Run<()>> {
-    let queue = broker.then(|| unique_queue("p1"));
+    let queue = broker.then(|| unique_queue("bench-p1"));
     let mut args = vec![format!("--store={store}")];
     if broker {
         args.push("--role=service-b".into());
@@ -242,7 +243,7 @@ async fn creates(bench: &Bench, store: &str, broker: bool, until: Until) -> Resu
 /// POST creates spread over `instances` Service B instances (in this process, so on the same cores)
 /// that share one store and one queue: the connections take the instances in turn.
 async fn creates_on_instances(bench: &Bench, store: &str, instances: usize, until: Until) -> Result<Run<()>> {
-    let queue = unique_queue("p1-shared");
+    let queue = unique_queue("bench-p1-shared");
     let args = [format!("--store={store}"), "--role=service-b".into()];
     let mut running = Vec::new();
     for n in 0..instances {

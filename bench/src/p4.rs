@@ -1,13 +1,14 @@
 //! P4, the pipeline: N tasks through Service B, RabbitMQ, the workers and Service A, timed from the
 //! first POST to the last task's final status, against d + N / (P1 create rate).
 
-use crate::harness::{unique_queue, Bench, Running};
+use crate::harness::{Bench, Running};
 use crate::load::{closed_loop, create_task, device, http1_clients, task_code, Until};
 use crate::p1::Rates;
 use crate::report::{size, Report, Row};
 use anyhow::{anyhow, Result};
 use cpe_actors::ports::TaskStore;
 use cpe_actors::{TaskId, TaskStatus};
+use cpe_test_support::unique_queue;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -61,7 +62,7 @@ async fn measure(
     report: &mut Report,
 ) -> Result<()> {
     bench.broker_dropped().await;
-    let queue = unique_queue("p4");
+    let queue = unique_queue("bench-p4");
     let workers = n.clamp(1, MAX_WORKERS);
     let args = vec![
         "--store=file".to_string(),

@@ -1,7 +1,7 @@
 //! P5, memory and start-up: resident memory per task retained by the registry (memory store), bytes
 //! on disk per task (file store), and the time from start to ready with those tasks stored.
 
-use crate::harness::{unique_queue, Bench};
+use crate::harness::Bench;
 use crate::memory;
 use crate::p1::sample_message;
 use crate::report::{size, Report, Row, Target};
@@ -9,6 +9,7 @@ use crate::sys;
 use anyhow::Result;
 use cpe_actors::ports::TaskStore;
 use cpe_config::store::file::FileStore;
+use cpe_test_support::unique_queue;
 use std::time::{Duration, Instant};
 
 const TARGET_BYTES: f64 = 1024.0;
@@ -118,7 +119,7 @@ async fn start_to_ready(
     report: &mut Report,
 ) -> Result<()> {
     bench.broker_dropped().await;
-    let queue = bench.broker.is_ok().then(|| unique_queue("p5"));
+    let queue = bench.broker.is_ok().then(|| unique_queue("bench-p5"));
     let (dir, args) = match file {
         Some((dir, _)) => (dir.to_owned(), vec!["--store=file".to_string()]),
         None => (bench.fresh_dir("p5"), vec!["--store=memory".to_string()]),

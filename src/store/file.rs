@@ -474,5 +474,4 @@ fn create_private_dir(dir: &Path) -> std::io::Result<()> {
 }
 
 #[cfg(test)]
-#[path = "file_tests.rs"]
 mod tests;

@@ -5,7 +5,4 @@ pub mod file;
 pub mod postgres;
 
 #[cfg(test)]
-mod listing_tests;
-
-#[cfg(test)]
-mod counts_tests;
+mod tests;

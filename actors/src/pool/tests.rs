@@ -1,5 +1,5 @@
 //! Actor-level tests of the pool: per-device order, concurrency, panicking calls and drain
-//! (killed workers are covered end to end in tests/supervision.rs).
+//! (killed workers are covered end to end in tests/api/supervision.rs).
 
 use super::*;
 use crate::consumer::{Consumer, ConsumerArgs};

@@ -1,5 +1,5 @@
 //! `GET /openapi.json`: each service's OpenAPI 3.1 document, built from the constants the routes
-//! use (messages, limits, names), and held against the running routes by `tests/openapi/` and
+//! use (messages, limits, names), and held against the running routes by `tests/api/openapi/` and
 //! `tests/schemathesis.rs`.
 
 mod actions;
@@ -34,7 +34,7 @@ pub enum Service {
 
 /// Every route the service serves, from its route table and the `/metrics` wrapper, as (method,
 /// pattern), None standing for every method: what its document must list, and all it may list
-/// without [`PENDING`]. `tests/openapi/` holds the two against each other.
+/// without [`PENDING`]. `tests/api/openapi/` holds the two against each other.
 pub fn routes(service: Service) -> Vec<(Option<Method>, &'static str)> {
     let mut routes = match service {
         Service::A => super::service_a::routes(),
