@@ -74,13 +74,14 @@ impl HeldDevice {
     /// extension took so long that the call could outlive it. A database that does not answer (a
     /// restart, a cut connection) is asked again for up to a call timeout: the fence, not the clock,
     /// says whether the lease is still this holder's, so a late answer is as good as a prompt one.
-    pub async fn confirm(&self) -> Result<(), LeaseError> {
+    /// Ok: the instant by which a call must have started to end before the lease does.
+    pub async fn confirm(&self) -> Result<Instant, LeaseError> {
         let give_up = Instant::now() + self.call_timeout;
         let mut pause = FIRST_PAUSE;
         loop {
             let asked = Instant::now();
             let why = match self.leases.renew(&self.lease, ttl(self.call_timeout)).await {
-                Ok(()) if asked.elapsed() < LEASE_MARGIN => return Ok(()),
+                Ok(()) if asked.elapsed() < LEASE_MARGIN => return Ok(asked + LEASE_MARGIN),
                 Ok(()) => LeaseError::Unavailable("renewing the device lease took too long".into()),
                 Err(LeaseError::Lost) => return Err(LeaseError::Lost),
                 Err(unavailable) => unavailable,

@@ -11,6 +11,7 @@ use crate::{Outcome, TaskMessage};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::time::Instant;
 
 /// What every worker shares: its ports and its limits.
 pub struct WorkerDeps {
@@ -159,8 +160,9 @@ async fn run_held(deps: &WorkerDeps, delivery: &Delivery, task: &TaskMessage, he
     }
 }
 
-/// The device lease (when held) extended for the next step; None when there is no lease.
-async fn confirm(held: Option<&HeldDevice>) -> Option<Result<(), LeaseError>> {
+/// The device lease (when held) extended for the next step, and the instant by which a call must
+/// start to end within it; None when there is no lease.
+async fn confirm(held: Option<&HeldDevice>) -> Option<Result<Instant, LeaseError>> {
     match held {
         Some(held) => Some(held.confirm().await),
         None => None,
@@ -185,10 +187,17 @@ async fn configure_with_retries(
     held: Option<&HeldDevice>,
 ) -> Result<Outcome, LeaseError> {
     loop {
-        if let Some(Err(lost)) = confirm(held).await {
-            return Err(lost);
-        }
-        let error = match call_once(deps, task).await {
+        let start_by = match confirm(held).await {
+            Some(Err(lost)) => return Err(lost),
+            Some(Ok(by)) => Some(by),
+            None => None,
+        };
+        let Some(result) = call_once(deps, task, start_by).await else {
+            return Err(LeaseError::Unavailable(
+                "the call could not start within the lease (the process was paused?)".into(),
+            ));
+        };
+        let error = match result {
             Ok(()) => {
                 tracing::info!(task_id = %task.task_id, equipment_id = %task.equipment_id, attempt, "configured");
                 return Ok(Outcome::Completed { attempts: attempt });
@@ -219,15 +228,28 @@ async fn configure_with_retries(
 /// adapter, set off by a strange answer) is one failed attempt of this task, not the death of the
 /// worker: no answer of Service A can spend the pool's restarts. The guard aborts the call when
 /// the deadline passes or the worker itself is stopped.
-async fn call_once(deps: &WorkerDeps, task: &TaskMessage) -> Result<(), ProvisionError> {
+///
+/// With a device lease, the call starts only if its task's first poll comes before `start_by`
+/// (checked on the monotonic clock, which runs on while a process is paused): a worker paused
+/// between confirming its lease and starting the call would otherwise call after its lease ran
+/// out, beside the device's next holder. None: not started.
+async fn call_once(
+    deps: &WorkerDeps,
+    task: &TaskMessage,
+    start_by: Option<Instant>,
+) -> Option<Result<(), ProvisionError>> {
     let provisioner = deps.provisioner.clone();
     let (equipment, request) = (task.equipment_id.clone(), task.request.clone());
     let mut call = AbortOnDrop(tokio::spawn(async move {
-        provisioner.configure(&equipment, &request).await
+        if start_by.is_some_and(|by| Instant::now() >= by) {
+            return None;
+        }
+        Some(provisioner.configure(&equipment, &request).await)
     }));
     let started = tokio::time::Instant::now();
     let result = match tokio::time::timeout(deps.call_timeout, &mut call.0).await {
-        Ok(Ok(result)) => result,
+        Ok(Ok(None)) => return None,
+        Ok(Ok(Some(result))) => result,
         Ok(Err(joined)) if joined.is_panic() => {
             tracing::error!(task_id = %task.task_id, equipment_id = %task.equipment_id, "the call to Service A panicked; counted as a failed attempt");
             Err(ProvisionError::Panicked)
@@ -244,7 +266,7 @@ async fn call_once(deps: &WorkerDeps, task: &TaskMessage) -> Result<(), Provisio
         Err(_) => CallOutcome::Permanent,
     };
     deps.observer.call_ended(outcome, started.elapsed());
-    result
+    Some(result)
 }
 
 /// An earlier call for this task may still be running at the device (its worker died, or its
