@@ -171,7 +171,7 @@ impl TaskStore for PgStore {
             let mut counts = StoreCounts::default();
             for row in client.query("SELECT status, count(*) FROM cpe_tasks GROUP BY status", &[])? {
                 let code: i16 = row.get(0);
-                if let Some(status) = TaskStatus::ALL.into_iter().find(|s| status_code(*s) == code) {
+                if let Some(status) = rows::status_from(code) {
                     counts.by_status[status as usize] = row.get::<_, i64>(1) as u64;
                 }
             }

@@ -19,7 +19,7 @@ pub fn status_code(status: TaskStatus) -> i16 {
     }
 }
 
-fn status_from(code: i16) -> Option<TaskStatus> {
+pub fn status_from(code: i16) -> Option<TaskStatus> {
     TaskStatus::ALL.into_iter().find(|status| status_code(*status) == code)
 }
 
