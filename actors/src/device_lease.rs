@@ -29,22 +29,37 @@ pub enum Take {
     Held(HeldDevice),
     /// The task is final already.
     Final,
-    /// Still busy after `patience`, or the leases cannot be reached: give the delivery back.
-    NotNow(String),
+    /// An older task of the device comes first; this one is handed to the queue again once that
+    /// one is final, so the delivery is done with (no worker waits for a busy device).
+    Behind,
+    /// Another holder has this task, or kept the device past `patience`: it ends its task, and
+    /// the write that makes it final hands the device's next task to the queue.
+    HeldElsewhere,
+    /// The leases cannot be reached: give the delivery back.
+    Unavailable(String),
+}
+
+/// How long a worker waits for a device held by another holder: one lease and a second, so the
+/// lease of a holder that died runs out within the wait and its redelivered task is taken over.
+pub fn patience(call_timeout: Duration) -> Duration {
+    ttl(call_timeout) + Duration::from_secs(1)
 }
 
 fn ttl(call_timeout: Duration) -> Duration {
     call_timeout + LEASE_MARGIN
 }
 
-/// Tries until the device is free for this task or `patience` has passed.
+/// Takes the device for this task. Waits (up to [`patience`]) only where the wait can end with
+/// this task running: a redelivered task whose lease another holder still has (that holder may
+/// have died), or a device held for another task. A first delivery of a task held elsewhere is a
+/// duplicate and ends at once.
 pub async fn take(
     leases: &Arc<dyn DeviceLeases>,
     task: &TaskMessage,
+    redelivered: bool,
     call_timeout: Duration,
-    patience: Duration,
 ) -> Take {
-    let give_up = Instant::now() + patience;
+    let give_up = Instant::now() + patience(call_timeout);
     let mut pause = FIRST_PAUSE;
     loop {
         match leases.acquire(task, ttl(call_timeout)).await {
@@ -56,15 +71,15 @@ pub async fn take(
                 })
             }
             Ok(Acquired::Final) => return Take::Final,
-            Ok(Acquired::Busy) if Instant::now() + pause < give_up => {
+            Ok(Acquired::Behind) => return Take::Behind,
+            Ok(Acquired::Busy { same_task: true }) if !redelivered => return Take::HeldElsewhere,
+            Ok(Acquired::Busy { .. }) if Instant::now() + pause < give_up => {
                 tokio::time::sleep(pause + Duration::from_millis(fastrand::u64(0..=pause.as_millis() as u64 / 2)))
                     .await;
                 pause = (pause * 2).min(LONGEST_PAUSE);
             }
-            Ok(Acquired::Busy) => {
-                return Take::NotNow(format!("device {} is busy with another task", task.equipment_id))
-            }
-            Err(error) => return Take::NotNow(error.to_string()),
+            Ok(Acquired::Busy { .. }) => return Take::HeldElsewhere,
+            Err(error) => return Take::Unavailable(error.to_string()),
         }
     }
 }

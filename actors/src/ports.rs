@@ -219,7 +219,7 @@ impl ProvisionError {
 /// What a worker should do with a task it is about to run. `attempt` is the number of the call
 /// about to be made, counted durably before it (calls started by earlier deliveries included),
 /// so a call that crashes the worker or the process still counts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Begin {
     Run {
         attempt: u32,
@@ -233,6 +233,12 @@ pub enum Begin {
     },
     /// Already completed or failed: acknowledge without calling Service A again.
     AlreadyFinal,
+    /// The message disagrees with the stored task (another device or request under its id): it
+    /// is dead-lettered and changes nothing. The string says how it disagrees.
+    Refused(String),
+    /// The store has never seen the task, and adopting it was not asked for: dead-lettered once a
+    /// create still on its way to the store had time to arrive.
+    Unknown,
 }
 
 /// Where workers record progress: the registry in one process, the results queue across processes.
@@ -258,8 +264,8 @@ pub struct SinkError(pub String);
 /// order: the database decides, not the order in which the queue delivers.
 #[async_trait]
 pub trait DeviceLeases: Send + Sync + 'static {
-    /// Takes the task's device for `ttl`, unless another holder's lease is live or an older
-    /// task of the device is unfinished.
+    /// Takes the task's device for `ttl`, unless an older task of the device is unfinished or
+    /// another holder's lease is live (a lease whose task is final is over, whatever its expiry).
     async fn acquire(&self, task: &TaskMessage, ttl: Duration) -> Result<Acquired, LeaseError>;
     /// Extends a lease still held; [`LeaseError::Lost`] once another holder took the device.
     async fn renew(&self, lease: &Lease, ttl: Duration) -> Result<(), LeaseError>;
@@ -281,8 +287,14 @@ pub enum Acquired {
     Held(Lease),
     /// The task is final already: nothing to call.
     Final,
-    /// Not now: another holder's live lease, or an older unfinished task, comes first.
-    Busy,
+    /// An older task of the device is unfinished: it runs first, and the write that makes it
+    /// final makes this one due, to be handed to the queue again.
+    Behind,
+    /// Another holder's lease is live; `same_task` when it holds this very task (a duplicate
+    /// message, or the redelivery of a holder that died and whose lease has not run out yet).
+    Busy {
+        same_task: bool,
+    },
 }
 
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]

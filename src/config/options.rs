@@ -56,6 +56,12 @@ pub struct WorkerOptions {
     /// Deadline of one call to Service A. Default: twice --config-delay plus 30s.
     #[arg(long, global = true, env = "CALL_TIMEOUT", value_parser = parse_duration, display_order = 22)]
     pub call_timeout: Option<Duration>,
+
+    /// Configure queue messages for tasks the task store has never seen, from the message alone
+    /// (for running beside the original system on one queue during a migration). Off: such a
+    /// message is dead-lettered, so a create that was refused never runs.
+    #[arg(long, global = true, env = "ADOPT_UNKNOWN_TASKS", display_order = 23)]
+    pub adopt_unknown_tasks: bool,
 }
 
 /// Where task state is kept.

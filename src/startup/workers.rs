@@ -37,7 +37,7 @@ pub(super) struct Surroundings<'a> {
 
 pub(super) fn part(options: &WorkerOptions, around: Surroundings<'_>, common: &Common) -> Result<Part> {
     let sink: Arc<dyn StatusSink> = match around.registry {
-        Some(registry) => Arc::new(registry.clone()),
+        Some(registry) => Arc::new(registry.clone().adopting_unknown(options.adopt_unknown_tasks)),
         None => around
             .transport
             .results_sink()

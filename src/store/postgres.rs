@@ -39,6 +39,8 @@ pub struct PgStore {
     connections: Arc<Connections>,
     listener: std::sync::Mutex<Option<listen::Listener>>,
     marks: outbox::Marks,
+    /// Told when a write made a task due for publication: the relay publishes it at once.
+    due: Arc<tokio::sync::Notify>,
 }
 
 impl PgStore {
@@ -63,6 +65,7 @@ impl PgStore {
             connections,
             config,
             listener: std::sync::Mutex::new(None),
+            due: Arc::new(tokio::sync::Notify::new()),
         })
     }
 }
@@ -85,21 +88,35 @@ impl Drop for PgStore {
 }
 
 impl TaskStore for PgStore {
+    /// A write that ends a device's unfinished task (final, or removed) also makes the device's
+    /// next task due in the same transaction, and wakes this instance's relay to publish it now.
     fn write_batch(&self, ops: &[WriteOp]) -> Result<(), StoreError> {
         let ops = ops.to_vec();
-        self.connections.run("write tasks", move |client| {
+        let handed_on = self.connections.run("write tasks", move |client| {
             let mut txn = client.transaction()?;
             let mut puts = Vec::new();
+            let mut freed = Vec::new();
             for op in &ops {
-                if let Err(refused) = apply(&mut txn, op, &mut puts)? {
+                if let Err(refused) = apply(&mut txn, op, &mut puts, &mut freed)? {
                     return Ok(Err(refused));
                 }
             }
             if let Err(refused) = put_all(&mut txn, &puts)? {
                 return Ok(Err(refused));
             }
-            txn.commit().map(Ok)
-        })?
+            freed.extend(
+                puts.iter()
+                    .filter(|r| r.status.is_final())
+                    .map(|r| r.equipment_id.to_string()),
+            );
+            let handed_on = outbox::make_next_due(&mut txn, &freed)?;
+            txn.commit()?;
+            Ok(Ok(handed_on))
+        })??;
+        if handed_on > 0 {
+            self.due.notify_one();
+        }
+        Ok(())
     }
 
     fn get(&self, id: TaskId) -> Result<Option<TaskRecord>, StoreError> {
@@ -209,6 +226,7 @@ fn apply<'a>(
     txn: &mut Transaction<'_>,
     op: &'a WriteOp,
     puts: &mut Vec<&'a TaskRecord>,
+    freed: &mut Vec<String>,
 ) -> Result<Result<(), StoreError>, postgres::Error> {
     match op {
         WriteOp::Put(record) => puts.push(record),
@@ -228,11 +246,9 @@ fn apply<'a>(
             }
             puts.push(record);
         }
-        WriteOp::Remove(id) => {
-            txn.execute("DELETE FROM cpe_tasks WHERE id = $1", &[&uuid(*id)])?;
-        }
+        WriteOp::Remove(id) => freed.extend(remove(txn, *id)?),
         WriteOp::RemoveWithKey(id, key) => {
-            txn.execute("DELETE FROM cpe_tasks WHERE id = $1", &[&uuid(*id)])?;
+            freed.extend(remove(txn, *id)?);
             txn.execute(
                 "DELETE FROM cpe_idempotency_keys WHERE key = $1 AND task_id = $2",
                 &[key, &uuid(*id)],
@@ -240,13 +256,22 @@ fn apply<'a>(
         }
         WriteOp::All(ops) => {
             for op in ops {
-                if let Err(refused) = apply(txn, op, puts)? {
+                if let Err(refused) = apply(txn, op, puts, freed)? {
                     return Ok(Err(refused));
                 }
             }
         }
     }
     Ok(Ok(()))
+}
+
+/// Deletes a task; returns its device when it was unfinished (its device's next task may be due).
+fn remove(txn: &mut Transaction<'_>, id: TaskId) -> Result<Option<String>, postgres::Error> {
+    let removed = txn.query_opt(
+        "DELETE FROM cpe_tasks WHERE id = $1 RETURNING equipment_id, status",
+        &[&uuid(id)],
+    )?;
+    Ok(removed.filter(|row| row.get::<_, i16>(1) < 2).map(|row| row.get(0)))
 }
 
 /// Inserts the tasks, or updates each whose stored status allows the change: an unfinished task takes

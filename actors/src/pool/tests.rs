@@ -109,6 +109,14 @@ async fn rig(workers: usize, device: Recorder) -> Rig {
     }
 }
 
+impl Rig {
+    /// What Service B does with a new task: store it, then queue it.
+    async fn accept(&self, task: &TaskMessage) {
+        self.registry.create(crate::TaskRecord::from(task)).await.unwrap();
+        self.queue.publish(task).await.unwrap();
+    }
+}
+
 fn task(device: &str, sequence: u64) -> TaskMessage {
     let body = format!(r#"{{"timeoutInSeconds": {sequence}, "parameters": {{}}}}"#);
     TaskMessage {
@@ -149,7 +157,7 @@ async fn one_device_is_configured_one_task_at_a_time_in_order() {
         tasks.push(task(&format!("other{sequence:03}"), 0));
     }
     for task in &tasks {
-        rig.queue.publish(task).await.unwrap();
+        rig.accept(task).await;
     }
     wait_until_final(&rig, &tasks).await;
     assert_eq!(
@@ -185,7 +193,7 @@ async fn a_call_that_panics_once_is_retried_and_the_task_still_completes() {
     .await;
     let tasks = vec![task("abc123", 1), task("abc124", 2)];
     for task in &tasks {
-        rig.queue.publish(task).await.unwrap();
+        rig.accept(task).await;
     }
     wait_until_final(&rig, &tasks).await;
     let stats = rig.pool.call(PoolMsg::Stats, None).await.unwrap().unwrap();
@@ -204,7 +212,7 @@ async fn drain_waits_for_running_work() {
     let rig = rig(2, Recorder::default()).await;
     let tasks: Vec<_> = (0..4).map(|i| task(&format!("drain{i:03}"), 0)).collect();
     for task in &tasks {
-        rig.queue.publish(task).await.unwrap();
+        rig.accept(task).await;
     }
     tokio::time::sleep(Duration::from_millis(5)).await;
     rig.pool
@@ -232,7 +240,7 @@ async fn panicking_tasks_fail_and_are_dead_lettered_while_the_pool_serves_on() {
     let poison: Vec<_> = (0..20).map(|i| task(&format!("poison{i:03}"), 0)).collect();
     let good: Vec<_> = (0..5).map(|i| task(&format!("good{i:03}"), 0)).collect();
     for task in poison.iter().chain(&good) {
-        rig.queue.publish(task).await.unwrap();
+        rig.accept(task).await;
     }
     wait_until(&rig, &poison, TaskStatus::Failed).await;
     wait_until_final(&rig, &good).await;
@@ -243,7 +251,7 @@ async fn panicking_tasks_fail_and_are_dead_lettered_while_the_pool_serves_on() {
     }
     assert_eq!(rig.queue.dead_letters().len(), 20);
     let later = task("later001", 0);
-    rig.queue.publish(&later).await.unwrap();
+    rig.accept(&later).await;
     wait_until_final(&rig, std::slice::from_ref(&later)).await;
     let stats = rig.pool.call(PoolMsg::Stats, None).await.unwrap().unwrap();
     assert_eq!((stats.workers, stats.busy), (2, 0));
@@ -262,7 +270,7 @@ async fn garbage_is_dead_lettered_without_a_call() {
     let rig = rig(1, Recorder::default()).await;
     rig.queue.push_raw(b"{\"task_id\": 7}");
     let good = task("after001", 0);
-    rig.queue.publish(&good).await.unwrap();
+    rig.accept(&good).await;
     wait_until_final(&rig, std::slice::from_ref(&good)).await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     while rig.queue.dead_letters().is_empty() {

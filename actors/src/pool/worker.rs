@@ -31,9 +31,20 @@ pub struct WorkerDeps {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Settlement {
     Acked(Option<Outcome>),
+    /// Acknowledged without running: the device's older task comes first, or another holder has
+    /// this task; the store hands the task to the queue again when its turn comes.
+    Deferred,
     Requeued,
     DeadLettered(String),
 }
+
+/// How long a message for a task the store has never seen is asked about again before it is
+/// dead-lettered: a create whose message was published beside its commit (another instance's)
+/// is durable or refused within the registry's 10 s bound.
+pub const UNKNOWN_GRACE: Duration = Duration::from_secs(12);
+
+/// The store has never seen the task (and adopting it was not asked for).
+struct UnknownTask;
 
 pub enum WorkerMsg {
     Run(Job),
@@ -74,26 +85,57 @@ impl Actor for Worker {
 }
 
 /// Runs one task to its end. The acknowledgement is always the last step, after the outcome is
-/// durable, so a crash at any point leaves the message to be delivered again.
+/// durable, so a crash at any point leaves the message to be delivered again. A message for a
+/// task the store does not know yet is asked about again for [`UNKNOWN_GRACE`], then
+/// dead-lettered: a create refused after its publish never runs behind its caller's back.
 pub async fn process(deps: &WorkerDeps, job: Job) -> Settlement {
     let Job { task, delivery } = job;
+    let give_up = Instant::now() + UNKNOWN_GRACE;
+    let mut pause = Duration::from_millis(100);
+    loop {
+        match take_and_run(deps, &task, &delivery).await {
+            Ok(settlement) => return settlement,
+            Err(UnknownTask) if Instant::now() + pause < give_up => {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(2));
+            }
+            Err(UnknownTask) => {
+                let reason = format!(
+                    "task {} is unknown to the task store (a create that was refused, or another system's message; --adopt-unknown-tasks runs such messages)",
+                    task.task_id
+                );
+                tracing::warn!(task_id = %task.task_id, equipment_id = %task.equipment_id, %reason, "dead-lettered");
+                settle(&delivery, Settle::DeadLetter).await;
+                return Settlement::DeadLettered(reason);
+            }
+        }
+    }
+}
+
+/// Takes the device (when instances share a store), then runs the task.
+async fn take_and_run(deps: &WorkerDeps, task: &TaskMessage, delivery: &Delivery) -> Result<Settlement, UnknownTask> {
     let held = match &deps.leases {
         None => None,
-        Some(leases) => match device_lease::take(leases, &task, deps.call_timeout, deps.call_timeout).await {
+        Some(leases) => match device_lease::take(leases, task, delivery.redelivered, deps.call_timeout).await {
             Take::Held(held) => Some(held),
             Take::Final => {
                 tracing::info!(task_id = %task.task_id, "task is final already; acknowledged without calling Service A");
-                settle(&delivery, Settle::Ack).await;
-                return Settlement::Acked(None);
+                settle(delivery, Settle::Ack).await;
+                return Ok(Settlement::Acked(None));
             }
-            Take::NotNow(reason) => {
-                tracing::info!(task_id = %task.task_id, equipment_id = %task.equipment_id, %reason, "device not free; requeued");
-                settle(&delivery, Settle::Requeue).await;
-                return Settlement::Requeued;
+            Take::Behind | Take::HeldElsewhere => {
+                tracing::debug!(task_id = %task.task_id, equipment_id = %task.equipment_id, "not this task's turn on its device; acknowledged, the store hands it on when due");
+                settle(delivery, Settle::Ack).await;
+                return Ok(Settlement::Deferred);
+            }
+            Take::Unavailable(reason) => {
+                tracing::warn!(task_id = %task.task_id, equipment_id = %task.equipment_id, %reason, "device leases unavailable; requeued");
+                settle(delivery, Settle::Requeue).await;
+                return Ok(Settlement::Requeued);
             }
         },
     };
-    let settlement = run_held(deps, &delivery, &task, held.as_ref()).await;
+    let settlement = run_held(deps, delivery, task, held.as_ref()).await;
     if let Some(held) = held {
         held.release().await;
     }
@@ -101,7 +143,12 @@ pub async fn process(deps: &WorkerDeps, job: Job) -> Settlement {
 }
 
 /// The task's life once its device is held (or needs no hold).
-async fn run_held(deps: &WorkerDeps, delivery: &Delivery, task: &TaskMessage, held: Option<&HeldDevice>) -> Settlement {
+async fn run_held(
+    deps: &WorkerDeps,
+    delivery: &Delivery,
+    task: &TaskMessage,
+    held: Option<&HeldDevice>,
+) -> Result<Settlement, UnknownTask> {
     let first = match deps.sink.begin(task, delivery.redelivered).await {
         Ok(Begin::Run { attempt }) => attempt,
         Ok(Begin::Resume { since, attempt }) => {
@@ -113,12 +160,18 @@ async fn run_held(deps: &WorkerDeps, delivery: &Delivery, task: &TaskMessage, he
         Ok(Begin::AlreadyFinal) => {
             tracing::info!(task_id = %task.task_id, "task is final already; acknowledged without calling Service A");
             settle(delivery, Settle::Ack).await;
-            return Settlement::Acked(None);
+            return Ok(Settlement::Acked(None));
         }
+        Ok(Begin::Refused(reason)) => {
+            tracing::warn!(task_id = %task.task_id, equipment_id = %task.equipment_id, %reason, "message does not describe the stored task; dead-lettered, no task changed");
+            settle(delivery, Settle::DeadLetter).await;
+            return Ok(Settlement::DeadLettered(reason));
+        }
+        Ok(Begin::Unknown) => return Err(UnknownTask),
         Err(error) => {
             tracing::warn!(task_id = %task.task_id, %error, "could not mark the task running; requeued");
             settle(delivery, Settle::Requeue).await;
-            return Settlement::Requeued;
+            return Ok(Settlement::Requeued);
         }
     };
     let outcome = if first > deps.retry.max_attempts {
@@ -131,24 +184,24 @@ async fn run_held(deps: &WorkerDeps, delivery: &Delivery, task: &TaskMessage, he
     } else {
         match configure_with_retries(deps, task, first, held).await {
             Ok(outcome) => outcome,
-            Err(lost) => return abandon(delivery, task, &lost).await,
+            Err(lost) => return Ok(abandon(delivery, task, &lost).await),
         }
     };
     // A holder that lost its device does not report: the new holder's outcome is the one that counts.
     if let Some(Err(lost)) = confirm(held).await {
-        return abandon(delivery, task, &lost).await;
+        return Ok(abandon(delivery, task, &lost).await);
     }
     if let Err(error) = record_outcome(deps, task, &outcome).await {
         tracing::error!(task_id = %task.task_id, %error, "could not record the outcome; requeued");
         settle(delivery, Settle::Requeue).await;
-        return Settlement::Requeued;
+        return Ok(Settlement::Requeued);
     }
     deps.observer.task_finished(match &outcome {
         Outcome::Completed { .. } => Finished::Completed,
         Outcome::Failed { attempts, .. } if *attempts >= deps.retry.max_attempts => Finished::DeadLettered,
         Outcome::Failed { .. } => Finished::Failed,
     });
-    match &outcome {
+    Ok(match &outcome {
         Outcome::Failed { reason, attempts } if *attempts >= deps.retry.max_attempts => {
             settle(delivery, Settle::DeadLetter).await;
             Settlement::DeadLettered(reason.clone())
@@ -157,7 +210,7 @@ async fn run_held(deps: &WorkerDeps, delivery: &Delivery, task: &TaskMessage, he
             settle(delivery, Settle::Ack).await;
             Settlement::Acked(Some(outcome))
         }
-    }
+    })
 }
 
 /// The device lease (when held) extended for the next step, and the instant by which a call must

@@ -1,7 +1,7 @@
 //! How everyone else talks to the registry: a handle that finds the current actor (it may have
 //! been restarted) and bounds every call, and the registry as the workers' status sink.
 
-use super::{restarting, Cancel, Created, RegistryMsg, Reply, Retry, Watch};
+use super::{restarting, BeginAsk, Cancel, Created, RegistryMsg, Reply, Retry, Watch};
 use crate::ports::{Begin, SinkError, StatusSink, StoreError};
 use crate::slot::Slot;
 use crate::{EquipmentId, Outcome, StatusUpdate, TaskId, TaskMessage, TaskPage, TaskQuery, TaskRecord};
@@ -12,6 +12,8 @@ use std::time::Duration;
 pub struct RegistryHandle {
     pub(super) slot: Slot<RegistryMsg>,
     timeout: Duration,
+    /// Whether a worker may run a task the store has never seen, from its message alone.
+    adopt_unknown: bool,
 }
 
 impl RegistryHandle {
@@ -19,7 +21,15 @@ impl RegistryHandle {
         Self {
             slot,
             timeout: Duration::from_secs(10),
+            adopt_unknown: false,
         }
+    }
+
+    /// As a workers' sink: run messages for tasks the store has never seen (another system's,
+    /// during a migration) instead of dead-lettering them.
+    pub fn adopting_unknown(mut self, adopt: bool) -> Self {
+        self.adopt_unknown = adopt;
+        self
     }
 
     /// Puts the request in the registry's mailbox now, and returns the bounded wait for its answer.
@@ -121,8 +131,14 @@ impl RegistryHandle {
 #[async_trait]
 impl StatusSink for RegistryHandle {
     async fn begin(&self, task: &TaskMessage, redelivered: bool) -> Result<Begin, SinkError> {
-        let task = task.clone();
-        self.ask(|reply| RegistryMsg::Begin(task, redelivered, reply))
+        let (task, ask) = (
+            task.clone(),
+            BeginAsk {
+                redelivered,
+                adopt_unknown: self.adopt_unknown,
+            },
+        );
+        self.ask(|reply| RegistryMsg::Begin(task, ask, reply))
             .await
             .map_err(|e| SinkError(e.to_string()))
     }

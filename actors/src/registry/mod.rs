@@ -7,6 +7,7 @@ mod handle;
 mod transitions;
 
 pub use handle::RegistryHandle;
+pub use transitions::BeginAsk;
 
 use crate::group_commit::GroupCommit;
 use crate::ports::{Begin, StoreError, TaskStore, WriteOp};
@@ -31,9 +32,9 @@ pub enum RegistryMsg {
     Get(TaskId, Reply<Option<TaskRecord>>),
     /// Forget a task that could not be queued (its creator answered 503), and its idempotency key.
     Remove(TaskId, Option<String>, Reply<()>),
-    /// A worker takes the task: running, unless it is final already. The flag is the queue's
-    /// `redelivered`, which matters for a task this store does not hold.
-    Begin(TaskMessage, bool, Reply<Begin>),
+    /// A worker takes the task: running, unless it is final already or the message does not
+    /// describe the stored task.
+    Begin(TaskMessage, BeginAsk, Reply<Begin>),
     Renew(TaskId, Reply<()>),
     /// A retry is about to call Service A: count it. The number is the worker's own count.
     NextAttempt(TaskId, u32, Reply<u32>),
@@ -245,10 +246,10 @@ impl RegistryState {
                 };
                 self.commit(myself, id, key, Ok((Some(op), ())), reply)
             }
-            RegistryMsg::Begin(task, redelivered, reply) => {
+            RegistryMsg::Begin(task, ask, reply) => {
                 let plan = store
                     .get(task.task_id)
-                    .map(|known| transitions::begin(known, &task, redelivered, now));
+                    .map(|known| transitions::begin(known, &task, ask, now));
                 self.commit(myself, task.task_id, None, plan, reply)
             }
             RegistryMsg::Renew(id, reply) => {

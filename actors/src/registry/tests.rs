@@ -78,16 +78,19 @@ async fn a_final_task_is_not_run_again_and_keeps_its_outcome() {
 }
 
 #[tokio::test]
-async fn a_task_from_another_publisher_is_adopted_and_a_redelivery_of_it_waits() {
+async fn a_task_from_another_publisher_is_adopted_only_when_asked_and_a_redelivery_of_it_waits() {
     let (registry, _, _) = registry().await;
     let task = message("abc123");
-    assert_eq!(registry.begin(&task, false).await.unwrap(), Begin::Run { attempt: 1 });
+    assert_eq!(registry.begin(&task, false).await.unwrap(), Begin::Unknown);
+    assert_eq!(registry.get(task.task_id).await.unwrap(), None, "nothing is written");
+    let adopting = registry.clone().adopting_unknown(true);
+    assert_eq!(adopting.begin(&task, false).await.unwrap(), Begin::Run { attempt: 1 });
     assert_eq!(
         registry.get(task.task_id).await.unwrap().unwrap().status,
         TaskStatus::Running
     );
     let forgotten = message("abc124");
-    let resumed = registry.begin(&forgotten, true).await.unwrap();
+    let resumed = adopting.begin(&forgotten, true).await.unwrap();
     assert!(matches!(resumed, Begin::Resume { .. }), "{resumed:?}");
 }
 

@@ -29,13 +29,29 @@ pub fn create_with_key(existing: Option<IdempotencyEntry>, record: TaskRecord, k
     (Some(WriteOp::PutWithKey(record, key, entry)), Created::New)
 }
 
-/// `known` is the stored record; a task the registry has never seen (published by another
-/// system) is adopted from its message. `redelivered` matters only for such a task (or one a
-/// memory store forgot in a restart): a redelivery of it may follow a call still running.
-/// The coming call is counted in the same write that marks the task running, so a call that
-/// crashes its worker or the process still counts against the attempt limit.
-pub fn begin(known: Option<TaskRecord>, task: &TaskMessage, redelivered: bool, now: u64) -> Decision<Begin> {
-    let unknown_redelivery = known.is_none() && redelivered;
+/// How a worker asks to begin a task: the queue's `redelivered` flag, and whether a task the
+/// store has never seen may be adopted from its message (an operator's choice, for running beside
+/// another publisher of the same queue).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct BeginAsk {
+    pub redelivered: bool,
+    pub adopt_unknown: bool,
+}
+
+/// `known` is the stored record. The message is only a wake-up: the stored task is what runs, so
+/// a message that names another device or another request is refused (nothing changes), and a
+/// task the store has never seen is adopted from its message only when `ask.adopt_unknown`. The
+/// queue's `redelivered` matters only for an adopted task: a redelivery may follow a call still
+/// running. The coming call is counted in the same write that marks the task running, so a call
+/// that crashes its worker or the process still counts against the attempt limit.
+pub fn begin(known: Option<TaskRecord>, task: &TaskMessage, ask: BeginAsk, now: u64) -> Decision<Begin> {
+    if let Some(why) = known.as_ref().and_then(|stored| disagreement(stored, task)) {
+        return (None, Begin::Refused(why));
+    }
+    if known.is_none() && !ask.adopt_unknown {
+        return (None, Begin::Unknown);
+    }
+    let unknown_redelivery = known.is_none() && ask.redelivered;
     let mut record = known.unwrap_or_else(|| TaskRecord::from(task));
     if record.status.is_final() {
         return (None, Begin::AlreadyFinal);
@@ -58,6 +74,24 @@ pub fn begin(known: Option<TaskRecord>, task: &TaskMessage, redelivered: bool, n
         None => Begin::Run { attempt },
     };
     (Some(WriteOp::Put(record)), begin)
+}
+
+/// Why a message does not describe the stored task, if it does not. A final task has dropped its
+/// parameters, so only its device is compared: its redeliveries are acknowledged, not refused.
+fn disagreement(stored: &TaskRecord, task: &TaskMessage) -> Option<String> {
+    if stored.equipment_id != task.equipment_id {
+        return Some(format!(
+            "the message names equipment {}, but task {} is for equipment {}",
+            task.equipment_id, task.task_id, stored.equipment_id
+        ));
+    }
+    if !stored.status.is_final() && stored.request != task.request {
+        return Some(format!(
+            "the message's request differs from the one stored for task {}",
+            task.task_id
+        ));
+    }
+    None
 }
 
 /// Only a queued task can be cancelled: a running one is at the device already.

@@ -68,9 +68,12 @@ impl DeviceLeases for PgLeases {
                     &[&equipment.as_str(), &seq],
                 )?;
                 if older.is_some() {
-                    return Ok(Acquired::Busy);
+                    return Ok(Acquired::Behind);
                 }
             }
+            // A lease runs out at its expiry, or as soon as its task is final: a holder reports its
+            // outcome only under a confirmed lease and calls no more after it, so the device's next
+            // task need not wait for the release.
             let taken = txn.query_opt(
                 "INSERT INTO cpe_device_leases (equipment_id, task_id, holder, fence, expires_at)
                  VALUES ($1, $2, $3, 1, now() + $4::text::interval)
@@ -78,18 +81,30 @@ impl DeviceLeases for PgLeases {
                      task_id = EXCLUDED.task_id, holder = EXCLUDED.holder,
                      fence = cpe_device_leases.fence + 1, expires_at = EXCLUDED.expires_at
                  WHERE cpe_device_leases.expires_at < now()
+                    OR EXISTS (SELECT 1 FROM cpe_tasks t WHERE t.id = cpe_device_leases.task_id AND t.status >= 2)
                  RETURNING fence",
                 &[&equipment.as_str(), &uuid(id), &holder, &interval(ttl)],
             )?;
-            txn.commit()?;
-            Ok(match taken {
+            let acquired = match taken {
                 Some(row) => Acquired::Held(Lease {
                     equipment_id: equipment,
                     task_id: id,
                     fence: row.get(0),
                 }),
-                None => Acquired::Busy,
-            })
+                None => {
+                    let holding: Option<uuid::Uuid> = txn
+                        .query_opt(
+                            "SELECT task_id FROM cpe_device_leases WHERE equipment_id = $1",
+                            &[&equipment.as_str()],
+                        )?
+                        .map(|row| row.get(0));
+                    Acquired::Busy {
+                        same_task: holding == Some(uuid(id)),
+                    }
+                }
+            };
+            txn.commit()?;
+            Ok(acquired)
         })
         .await
     }

@@ -89,7 +89,25 @@ pub fn claim(connections: &Connections, now: u64) -> Result<Vec<TaskRecord>, Sto
     rows.iter().map(record).collect()
 }
 
-/// Publishes due tasks every `every`, until the returned task is aborted.
+/// Makes the next task of each device given due for publication now: its oldest unfinished task,
+/// when that one is still queued. Called in the transaction that ended the device's previous
+/// task, so a crash after it leaves the relay of any instance to publish it. Returns how many.
+pub fn make_next_due(txn: &mut postgres::Transaction<'_>, devices: &[String]) -> Result<u64, postgres::Error> {
+    if devices.is_empty() {
+        return Ok(0);
+    }
+    let now = millis(cpe_actors::domain::now_millis()) - 1;
+    txn.execute(
+        "UPDATE cpe_tasks t SET publish_due = $2
+         FROM (SELECT DISTINCT ON (equipment_id) id, status FROM cpe_tasks
+               WHERE equipment_id = ANY($1) AND status < 2 ORDER BY equipment_id, seq) head
+         WHERE t.id = head.id AND head.status = 0",
+        &[&devices, &now],
+    )
+}
+
+/// Publishes due tasks every `every`, and at once when a write made one due, until the returned
+/// task is aborted.
 pub fn relay(
     store: Arc<super::PgStore>,
     publisher: Arc<dyn TaskPublisher>,
@@ -97,8 +115,12 @@ pub fn relay(
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut ticks = tokio::time::interval(every);
+        let due = store.due.clone();
         loop {
-            ticks.tick().await;
+            tokio::select! {
+                _ = ticks.tick() => {}
+                _ = due.notified() => {}
+            }
             let claiming = store.clone();
             let claimed =
                 tokio::task::spawn_blocking(move || claiming.claim_unpublished(cpe_actors::domain::now_millis())).await;
@@ -127,10 +149,7 @@ pub fn relay(
                 }
             }
             if !published.is_empty() {
-                tracing::warn!(
-                    tasks = published.len(),
-                    "outbox relay published tasks stored but not queued (an instance stopped between the two?)"
-                );
+                tracing::debug!(tasks = published.len(), "outbox relay published due tasks");
                 store.marks.note(&published);
             }
         }

@@ -138,7 +138,7 @@ async fn a_device_has_one_holder_and_tasks_take_it_in_acceptance_order() {
 
     assert_eq!(
         two.acquire(&message(&younger), ttl).await.unwrap(),
-        Acquired::Busy,
+        Acquired::Behind,
         "the older task comes first"
     );
     let Acquired::Held(lease) = one.acquire(&message(&older), ttl).await.unwrap() else {
@@ -146,7 +146,7 @@ async fn a_device_has_one_holder_and_tasks_take_it_in_acceptance_order() {
     };
     assert_eq!(
         two.acquire(&message(&older), ttl).await.unwrap(),
-        Acquired::Busy,
+        Acquired::Busy { same_task: true },
         "one holder at a time"
     );
     assert!(matches!(

@@ -62,15 +62,15 @@ async fn a_held_device_is_confirmed_before_the_call_and_the_report_then_released
 }
 
 #[tokio::test]
-async fn a_device_busy_past_the_patience_gives_the_delivery_back_untouched() {
+async fn a_device_held_for_another_task_past_the_patience_ends_the_delivery_untouched() {
     let busy = ScriptedLeases {
-        acquire: Mutex::new(vec![Acquired::Busy; 100]),
+        acquire: Mutex::new(vec![Acquired::Busy { same_task: false }; 100]),
         ..Default::default()
     };
     let (rig, leases) = leased_rig(busy).await;
     let task = task();
     rig.registry.create(crate::TaskRecord::from(&task)).await.unwrap();
-    assert_eq!(run_one(&rig, &task).await, Settlement::Requeued);
+    assert_eq!(run_one(&rig, &task).await, Settlement::Deferred);
     assert_eq!(rig.device.calls.load(Ordering::SeqCst), 0);
     assert_eq!(
         status(&rig, &task).await,
@@ -82,6 +82,27 @@ async fn a_device_busy_past_the_patience_gives_the_delivery_back_untouched() {
         "tried more than once before giving up"
     );
     assert!(!leases.steps.lock().unwrap().contains(&"release"));
+}
+
+#[tokio::test]
+async fn a_task_behind_an_older_one_or_held_elsewhere_takes_no_worker_time() {
+    for answer in [Acquired::Behind, Acquired::Busy { same_task: true }] {
+        let scripted = ScriptedLeases {
+            acquire: Mutex::new(vec![answer.clone()]),
+            ..Default::default()
+        };
+        let (rig, leases) = leased_rig(scripted).await;
+        let task = task();
+        rig.registry.create(crate::TaskRecord::from(&task)).await.unwrap();
+        assert_eq!(run_one(&rig, &task).await, Settlement::Deferred, "{answer:?}");
+        assert_eq!(
+            *leases.steps.lock().unwrap(),
+            ["acquire"],
+            "asked once, no wait: {answer:?}"
+        );
+        assert_eq!(status(&rig, &task).await, TaskStatus::Queued);
+        assert_eq!(rig.device.calls.load(Ordering::SeqCst), 0);
+    }
 }
 
 #[tokio::test]

@@ -72,7 +72,11 @@ pub(super) fn task() -> TaskMessage {
     }
 }
 
+/// Runs one delivery of `task`, stored first (as Service B does) unless the test stored it.
 pub(super) async fn run_one(rig: &Rig, task: &TaskMessage) -> Settlement {
+    if rig.registry.get(task.task_id).await.unwrap().is_none() {
+        rig.registry.create(crate::TaskRecord::from(task)).await.unwrap();
+    }
     rig.queue.publish(task).await.unwrap();
     process(&rig.deps, next_job(&rig.queue).await).await
 }
@@ -159,6 +163,54 @@ async fn a_redelivered_final_task_is_acknowledged_without_a_call() {
 }
 
 #[tokio::test]
+async fn a_message_naming_a_stored_task_with_another_device_is_dead_lettered_and_the_task_runs_as_stored() {
+    let rig = rig(vec![]).await;
+    let real = task();
+    rig.registry.create(crate::TaskRecord::from(&real)).await.unwrap();
+    let mut forged = real.clone();
+    forged.equipment_id = EquipmentId::parse("forged1").unwrap();
+    let settled = run_one(&rig, &forged).await;
+    assert!(
+        matches!(&settled, Settlement::DeadLettered(why) if why.contains("forged1")),
+        "{settled:?}"
+    );
+    assert_eq!(rig.queue.dead_letters().len(), 1);
+    assert_eq!(
+        rig.device.calls.load(Ordering::SeqCst),
+        0,
+        "Service A never called for it"
+    );
+    assert_eq!(
+        status(&rig, &real).await,
+        TaskStatus::Queued,
+        "the real task is untouched"
+    );
+    assert_eq!(
+        run_one(&rig, &real).await,
+        Settlement::Acked(Some(Outcome::Completed { attempts: 1 }))
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_message_for_a_task_the_store_never_held_is_dead_lettered_after_the_grace() {
+    let rig = rig(vec![]).await;
+    let unknown = task();
+    rig.queue.publish(&unknown).await.unwrap();
+    let started = tokio::time::Instant::now();
+    let settled = process(&rig.deps, next_job(&rig.queue).await).await;
+    assert!(
+        matches!(&settled, Settlement::DeadLettered(why) if why.contains("unknown")),
+        "{settled:?}"
+    );
+    assert!(
+        started.elapsed() >= UNKNOWN_GRACE - Duration::from_secs(2),
+        "asked again meanwhile"
+    );
+    assert_eq!(rig.device.calls.load(Ordering::SeqCst), 0);
+    assert_eq!(rig.registry.get(unknown.task_id).await.unwrap(), None, "nothing stored");
+}
+
+#[tokio::test]
 async fn a_call_past_its_deadline_counts_as_a_transient_failure() {
     struct Hangs;
     #[async_trait]
@@ -189,7 +241,7 @@ async fn a_task_that_used_up_its_attempts_in_crashes_fails_without_a_call() {
         let begin = rig.registry.begin(&task, true).await.unwrap();
         let attempt = match begin {
             Begin::Run { attempt } | Begin::Resume { attempt, .. } => attempt,
-            Begin::AlreadyFinal => panic!("not final yet"),
+            other => panic!("not final yet, and known: {other:?}"),
         };
         assert_eq!(attempt, expected);
     }

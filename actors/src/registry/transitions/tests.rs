@@ -6,6 +6,15 @@ use crate::ConfigRequest;
 const EARLIER: u64 = 1_000;
 const NOW: u64 = 5_000;
 
+const FIRST: BeginAsk = BeginAsk {
+    redelivered: false,
+    adopt_unknown: false,
+};
+const AGAIN: BeginAsk = BeginAsk {
+    redelivered: true,
+    adopt_unknown: false,
+};
+
 fn message() -> TaskMessage {
     TaskMessage {
         task_id: TaskId::new(),
@@ -32,7 +41,7 @@ fn written(decision: &Option<WriteOp>) -> &TaskRecord {
 #[test]
 fn begin_runs_a_queued_task_and_counts_the_call_at_the_given_time() {
     let task = message();
-    let (write, answer) = begin(Some(stored(&task, TaskStatus::Queued, 0)), &task, false, NOW);
+    let (write, answer) = begin(Some(stored(&task, TaskStatus::Queued, 0)), &task, FIRST, NOW);
     assert_eq!(answer, Begin::Run { attempt: 1 });
     let record = written(&write);
     assert_eq!(
@@ -44,7 +53,7 @@ fn begin_runs_a_queued_task_and_counts_the_call_at_the_given_time() {
 #[test]
 fn begin_resumes_a_running_task_from_its_last_update() {
     let task = message();
-    let (write, answer) = begin(Some(stored(&task, TaskStatus::Running, 2)), &task, true, NOW);
+    let (write, answer) = begin(Some(stored(&task, TaskStatus::Running, 2)), &task, AGAIN, NOW);
     assert_eq!(
         answer,
         Begin::Resume {
@@ -56,18 +65,51 @@ fn begin_resumes_a_running_task_from_its_last_update() {
 }
 
 #[test]
-fn begin_of_an_unknown_redelivered_task_adopts_it_and_waits_from_now() {
+fn begin_of_an_unknown_task_adopts_it_only_when_asked_and_then_waits_from_now_on_a_redelivery() {
     let task = message();
-    let (write, answer) = begin(None, &task, true, NOW);
+    assert_eq!(begin(None, &task, AGAIN, NOW), (None, Begin::Unknown));
+    let adopt = |redelivered| BeginAsk {
+        redelivered,
+        adopt_unknown: true,
+    };
+    let (write, answer) = begin(None, &task, adopt(true), NOW);
     assert_eq!(answer, Begin::Resume { since: NOW, attempt: 1 });
     assert_eq!(written(&write).id, task.task_id);
-    assert_eq!(begin(None, &task, false, NOW).1, Begin::Run { attempt: 1 });
+    assert_eq!(begin(None, &task, adopt(false), NOW).1, Begin::Run { attempt: 1 });
+}
+
+#[test]
+fn a_message_that_names_another_device_or_request_is_refused_and_changes_nothing() {
+    let task = message();
+    let queued = stored(&task, TaskStatus::Queued, 0);
+    let mut forged = task.clone();
+    forged.equipment_id = EquipmentId::parse("forged1").unwrap();
+    let (write, answer) = begin(Some(queued.clone()), &forged, FIRST, NOW);
+    assert!(write.is_none());
+    assert!(
+        matches!(&answer, Begin::Refused(why) if why.contains("forged1") && why.contains("abc123")),
+        "{answer:?}"
+    );
+    let mut other_request = task.clone();
+    other_request.request =
+        ConfigRequest::from_json(br#"{"timeoutInSeconds": 1, "parameters": {"password": "q"}}"#).unwrap();
+    let (write, answer) = begin(Some(queued), &other_request, FIRST, NOW);
+    assert!(write.is_none());
+    assert!(matches!(answer, Begin::Refused(_)), "{answer:?}");
+}
+
+#[test]
+fn a_redelivery_of_a_final_task_is_acknowledged_though_its_parameters_are_gone() {
+    let task = message();
+    let mut done = stored(&task, TaskStatus::Running, 1);
+    assert!(done.finish_at(&Outcome::Completed { attempts: 1 }, NOW));
+    assert_eq!(begin(Some(done), &task, AGAIN, NOW), (None, Begin::AlreadyFinal));
 }
 
 #[test]
 fn a_final_task_is_not_begun_again() {
     let task = message();
-    let (write, answer) = begin(Some(stored(&task, TaskStatus::Completed, 1)), &task, true, NOW);
+    let (write, answer) = begin(Some(stored(&task, TaskStatus::Completed, 1)), &task, AGAIN, NOW);
     assert_eq!((write, answer), (None, Begin::AlreadyFinal));
 }
 
