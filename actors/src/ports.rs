@@ -102,6 +102,11 @@ pub struct StoreError(pub String);
 #[async_trait]
 pub trait TaskPublisher: Send + Sync + 'static {
     async fn publish(&self, task: &TaskMessage) -> Result<(), QueueError>;
+
+    /// How many messages wait on the queue, not yet delivered; None when the queue cannot tell.
+    async fn waiting(&self) -> Result<Option<u64>, QueueError> {
+        Ok(None)
+    }
 }
 
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]

@@ -200,6 +200,14 @@ impl Config {
             .unwrap_or(self.service_a.config_delay * 2 + Duration::from_secs(30))
     }
 
+    /// How long a due task may lack a message before the reconciler hands it on again: past a
+    /// call in flight and a delivery waiting for a worker.
+    pub fn reconcile_after(&self) -> Duration {
+        self.store
+            .reconcile_after
+            .unwrap_or(self.call_timeout() * 2 + Duration::from_secs(10))
+    }
+
     /// The longest a worker can legitimately hold a task: waiting out an earlier call, then every
     /// attempt at its deadline with the longest backoff between them, and a minute of slack.
     /// Past it, a running task is failed.

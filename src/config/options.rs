@@ -84,6 +84,12 @@ pub struct StoreOptions {
     /// How long finished tasks stay readable before they are removed.
     #[arg(long, global = true, env = "RETENTION", default_value = "7d", value_parser = parse_duration, display_order = 26)]
     pub retention: Duration,
+
+    /// With PostgreSQL: how long a task whose turn has come may go without a message on the
+    /// queue (while none wait there) before it is handed to the queue again; the fourth time, it
+    /// fails. Default: twice the call timeout plus 10s.
+    #[arg(long, global = true, env = "RECONCILE_AFTER", value_parser = parse_duration, display_order = 27)]
+    pub reconcile_after: Option<Duration>,
 }
 
 /// RabbitMQ: where it is and which queues carry tasks and outcomes.

@@ -47,8 +47,8 @@ pub struct App {
     grace: Duration,
     transport: Transport,
     connections: Connections,
-    /// Publishes tasks stored but never queued, with the PostgreSQL store (its outbox).
-    _relay: Option<AbortOnDrop>,
+    /// With the PostgreSQL store: its outbox relay and reconciler.
+    _outbox: Vec<AbortOnDrop>,
 }
 
 /// What every part may use, made once by `App::build`.
@@ -81,7 +81,12 @@ impl App {
         // The parts in the order their children start (docs/architecture.md, "Supervision tree").
         let mut parts = Vec::new();
         let registry = if config.runs_service_b() {
-            let (part, registry) = store::part(&config.store, config.lease(), &common.metrics)?;
+            let (part, registry) = store::part(
+                &config.store,
+                config.lease(),
+                config.broker.amqp_url.is_none(),
+                &common.metrics,
+            )?;
             parts.push(part);
             Some(registry)
         } else {
@@ -139,7 +144,13 @@ impl App {
                 .await
                 .context("cannot requeue unfinished tasks")?;
         }
-        let relay = registry.and_then(|registry| registry.relay(transport.publisher.clone()));
+        let outbox = registry.map_or_else(Vec::new, |registry| {
+            registry.outbox(
+                transport.publisher.clone(),
+                config.reconcile_after(),
+                &config.broker.queue,
+            )
+        });
         common.accepting.store(true, Ordering::Release);
         announce.into_iter().for_each(|line| line());
         Ok(App {
@@ -153,7 +164,7 @@ impl App {
             grace: config.shutdown_grace,
             transport,
             connections: common.edge.connections(),
-            _relay: relay,
+            _outbox: outbox,
         })
     }
 

@@ -4,7 +4,7 @@
 use super::part::Part;
 use crate::config::{StoreKind, StoreOptions};
 use crate::metrics::Metrics;
-use crate::store::postgres::{outbox, PgStore};
+use crate::store::postgres::{outbox, reconcile, PgStore};
 use anyhow::{Context, Result};
 use cpe_actors::memory::MemoryStore;
 use cpe_actors::ports::{TaskPublisher, TaskStore};
@@ -25,16 +25,39 @@ pub(super) struct Registry {
 }
 
 impl Registry {
-    /// Publishes tasks stored but never queued (PostgreSQL only); stops when dropped.
-    pub fn relay(&self, publisher: Arc<dyn TaskPublisher>) -> Option<AbortOnDrop> {
-        let store = self.outbox.clone()?;
-        Some(AbortOnDrop(outbox::relay(store, publisher, RELAY_EVERY)))
+    /// With PostgreSQL: the relay, which publishes tasks stored or made due but not queued, and
+    /// the reconciler, which hands on due tasks whose message was lost (after `reconcile_after`).
+    /// Both stop when dropped.
+    pub fn outbox(
+        &self,
+        publisher: Arc<dyn TaskPublisher>,
+        reconcile_after: Duration,
+        queue: &str,
+    ) -> Vec<AbortOnDrop> {
+        let Some(store) = self.outbox.clone() else {
+            return Vec::new();
+        };
+        vec![
+            AbortOnDrop(outbox::relay(store.clone(), publisher.clone(), RELAY_EVERY)),
+            AbortOnDrop(reconcile::run(store, publisher, reconcile_after, queue.to_owned())),
+        ]
     }
 }
 
-/// `lease`: how long a worker may hold a task before the sweeper fails it.
-pub(super) fn part(options: &StoreOptions, lease: Duration, metrics: &Metrics) -> Result<(Part, Registry)> {
+/// `lease`: how long a worker may hold a task before the sweeper fails it. `in_process_queue`:
+/// the tasks go through this process's own queue, so no other instance may share a PostgreSQL store.
+pub(super) fn part(
+    options: &StoreOptions,
+    lease: Duration,
+    in_process_queue: bool,
+    metrics: &Metrics,
+) -> Result<(Part, Registry)> {
     let (store, outbox) = open_store(options)?;
+    if let Some(shared) = &outbox {
+        shared
+            .join_instances(in_process_queue)
+            .context("--store (PostgreSQL)")?;
+    }
     metrics.watch_store(&store);
     let mut part = Part::default();
     let slot = Slot::default();

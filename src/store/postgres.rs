@@ -8,9 +8,11 @@
 //! any instance wakes at once (see `listen.rs`).
 
 mod connections;
+mod instances;
 pub mod leases;
 mod listen;
 pub mod outbox;
+pub mod reconcile;
 mod rows;
 mod schema;
 pub mod scratch;
@@ -41,6 +43,7 @@ pub struct PgStore {
     marks: outbox::Marks,
     /// Told when a write made a task due for publication: the relay publishes it at once.
     due: Arc<tokio::sync::Notify>,
+    membership: std::sync::Mutex<Option<instances::Membership>>,
 }
 
 impl PgStore {
@@ -66,19 +69,40 @@ impl PgStore {
             config,
             listener: std::sync::Mutex::new(None),
             due: Arc::new(tokio::sync::Notify::new()),
+            membership: std::sync::Mutex::new(None),
         })
     }
 }
 
 impl PgStore {
+    /// Registers this instance for as long as the store is open: `alone` with the in-process
+    /// queue, which no other instance may share; refused with the reason when the other
+    /// instances on this database use the other kind of queue.
+    pub fn join_instances(&self, alone: bool) -> Result<(), StoreError> {
+        let membership = instances::Membership::join(&self.config, alone).map_err(StoreError)?;
+        *self.membership.lock().expect("membership lock") = Some(membership);
+        Ok(())
+    }
+
     /// Queued tasks not yet confirmed by the queue past their grace, claimed for publication.
-    pub fn claim_unpublished(&self, now_millis: u64) -> Result<Vec<TaskRecord>, StoreError> {
+    pub fn claim_unpublished(&self, now_millis: u64) -> Result<outbox::Claimed, StoreError> {
         outbox::claim(&self.connections, now_millis)
+    }
+
+    /// Hands stranded tasks (due, queued, last on the queue before `cutoff`) to the queue again,
+    /// or fails them once handed on too often; the relay is woken for what became due.
+    pub fn reconcile(&self, now: u64, cutoff: u64, reason: String) -> Result<reconcile::Reconciled, StoreError> {
+        let done = reconcile::reconcile(&self.connections, now, cutoff, reason)?;
+        if !done.handed.is_empty() || !done.failed.is_empty() {
+            self.due.notify_one();
+        }
+        Ok(done)
     }
 }
 
 impl Drop for PgStore {
     fn drop(&mut self) {
+        self.membership.lock().expect("membership lock").take();
         if let Some(listener) = self.listener.lock().expect("listener lock").take() {
             listener.stop();
         }

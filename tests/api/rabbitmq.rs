@@ -3,6 +3,7 @@
 //! Skips (with a note) without a broker unless REQUIRE_RABBITMQ=1.
 
 use crate::common::broker::{message_count, publish_raw};
+use crate::common::call_log::CallLog;
 use crate::common::process::Process;
 use crate::common::*;
 use cpe_test_support::{delete_queues, unique_queue};
@@ -43,10 +44,10 @@ async fn a_task_completes_through_rabbitmq_in_one_process() {
 }
 
 #[tokio::test]
-async fn a_message_from_the_original_system_is_a_valid_task_and_garbage_is_dead_lettered() {
+async fn with_adoption_a_message_from_the_original_system_is_a_valid_task_and_garbage_is_dead_lettered() {
     let Some(amqp) = rabbitmq().await else { return };
     let queue = unique_queue("test-compat");
-    let app = start_with_broker(&amqp, &queue, &[]).await;
+    let app = start_with_broker(&amqp, &queue, &["--adopt-unknown-tasks"]).await;
     let task_id = uuid::Uuid::new_v4().to_string();
     let original = format!(r#"{{"task_id": "{task_id}", "equipment_id": "legacy01", "task_payload": {EXAMPLE}}}"#);
     // Wait until the topology exists (declared on the first connection), then publish as the old system did.
@@ -65,6 +66,78 @@ async fn a_message_from_the_original_system_is_a_valid_task_and_garbage_is_dead_
     .await;
     app.shutdown().await.unwrap();
     delete_queues(&amqp, &queue).await;
+}
+
+/// Without --adopt-unknown-tasks (the default) a message for a task the store never held is not
+/// run: it reaches the dead-letter queue once the grace for a create still on its way has passed.
+#[tokio::test]
+async fn by_default_a_message_for_an_unknown_task_is_dead_lettered_and_never_configured() {
+    let Some(amqp) = rabbitmq().await else { return };
+    let queue = unique_queue("test-unknown");
+    let service_a = CallLog::start(Duration::from_millis(10)).await;
+    let service_a_url = format!("--service-a-url={}", service_a.url());
+    let app = start_with_broker(&amqp, &queue, &[&service_a_url]).await;
+    ready(&app).await;
+    let task_id = uuid::Uuid::new_v4().to_string();
+    let unknown = format!(r#"{{"task_id": "{task_id}", "equipment_id": "stray001", "task_payload": {EXAMPLE}}}"#);
+    publish_raw(&amqp, &queue, unknown.as_bytes()).await;
+    eventually(
+        LIMIT,
+        "the unknown task's message to reach the dead-letter queue",
+        || async { (message_count(&amqp, &format!("{queue}.dlq")).await == 1).then_some(()) },
+    )
+    .await;
+    assert!(service_a.calls().is_empty(), "Service A was never called");
+    let (_, answer) = send(client().get(url(
+        app.service_b_addr,
+        &format!("/api/v1/equipment/cpe/stray001/task/{task_id}"),
+    )))
+    .await;
+    assert_eq!(answer["code"], 404, "not adopted into the store: {answer}");
+    app.shutdown().await.unwrap();
+    delete_queues(&amqp, &queue).await;
+}
+
+/// A message that reuses a queued task's id with another device and other parameters is not
+/// trusted: it is dead-lettered, Service A never hears of the forged device, and the real task
+/// runs for its own device with its own request.
+#[tokio::test]
+async fn a_forged_message_for_a_queued_task_is_dead_lettered_and_the_real_task_runs_as_stored() {
+    let Some(amqp) = rabbitmq().await else { return };
+    let queue = unique_queue("test-forged");
+    // Within the tests' 1 s call deadline.
+    let service_a = CallLog::start(Duration::from_millis(600)).await;
+    let service_a_url = format!("--service-a-url={}", service_a.url());
+    let app = start_with_broker(&amqp, &queue, &[&service_a_url]).await;
+    ready(&app).await;
+    // The first task keeps the device busy, so the second is still queued when the forgery comes.
+    let first = create_task(app.service_b_addr, "real0001").await;
+    let second = create_task(app.service_b_addr, "real0001").await;
+    let forged = format!(
+        r#"{{"task_id": "{second}", "equipment_id": "forged01", "task_payload": {{"timeoutInSeconds": 1, "parameters": {{"username": "attacker", "vlan": 666}}}}}}"#
+    );
+    publish_raw(&amqp, &queue, forged.as_bytes()).await;
+    for task in [&first, &second] {
+        wait_completed(app.service_b_addr, "real0001", task, LIMIT).await;
+    }
+    eventually(LIMIT, "the forged message to reach the dead-letter queue", || async {
+        (message_count(&amqp, &format!("{queue}.dlq")).await == 1).then_some(())
+    })
+    .await;
+    let calls = service_a.calls();
+    assert!(calls.iter().all(|call| call.device == "real0001"), "{calls:?}");
+    assert_eq!(calls.len(), 2, "each real task called once");
+    assert!(calls.iter().all(|call| !call.body.contains("attacker")), "{calls:?}");
+    app.shutdown().await.unwrap();
+    delete_queues(&amqp, &queue).await;
+}
+
+async fn ready(app: &cpe_config::startup::App) {
+    eventually(LIMIT, "readiness", || async {
+        let (status, _) = send(client().get(url(app.service_b_addr, "/readyz"))).await;
+        (status == 200).then_some(())
+    })
+    .await;
 }
 
 #[tokio::test]

@@ -59,6 +59,10 @@ impl TaskPublisher for InProcessQueue {
         self.shared.push(task.to_json().into(), false);
         Ok(())
     }
+
+    async fn waiting(&self) -> Result<Option<u64>, QueueError> {
+        Ok(Some(self.len() as u64))
+    }
 }
 
 #[async_trait]

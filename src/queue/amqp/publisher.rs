@@ -6,7 +6,8 @@ use super::topology::QueueSpec;
 use async_trait::async_trait;
 use cpe_actors::ports::{QueueError, TaskPublisher};
 use cpe_actors::TaskMessage;
-use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions};
+use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Confirmation};
 use std::sync::{Arc, Mutex};
 
@@ -106,5 +107,27 @@ impl AmqpPublisher {
 impl TaskPublisher for AmqpPublisher {
     async fn publish(&self, task: &TaskMessage) -> Result<(), QueueError> {
         self.publish_json(&task.to_json()).await
+    }
+
+    /// The queue's ready messages, from a passive declare on a channel of its own.
+    async fn waiting(&self) -> Result<Option<u64>, QueueError> {
+        let what = format!("reading the length of {}", self.spec.name());
+        let count = async {
+            let channel = self.link.channel(&self.spec).await?;
+            let passive = QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            };
+            let declared = channel
+                .queue_declare(self.spec.name().into(), passive, FieldTable::default())
+                .await
+                .map_err(|e| QueueError(format!("{what}: {e}")));
+            let _ = channel.close(200, "done".into()).await;
+            Ok::<_, QueueError>(Some(u64::from(declared?.message_count())))
+        };
+        match tokio::time::timeout(OPERATION_DEADLINE, count).await {
+            Ok(result) => result,
+            Err(_) => Err(QueueError(format!("{what}: no answer within {OPERATION_DEADLINE:?}"))),
+        }
     }
 }

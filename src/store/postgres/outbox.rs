@@ -23,9 +23,14 @@ pub fn due_for(created_at: u64) -> i64 {
     millis(created_at).saturating_add(PUBLISH_GRACE.as_millis() as i64)
 }
 
+/// A note that the queue confirmed a task's message: clears `publish_due` only if it still holds
+/// the value the publisher saw (a create's [`due_for`], or the relay's claim), so a task made due
+/// again meanwhile (its device's previous task ended) is published again, not forgotten.
+type Mark = (uuid::Uuid, Option<i64>);
+
 /// Notes of publication, written in batches by a thread of their own so the request path never waits.
 pub struct Marks {
-    notes: Mutex<Option<mpsc::Sender<TaskId>>>,
+    notes: Mutex<Option<mpsc::Sender<Mark>>>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
@@ -42,10 +47,20 @@ impl Marks {
         }
     }
 
+    /// Tasks published by their create, while still due at their create's [`due_for`].
     pub fn note(&self, ids: &[TaskId]) {
+        self.send(ids.iter().map(|id| (uuid(*id), None)));
+    }
+
+    /// Tasks the relay published under its claim `until`.
+    fn note_relayed(&self, ids: &[TaskId], until: i64) {
+        self.send(ids.iter().map(|id| (uuid(*id), Some(until))));
+    }
+
+    fn send(&self, marks: impl Iterator<Item = Mark>) {
         if let Some(notes) = self.notes.lock().expect("notes lock").as_ref() {
-            for id in ids {
-                let _ = notes.send(*id);
+            for mark in marks {
+                let _ = notes.send(mark);
             }
         }
     }
@@ -59,12 +74,19 @@ impl Marks {
     }
 }
 
-fn write_marks(connections: &Connections, noted: &mpsc::Receiver<TaskId>) {
+fn write_marks(connections: &Connections, noted: &mpsc::Receiver<Mark>) {
     while let Ok(first) = noted.recv() {
-        let mut ids = vec![uuid(first)];
-        ids.extend(noted.try_iter().take(BATCH - 1).map(uuid));
+        let marks: Vec<Mark> = std::iter::once(first).chain(noted.try_iter().take(BATCH - 1)).collect();
+        let (ids, dues): (Vec<uuid::Uuid>, Vec<Option<i64>>) = marks.into_iter().unzip();
+        let now = millis(cpe_actors::domain::now_millis());
+        let grace = PUBLISH_GRACE.as_millis() as i64;
         let written = connections.run("note published tasks", move |client| {
-            client.execute("UPDATE cpe_tasks SET publish_due = NULL WHERE id = ANY($1)", &[&ids])
+            client.execute(
+                "UPDATE cpe_tasks t SET publish_due = NULL, handed_at = $3
+                 FROM unnest($1::uuid[], $2::int8[]) AS m(id, due)
+                 WHERE t.id = m.id AND t.publish_due = coalesce(m.due, t.created_at + $4)",
+                &[&ids, &dues, &now, &grace],
+            )
         });
         // A note that could not be written costs one more publication of its task, nothing else.
         if let Err(error) = written {
@@ -75,7 +97,7 @@ fn write_marks(connections: &Connections, noted: &mpsc::Receiver<TaskId>) {
 
 /// Takes the queued tasks whose publication is due (for [`CLAIM`]), oldest first; instances
 /// claiming at once get different tasks.
-pub fn claim(connections: &Connections, now: u64) -> Result<Vec<TaskRecord>, StoreError> {
+pub fn claim(connections: &Connections, now: u64) -> Result<Claimed, StoreError> {
     let (now, until) = (millis(now), millis(now).saturating_add(CLAIM.as_millis() as i64));
     let sql = format!(
         "UPDATE cpe_tasks SET publish_due = $2 WHERE id IN (
@@ -86,7 +108,14 @@ pub fn claim(connections: &Connections, now: u64) -> Result<Vec<TaskRecord>, Sto
     let rows = connections.run("claim unpublished tasks", move |client| {
         client.query(&sql, &[&now, &until, &(BATCH as i64)])
     })?;
-    rows.iter().map(record).collect()
+    let tasks = rows.iter().map(record).collect::<Result<_, _>>()?;
+    Ok(Claimed { tasks, until })
+}
+
+/// Tasks claimed for publication, and the claim's end (their `publish_due` meanwhile).
+pub struct Claimed {
+    pub tasks: Vec<TaskRecord>,
+    until: i64,
 }
 
 /// Makes the next task of each device given due for publication now: its oldest unfinished task,
@@ -96,13 +125,14 @@ pub fn make_next_due(txn: &mut postgres::Transaction<'_>, devices: &[String]) ->
     if devices.is_empty() {
         return Ok(0);
     }
+    // Never the create's own due value: a late note of the create's publication must not clear it.
     let now = millis(cpe_actors::domain::now_millis()) - 1;
     txn.execute(
-        "UPDATE cpe_tasks t SET publish_due = $2
+        "UPDATE cpe_tasks t SET publish_due = CASE WHEN t.created_at + $3 = $2 THEN $2 - 1 ELSE $2 END
          FROM (SELECT DISTINCT ON (equipment_id) id, status FROM cpe_tasks
                WHERE equipment_id = ANY($1) AND status < 2 ORDER BY equipment_id, seq) head
          WHERE t.id = head.id AND head.status = 0",
-        &[&devices, &now],
+        &[&devices, &now, &(PUBLISH_GRACE.as_millis() as i64)],
     )
 }
 
@@ -124,16 +154,16 @@ pub fn relay(
             let claiming = store.clone();
             let claimed =
                 tokio::task::spawn_blocking(move || claiming.claim_unpublished(cpe_actors::domain::now_millis())).await;
-            let tasks = match claimed {
-                Ok(Ok(tasks)) => tasks,
+            let claimed = match claimed {
+                Ok(Ok(claimed)) => claimed,
                 Ok(Err(error)) => {
                     tracing::warn!(%error, "outbox relay could not read due tasks");
                     continue;
                 }
                 Err(_) => continue,
             };
-            let mut published = Vec::with_capacity(tasks.len());
-            for record in &tasks {
+            let mut published = Vec::with_capacity(claimed.tasks.len());
+            for record in &claimed.tasks {
                 let task = TaskMessage {
                     task_id: record.id,
                     equipment_id: record.equipment_id.clone(),
@@ -150,7 +180,7 @@ pub fn relay(
             }
             if !published.is_empty() {
                 tracing::debug!(tasks = published.len(), "outbox relay published due tasks");
-                store.marks.note(&published);
+                store.marks.note_relayed(&published, claimed.until);
             }
         }
     })

@@ -8,9 +8,10 @@ use postgres::Client;
 const MIGRATION_LOCK: i64 = 0x6370_652d_636f_6e66;
 
 /// Each step runs once, in order; a released step is never edited, only followed by a new one.
-pub const MIGRATIONS: &[(i32, &str)] = &[(
-    1,
-    "
+pub const MIGRATIONS: &[(i32, &str)] = &[
+    (
+        1,
+        "
     CREATE TABLE cpe_tasks (
         id uuid PRIMARY KEY,
         -- Acceptance order across instances: the database's, not any instance's clock.
@@ -55,7 +56,16 @@ pub const MIGRATIONS: &[(i32, &str)] = &[(
         expires_at timestamptz NOT NULL
     );
     ",
-)];
+    ),
+    (
+        2,
+        "
+    -- When the queue last confirmed a message of the task (ms), and how many times the reconciler
+    -- handed the task to the queue again because its message was gone (reconcile.rs).
+    ALTER TABLE cpe_tasks ADD COLUMN handed_at bigint, ADD COLUMN handovers integer NOT NULL DEFAULT 0;
+    ",
+    ),
+];
 
 /// Brings the schema up to date; returns the steps applied (none when another instance did them).
 pub fn migrate(client: &mut Client) -> Result<Vec<i32>, postgres::Error> {

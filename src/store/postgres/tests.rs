@@ -222,20 +222,26 @@ fn the_outbox_hands_out_each_due_unpublished_task_once() {
     {
         std::thread::sleep(Duration::from_millis(20));
     }
-    let claimed: Vec<TaskId> = store.claim_unpublished(later).unwrap().iter().map(|r| r.id).collect();
+    let claimed: Vec<TaskId> = store
+        .claim_unpublished(later)
+        .unwrap()
+        .tasks
+        .iter()
+        .map(|r| r.id)
+        .collect();
     assert_eq!(claimed.len(), 2, "the stranded and the fresh task are due, no other");
     assert!(claimed.contains(&stranded.id) && claimed.contains(&fresh.id));
     assert!(
-        store.claim_unpublished(later).unwrap().is_empty(),
+        store.claim_unpublished(later).unwrap().tasks.is_empty(),
         "a claimed task is not handed out again"
     );
     assert_eq!(
-        store.claim_unpublished(later + 61_000).unwrap().len(),
+        store.claim_unpublished(later + 61_000).unwrap().tasks.len(),
         2,
         "an expired claim is"
     );
     assert!(
-        store.claim_unpublished(stranded.created_at).unwrap().is_empty(),
+        store.claim_unpublished(stranded.created_at).unwrap().tasks.is_empty(),
         "nothing is due in its grace"
     );
 }
@@ -269,4 +275,149 @@ fn a_batch_with_one_refused_change_writes_none_of_it() {
     assert!(refused.0.contains("one of 2 tasks"), "{refused}");
     assert_eq!(store.get(new.id).unwrap(), None);
     assert_eq!(store.get(done.id).unwrap().unwrap().status, TaskStatus::Completed);
+}
+
+/// The outbox column and the reconciler's count of one task, read directly.
+fn handover_state(url: &str, id: TaskId) -> (Option<i64>, i32) {
+    let (url, id) = (url.to_owned(), rows::uuid(id));
+    std::thread::spawn(move || {
+        let mut client = url.parse::<Config>().unwrap().connect(postgres::NoTls).unwrap();
+        let row = client
+            .query_one("SELECT publish_due, handovers FROM cpe_tasks WHERE id = $1", &[&id])
+            .unwrap();
+        (row.get(0), row.get(1))
+    })
+    .join()
+    .unwrap()
+}
+
+fn finished(record: &TaskRecord) -> TaskRecord {
+    let mut done = record.clone();
+    assert!(done.move_to(TaskStatus::Running) && done.finish(&Outcome::Completed { attempts: 1 }));
+    done
+}
+
+/// Waits until the outbox thread has noted the task published (publish_due cleared).
+fn wait_noted(url: &str, id: TaskId) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while handover_state(url, id).0.is_some() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the note of publication was written"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn the_write_that_ends_a_task_makes_its_devices_next_task_due_and_a_late_note_does_not_undo_it() {
+    let Some(schema) = ScratchSchema::create() else { return };
+    let store = PgStore::open(&schema.url).unwrap();
+    let (first, second, third, other) = (queued("abc123"), queued("abc123"), queued("abc123"), queued("def456"));
+    for record in [&first, &second, &third, &other] {
+        store.put(record).unwrap();
+    }
+    store.mark_published(&[first.id, third.id, other.id]);
+    for id in [first.id, third.id, other.id] {
+        wait_noted(&schema.url, id);
+    }
+    store.put(&finished(&first)).unwrap();
+    let now = cpe_actors::domain::now_millis() as i64;
+    let (due, _) = handover_state(&schema.url, second.id);
+    assert!(
+        due.is_some_and(|due| due <= now),
+        "the next task is due at once: {due:?}"
+    );
+    assert_eq!(handover_state(&schema.url, third.id).0, None, "not the one after it");
+    // The create's own note of publication arrives late: the task stays due.
+    store.mark_published(&[second.id]);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        handover_state(&schema.url, second.id).0.is_some(),
+        "still due for the relay"
+    );
+    let claimed: Vec<TaskId> = store
+        .claim_unpublished(now as u64 + 1)
+        .unwrap()
+        .tasks
+        .iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(claimed, [second.id]);
+}
+
+#[test]
+fn a_due_task_without_a_message_is_handed_on_again_then_fails_and_frees_its_device() {
+    let Some(schema) = ScratchSchema::create() else { return };
+    let store = PgStore::open(&schema.url).unwrap();
+    let (stranded, next, other) = (queued("abc123"), queued("abc123"), queued("def456"));
+    for record in [&stranded, &next, &other] {
+        store.put(record).unwrap();
+    }
+    store.mark_published(&[stranded.id, next.id, other.id]);
+    for id in [stranded.id, next.id, other.id] {
+        wait_noted(&schema.url, id);
+    }
+    let now = cpe_actors::domain::now_millis();
+    let reason = "lost; see q.dlq".to_owned();
+    assert_eq!(
+        store.reconcile(now, stranded.created_at, reason.clone()).unwrap(),
+        reconcile::Reconciled::default(),
+        "nothing was handed over before the cutoff"
+    );
+    let later = now + 1;
+    for round in 1..=reconcile::HANDOVERS {
+        let done = store.reconcile(later, later, reason.clone()).unwrap();
+        assert_eq!(done.failed, []);
+        assert!(
+            done.handed.contains(&stranded.id) && done.handed.contains(&other.id),
+            "round {round}"
+        );
+        assert!(
+            !done.handed.contains(&next.id),
+            "only the device's oldest unfinished task"
+        );
+        assert_eq!(handover_state(&schema.url, stranded.id).1, round);
+        // The relay publishes it, and the message is lost again.
+        clear_due(&schema.url);
+    }
+    let done = store.reconcile(later, later, reason.clone()).unwrap();
+    assert!(done.failed.contains(&stranded.id), "{done:?}");
+    let failed = store.get(stranded.id).unwrap().unwrap();
+    assert_eq!(
+        (failed.status, failed.last_error.as_deref()),
+        (TaskStatus::Failed, Some("lost; see q.dlq"))
+    );
+    assert!(
+        handover_state(&schema.url, next.id).0.is_some(),
+        "the device's next task is due"
+    );
+}
+
+/// What a relay's note leaves after publishing: nothing due.
+fn clear_due(url: &str) {
+    let url = url.to_owned();
+    std::thread::spawn(move || {
+        let mut client = url.parse::<Config>().unwrap().connect(postgres::NoTls).unwrap();
+        client.execute("UPDATE cpe_tasks SET publish_due = NULL", &[]).unwrap();
+    })
+    .join()
+    .unwrap();
+}
+
+#[test]
+fn instances_share_a_database_only_through_rabbitmq() {
+    let Some(schema) = ScratchSchema::create() else { return };
+    let open = || PgStore::open(&schema.url).unwrap();
+    let (one, two, three) = (open(), open(), open());
+    one.join_instances(false).unwrap();
+    two.join_instances(false).unwrap();
+    let refused = three.join_instances(true).unwrap_err();
+    assert!(refused.0.contains("--amqp-url"), "{refused}");
+    drop((one, two));
+    three.join_instances(true).unwrap();
+    let refused = open().join_instances(true).unwrap_err();
+    assert!(refused.0.contains("--amqp-url"), "{refused}");
+    let refused = open().join_instances(false).unwrap_err();
+    assert!(refused.0.contains("in-process queue"), "{refused}");
 }
