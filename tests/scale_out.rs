@@ -70,6 +70,54 @@ async fn three_instances_lose_nothing_and_never_overlap_a_device_through_a_kill_
     delete_queues(&amqp, &queue).await;
 }
 
+/// The contention run of a user's first try: 30 devices with 10 tasks each, created round-robin on
+/// three instances, at the default call deadline. Only a device's oldest unfinished task is ever
+/// handed to a worker, so no instance holds a younger task while an older one waits elsewhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_instances_keep_each_devices_order_without_stalls_at_the_default_deadline() {
+    contention_run(None).await;
+}
+
+/// The same run with one instance killed (-9) a second in: its tasks are taken over once their
+/// device leases (call deadline + 5 s) run out, and nothing else waits for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_instances_keep_each_devices_order_through_a_kill_at_the_default_deadline() {
+    contention_run(Some(Duration::from_secs(1))).await;
+}
+
+async fn contention_run(kill_after: Option<Duration>) {
+    let Some(amqp) = rabbitmq().await else { return };
+    let queue = unique_queue("test-contention");
+    let service_a = CallLog::start_with(Duration::from_millis(500), by_vlan()).await;
+    let Some(mut cluster) = cluster_at_defaults(&amqp, &queue, &service_a.url(), 3).await else {
+        return;
+    };
+    let devices: Vec<String> = (0..30).map(|n| format!("dev{n:04}")).collect();
+    let started = Instant::now();
+    let mut history = History::default();
+    for round in 0..10 {
+        history
+            .round(round, &devices, &cluster.service_b, |b, device, number| async move {
+                create(b, &device, number).await
+            })
+            .await;
+    }
+    if let Some(after) = kill_after {
+        tokio::time::sleep(after.saturating_sub(started.elapsed())).await;
+        cluster.instances[0].kill_hard();
+    }
+    let report = history.check(cluster.service_b[1], &service_a).await;
+    eprintln!("all 300 tasks final {:?} after the first create", started.elapsed());
+    assert_clean(&report);
+    // A call cut off by the kill is made again by the task's next holder: at most one per worker.
+    assert!(
+        report.duplicated_calls.len() <= 16,
+        "duplicated: {:?}",
+        report.duplicated_calls
+    );
+    delete_queues(&amqp, &queue).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn any_instance_answers_for_a_task_and_a_wait_wakes_when_another_finishes_it() {
     let Some(amqp) = rabbitmq().await else { return };

@@ -35,6 +35,8 @@ pub enum Take {
     /// Another holder has this task, or kept the device past `patience`: it ends its task, and
     /// the write that makes it final hands the device's next task to the queue.
     HeldElsewhere,
+    /// The store has never seen the task.
+    Unknown,
     /// The leases cannot be reached: give the delivery back.
     Unavailable(String),
 }
@@ -57,12 +59,13 @@ pub async fn take(
     leases: &Arc<dyn DeviceLeases>,
     task: &TaskMessage,
     redelivered: bool,
+    adopt: bool,
     call_timeout: Duration,
 ) -> Take {
     let give_up = Instant::now() + patience(call_timeout);
     let mut pause = FIRST_PAUSE;
     loop {
-        match leases.acquire(task, ttl(call_timeout)).await {
+        match leases.acquire(task, ttl(call_timeout), adopt).await {
             Ok(Acquired::Held(lease)) => {
                 return Take::Held(HeldDevice {
                     leases: leases.clone(),
@@ -72,6 +75,7 @@ pub async fn take(
             }
             Ok(Acquired::Final) => return Take::Final,
             Ok(Acquired::Behind) => return Take::Behind,
+            Ok(Acquired::Unknown) => return Take::Unknown,
             Ok(Acquired::Busy { same_task: true }) if !redelivered => return Take::HeldElsewhere,
             Ok(Acquired::Busy { .. }) if Instant::now() + pause < give_up => {
                 tokio::time::sleep(pause + Duration::from_millis(fastrand::u64(0..=pause.as_millis() as u64 / 2)))

@@ -252,6 +252,11 @@ pub trait StatusSink: Send + Sync + 'static {
     /// Marks the task running and counts the coming call, in one durable write. `redelivered` is
     /// the queue's flag: a sink that cannot see task state must assume the worst.
     async fn begin(&self, task: &TaskMessage, redelivered: bool) -> Result<Begin, SinkError>;
+    /// As [`StatusSink::begin`], and a task the store has never seen is adopted from its message
+    /// (run beside another publisher of the queue). A sink that cannot see task state adopts always.
+    async fn begin_adopting(&self, task: &TaskMessage, redelivered: bool) -> Result<Begin, SinkError> {
+        self.begin(task, redelivered).await
+    }
     /// The next call starts now (after waiting out an earlier one): the task's lease moves on.
     async fn renew(&self, task: &TaskMessage) -> Result<(), SinkError>;
     /// A retry is about to call Service A again: counts it durably and moves the lease on; returns
@@ -271,7 +276,9 @@ pub struct SinkError(pub String);
 pub trait DeviceLeases: Send + Sync + 'static {
     /// Takes the task's device for `ttl`, unless an older task of the device is unfinished or
     /// another holder's lease is live (a lease whose task is final is over, whatever its expiry).
-    async fn acquire(&self, task: &TaskMessage, ttl: Duration) -> Result<Acquired, LeaseError>;
+    /// A task the store has never seen is [`Acquired::Unknown`], unless `adopt`: then it takes the
+    /// device outside the order (it has no place in it).
+    async fn acquire(&self, task: &TaskMessage, ttl: Duration, adopt: bool) -> Result<Acquired, LeaseError>;
     /// Extends a lease still held; [`LeaseError::Lost`] once another holder took the device.
     async fn renew(&self, lease: &Lease, ttl: Duration) -> Result<(), LeaseError>;
     /// Gives the device up for the next task (a lost lease is left to its new holder).
@@ -295,6 +302,8 @@ pub enum Acquired {
     /// An older task of the device is unfinished: it runs first, and the write that makes it
     /// final makes this one due, to be handed to the queue again.
     Behind,
+    /// The store has never seen the task (its create may not be committed yet).
+    Unknown,
     /// Another holder's lease is live; `same_task` when it holds this very task (a duplicate
     /// message, or the redelivery of a holder that died and whose lease has not run out yet).
     Busy {

@@ -37,7 +37,7 @@ pub(super) struct Surroundings<'a> {
 
 pub(super) fn part(options: &WorkerOptions, around: Surroundings<'_>, common: &Common) -> Result<Part> {
     let sink: Arc<dyn StatusSink> = match around.registry {
-        Some(registry) => Arc::new(registry.clone().adopting_unknown(options.adopt_unknown_tasks)),
+        Some(registry) => Arc::new(registry.clone()),
         None => around
             .transport
             .results_sink()
@@ -58,6 +58,7 @@ pub(super) fn part(options: &WorkerOptions, around: Surroundings<'_>, common: &C
         call_timeout: around.call_timeout,
         observer: metrics.clone(),
         leases: device_leases(&around.store)?,
+        adopt_unknown: options.adopt_unknown_tasks,
     });
     let mut part = Part::default();
     let pool = Slot::default();

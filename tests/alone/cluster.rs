@@ -41,6 +41,25 @@ pub fn cluster_on(schema: ScratchSchema, amqp: &str, queue: &str, service_a: &st
 
 /// One instance per (database URL, broker URL) pair, so each may reach them through its own proxy.
 pub fn cluster_linked(schema: ScratchSchema, links: &[(String, String)], queue: &str, service_a: &str) -> Cluster {
+    cluster_timed(schema, links, queue, service_a, CALL_TIMEOUT)
+}
+
+/// `size` instances at the default call deadline a user gets with `--config-delay=1s` (32 s, so
+/// a lease of 37 s), rather than the short one of the other scale-out tests.
+pub async fn cluster_at_defaults(amqp: &str, queue: &str, service_a: &str, size: usize) -> Option<Cluster> {
+    let schema = ScratchSchema::create()?;
+    let links = vec![(schema.url.clone(), amqp.to_owned()); size];
+    Some(cluster_timed(schema, &links, queue, service_a, "--config-delay=1s"))
+}
+
+/// `timing`: the option that sets the instances' call deadline.
+fn cluster_timed(
+    schema: ScratchSchema,
+    links: &[(String, String)],
+    queue: &str,
+    service_a: &str,
+    timing: &str,
+) -> Cluster {
     let instances: Vec<Process> = links
         .iter()
         .map(|(database, amqp)| {
@@ -56,7 +75,7 @@ pub fn cluster_linked(schema: ScratchSchema, links: &[(String, String)], queue: 
                 &queue,
                 &results,
                 &service_a,
-                CALL_TIMEOUT,
+                timing,
                 "--retry-base=50ms",
                 "--workers=16",
                 "--shutdown-grace=1s",

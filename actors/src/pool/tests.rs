@@ -81,6 +81,7 @@ async fn rig(workers: usize, device: Recorder) -> Rig {
         call_timeout: Duration::from_millis(300),
         observer: Arc::new(crate::observe::Unobserved),
         leases: None,
+        adopt_unknown: false,
     });
     let (pool, _) = Actor::spawn(None, Pool, PoolArgs { size: workers, deps })
         .await

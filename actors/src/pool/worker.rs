@@ -25,6 +25,9 @@ pub struct WorkerDeps {
     /// Per-device leases when several instances share the store; None in a single instance,
     /// where the pool alone keeps one task per device at a time.
     pub leases: Option<Arc<dyn DeviceLeases>>,
+    /// Run messages for tasks the store has never seen (another system's, during a migration)
+    /// instead of dead-lettering them.
+    pub adopt_unknown: bool,
 }
 
 /// How a delivery was settled: returned for logs and tests.
@@ -93,9 +96,14 @@ pub async fn process(deps: &WorkerDeps, job: Job) -> Settlement {
     let give_up = Instant::now() + UNKNOWN_GRACE;
     let mut pause = Duration::from_millis(100);
     loop {
-        match take_and_run(deps, &task, &delivery).await {
+        let last = Instant::now() + pause >= give_up;
+        // In one process the registry sees a create before any begin of its task, so a task it
+        // does not know is not ours: adopted at once. Across instances a create may still be on its
+        // way to the database: adopted only once it had time to land.
+        let adopt = deps.adopt_unknown && (last || deps.leases.is_none());
+        match take_and_run(deps, &task, &delivery, adopt).await {
             Ok(settlement) => return settlement,
-            Err(UnknownTask) if Instant::now() + pause < give_up => {
+            Err(UnknownTask) if !last => {
                 tokio::time::sleep(pause).await;
                 pause = (pause * 2).min(Duration::from_secs(2));
             }
@@ -112,11 +120,18 @@ pub async fn process(deps: &WorkerDeps, job: Job) -> Settlement {
     }
 }
 
-/// Takes the device (when instances share a store), then runs the task.
-async fn take_and_run(deps: &WorkerDeps, task: &TaskMessage, delivery: &Delivery) -> Result<Settlement, UnknownTask> {
+/// Takes the device (when instances share a store), then runs the task; `adopt`: a task the store
+/// has never seen is run from its message.
+async fn take_and_run(
+    deps: &WorkerDeps,
+    task: &TaskMessage,
+    delivery: &Delivery,
+    adopt: bool,
+) -> Result<Settlement, UnknownTask> {
     let held = match &deps.leases {
         None => None,
-        Some(leases) => match device_lease::take(leases, task, delivery.redelivered, deps.call_timeout).await {
+        Some(leases) => match device_lease::take(leases, task, delivery.redelivered, adopt, deps.call_timeout).await {
+            Take::Unknown => return Err(UnknownTask),
             Take::Held(held) => Some(held),
             Take::Final => {
                 tracing::info!(task_id = %task.task_id, "task is final already; acknowledged without calling Service A");
@@ -135,7 +150,7 @@ async fn take_and_run(deps: &WorkerDeps, task: &TaskMessage, delivery: &Delivery
             }
         },
     };
-    let settlement = run_held(deps, delivery, task, held.as_ref()).await;
+    let settlement = run_held(deps, delivery, task, held.as_ref(), adopt).await;
     if let Some(held) = held {
         held.release().await;
     }
@@ -148,8 +163,14 @@ async fn run_held(
     delivery: &Delivery,
     task: &TaskMessage,
     held: Option<&HeldDevice>,
+    adopt: bool,
 ) -> Result<Settlement, UnknownTask> {
-    let first = match deps.sink.begin(task, delivery.redelivered).await {
+    let begun = if adopt {
+        deps.sink.begin_adopting(task, delivery.redelivered).await
+    } else {
+        deps.sink.begin(task, delivery.redelivered).await
+    };
+    let first = match begun {
         Ok(Begin::Run { attempt }) => attempt,
         Ok(Begin::Resume { since, attempt }) => {
             if attempt <= deps.retry.max_attempts {

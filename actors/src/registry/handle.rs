@@ -12,8 +12,6 @@ use std::time::Duration;
 pub struct RegistryHandle {
     pub(super) slot: Slot<RegistryMsg>,
     timeout: Duration,
-    /// Whether a worker may run a task the store has never seen, from its message alone.
-    adopt_unknown: bool,
 }
 
 impl RegistryHandle {
@@ -21,15 +19,14 @@ impl RegistryHandle {
         Self {
             slot,
             timeout: Duration::from_secs(10),
-            adopt_unknown: false,
         }
     }
 
-    /// As a workers' sink: run messages for tasks the store has never seen (another system's,
-    /// during a migration) instead of dead-lettering them.
-    pub fn adopting_unknown(mut self, adopt: bool) -> Self {
-        self.adopt_unknown = adopt;
-        self
+    async fn begin_as(&self, task: &TaskMessage, ask: BeginAsk) -> Result<Begin, SinkError> {
+        let task = task.clone();
+        self.ask(|reply| RegistryMsg::Begin(task, ask, reply))
+            .await
+            .map_err(|e| SinkError(e.to_string()))
     }
 
     /// Puts the request in the registry's mailbox now, and returns the bounded wait for its answer.
@@ -131,16 +128,19 @@ impl RegistryHandle {
 #[async_trait]
 impl StatusSink for RegistryHandle {
     async fn begin(&self, task: &TaskMessage, redelivered: bool) -> Result<Begin, SinkError> {
-        let (task, ask) = (
-            task.clone(),
-            BeginAsk {
-                redelivered,
-                adopt_unknown: self.adopt_unknown,
-            },
-        );
-        self.ask(|reply| RegistryMsg::Begin(task, ask, reply))
-            .await
-            .map_err(|e| SinkError(e.to_string()))
+        let ask = BeginAsk {
+            redelivered,
+            adopt_unknown: false,
+        };
+        self.begin_as(task, ask).await
+    }
+
+    async fn begin_adopting(&self, task: &TaskMessage, redelivered: bool) -> Result<Begin, SinkError> {
+        let ask = BeginAsk {
+            redelivered,
+            adopt_unknown: true,
+        };
+        self.begin_as(task, ask).await
     }
 
     async fn renew(&self, task: &TaskMessage) -> Result<(), SinkError> {

@@ -83,14 +83,16 @@ async fn a_task_from_another_publisher_is_adopted_only_when_asked_and_a_redelive
     let task = message("abc123");
     assert_eq!(registry.begin(&task, false).await.unwrap(), Begin::Unknown);
     assert_eq!(registry.get(task.task_id).await.unwrap(), None, "nothing is written");
-    let adopting = registry.clone().adopting_unknown(true);
-    assert_eq!(adopting.begin(&task, false).await.unwrap(), Begin::Run { attempt: 1 });
+    assert_eq!(
+        registry.begin_adopting(&task, false).await.unwrap(),
+        Begin::Run { attempt: 1 }
+    );
     assert_eq!(
         registry.get(task.task_id).await.unwrap().unwrap().status,
         TaskStatus::Running
     );
     let forgotten = message("abc124");
-    let resumed = adopting.begin(&forgotten, true).await.unwrap();
+    let resumed = registry.begin_adopting(&forgotten, true).await.unwrap();
     assert!(matches!(resumed, Begin::Resume { .. }), "{resumed:?}");
 }
 

@@ -52,7 +52,7 @@ fn interval(ttl: Duration) -> String {
 
 #[async_trait::async_trait]
 impl DeviceLeases for PgLeases {
-    async fn acquire(&self, task: &TaskMessage, ttl: Duration) -> Result<Acquired, LeaseError> {
+    async fn acquire(&self, task: &TaskMessage, ttl: Duration, adopt: bool) -> Result<Acquired, LeaseError> {
         let (equipment, id, holder) = (task.equipment_id.clone(), task.task_id, self.holder.clone());
         self.run("take a device lease", move |client| {
             let mut txn = client.transaction()?;
@@ -60,7 +60,11 @@ impl DeviceLeases for PgLeases {
             if mine.as_ref().is_some_and(|row| row.get::<_, i16>(0) >= 2) {
                 return Ok(Acquired::Final);
             }
-            // A task this database does not hold (another publisher's) has no place in the order.
+            // A task this database does not hold yet (its create is on its way) waits; one adopted
+            // (another publisher's) has no place in the order.
+            if mine.is_none() && !adopt {
+                return Ok(Acquired::Unknown);
+            }
             if let Some(row) = &mine {
                 let seq: i64 = row.get(1);
                 let older = txn.query_opt(

@@ -137,20 +137,20 @@ async fn a_device_has_one_holder_and_tasks_take_it_in_acceptance_order() {
     let ttl = Duration::from_secs(30);
 
     assert_eq!(
-        two.acquire(&message(&younger), ttl).await.unwrap(),
+        two.acquire(&message(&younger), ttl, false).await.unwrap(),
         Acquired::Behind,
         "the older task comes first"
     );
-    let Acquired::Held(lease) = one.acquire(&message(&older), ttl).await.unwrap() else {
+    let Acquired::Held(lease) = one.acquire(&message(&older), ttl, false).await.unwrap() else {
         panic!("the oldest task takes a free device");
     };
     assert_eq!(
-        two.acquire(&message(&older), ttl).await.unwrap(),
+        two.acquire(&message(&older), ttl, false).await.unwrap(),
         Acquired::Busy { same_task: true },
         "one holder at a time"
     );
     assert!(matches!(
-        two.acquire(&message(&elsewhere), ttl).await.unwrap(),
+        two.acquire(&message(&elsewhere), ttl, false).await.unwrap(),
         Acquired::Held(_)
     ));
     one.renew(&lease, ttl).await.unwrap();
@@ -159,8 +159,11 @@ async fn a_device_has_one_holder_and_tasks_take_it_in_acceptance_order() {
     assert!(done.move_to(TaskStatus::Running) && done.finish(&Outcome::Completed { attempts: 1 }));
     store.put(&done).unwrap();
     one.release(&lease).await.unwrap();
-    assert_eq!(one.acquire(&message(&older), ttl).await.unwrap(), Acquired::Final);
-    let Acquired::Held(next) = two.acquire(&message(&younger), ttl).await.unwrap() else {
+    assert_eq!(
+        one.acquire(&message(&older), ttl, false).await.unwrap(),
+        Acquired::Final
+    );
+    let Acquired::Held(next) = two.acquire(&message(&younger), ttl, false).await.unwrap() else {
         panic!("the younger task takes the device once the older one is final");
     };
     assert_eq!(next.fence, lease.fence + 1, "each new holder gets the next fence");
@@ -185,14 +188,18 @@ async fn an_expired_lease_goes_to_the_next_holder_and_the_old_one_cannot_renew()
         PgLeases::open(&schema.url, "next".into()).unwrap(),
     );
     let Acquired::Held(old) = paused
-        .acquire(&message(&task), Duration::from_millis(200))
+        .acquire(&message(&task), Duration::from_millis(200), false)
         .await
         .unwrap()
     else {
         panic!("a free device is taken");
     };
     tokio::time::sleep(Duration::from_millis(400)).await;
-    let Acquired::Held(new) = next.acquire(&message(&task), Duration::from_secs(30)).await.unwrap() else {
+    let Acquired::Held(new) = next
+        .acquire(&message(&task), Duration::from_secs(30), false)
+        .await
+        .unwrap()
+    else {
         panic!("an expired lease is taken over");
     };
     assert_eq!(paused.renew(&old, Duration::from_secs(30)).await, Err(LeaseError::Lost));
@@ -420,4 +427,21 @@ fn instances_share_a_database_only_through_rabbitmq() {
     assert!(refused.0.contains("--amqp-url"), "{refused}");
     let refused = open().join_instances(false).unwrap_err();
     assert!(refused.0.contains("in-process queue"), "{refused}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_the_database_does_not_hold_takes_its_device_only_when_adopted() {
+    let Some(schema) = ScratchSchema::create() else { return };
+    let url = schema.url.clone();
+    let _store = tokio::task::spawn_blocking(move || PgStore::open(&url).unwrap())
+        .await
+        .unwrap();
+    let leases = PgLeases::open(&schema.url, "instance".into()).unwrap();
+    let stranger = message(&queued("abc123"));
+    let ttl = Duration::from_secs(30);
+    assert_eq!(leases.acquire(&stranger, ttl, false).await.unwrap(), Acquired::Unknown);
+    assert!(matches!(
+        leases.acquire(&stranger, ttl, true).await.unwrap(),
+        Acquired::Held(_)
+    ));
 }

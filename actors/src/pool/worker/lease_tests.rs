@@ -20,7 +20,7 @@ struct ScriptedLeases {
 
 #[async_trait]
 impl DeviceLeases for ScriptedLeases {
-    async fn acquire(&self, task: &TaskMessage, _: Duration) -> Result<Acquired, LeaseError> {
+    async fn acquire(&self, task: &TaskMessage, _: Duration, _: bool) -> Result<Acquired, LeaseError> {
         self.steps.lock().unwrap().push("acquire");
         let held = Acquired::Held(Lease {
             equipment_id: task.equipment_id.clone(),

@@ -55,6 +55,7 @@ pub(super) async fn rig(script: Vec<ProvisionError>) -> Rig {
         call_timeout: Duration::from_secs(5),
         observer: Arc::new(crate::observe::Unobserved),
         leases: None,
+        adopt_unknown: false,
     };
     Rig {
         queue: InProcessQueue::default(),
@@ -318,6 +319,7 @@ async fn retry_after_is_waited_instead_of_the_backoff() {
         call_timeout: Duration::from_secs(50),
         observer: Arc::new(crate::observe::Unobserved),
         leases: None,
+        adopt_unknown: false,
     };
     let queue = InProcessQueue::default();
     queue.publish(&task()).await.unwrap();
@@ -376,6 +378,7 @@ async fn a_resumed_task_waits_out_the_earlier_calls_deadline_before_calling() {
         call_timeout: Duration::from_secs(60),
         observer: Arc::new(crate::observe::Unobserved),
         leases: None,
+        adopt_unknown: false,
     };
     let queue = InProcessQueue::default();
     queue.publish(&task()).await.unwrap();
@@ -431,6 +434,7 @@ async fn calls_are_observed_by_outcome_and_a_dropped_call_as_a_timeout() {
         call_timeout: Duration::from_secs(5),
         observer: observer.clone(),
         leases: None,
+        adopt_unknown: false,
     };
     let queue = InProcessQueue::default();
     queue.publish(&task()).await.unwrap();
