@@ -39,7 +39,7 @@ impl GroupCommit {
             None => Some(done),
         };
         if let Some(done) = refused {
-            let _ = done.send(Err(StoreError("the store writer has stopped".into())));
+            let _ = done.send(Err(StoreError::Unavailable("the store writer has stopped".into())));
         }
         answer
     }
@@ -76,8 +76,11 @@ fn write_loop(store: &dyn TaskStore, waiting: mpsc::Receiver<(WriteOp, Done)>) {
             Err(error) => vec![Err(error)],
         };
         for (result, answer) in results.into_iter().zip(answers) {
-            if let Err(error) = &result {
-                tracing::error!(%error, "a task change could not be stored");
+            match &result {
+                // Another instance got there first: the submitter reads again and answers for that.
+                Err(error) if error.is_conflict() => tracing::debug!(%error, "a task change lost a race"),
+                Err(error) => tracing::error!(%error, "a task change could not be stored"),
+                Ok(()) => {}
             }
             // A submitter that stopped waiting needs no answer.
             let _ = answer.send(result);

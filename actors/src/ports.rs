@@ -94,9 +94,31 @@ pub struct IdempotencyEntry {
     pub created_at: u64,
 }
 
+/// Why the store did not answer or change: callers branch on the kind, the message says the rest.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
-#[error("task store: {0}")]
-pub struct StoreError(pub String);
+pub enum StoreError {
+    /// The store cannot be read or written now (unreachable, closed, a record it cannot decode):
+    /// the caller answers 503 and may try again later.
+    #[error("task store: {0}")]
+    Unavailable(String),
+    /// Another instance changed the same task or key first, so this change was not made: the
+    /// normal end of a race, answered by reading again and deciding again.
+    #[error("task store: {0}")]
+    Conflict(String),
+}
+
+impl StoreError {
+    /// What went wrong, without the kind.
+    pub fn message(&self) -> &str {
+        match self {
+            Self::Unavailable(message) | Self::Conflict(message) => message,
+        }
+    }
+
+    pub fn is_conflict(&self) -> bool {
+        matches!(self, Self::Conflict(_))
+    }
+}
 
 /// Publishes a task on the queue; returns only once the queue has taken responsibility (broker confirm).
 #[async_trait]

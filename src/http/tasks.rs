@@ -137,7 +137,12 @@ pub async fn retry_one(
 }
 
 pub fn unavailable(store_error: cpe_actors::ports::StoreError) -> Response {
-    tracing::error!(%store_error, "could not read or change tasks");
+    if store_error.is_conflict() {
+        // Still racing after the registry read again: busy, not broken.
+        tracing::warn!(%store_error, "a task kept changing under a request");
+    } else {
+        tracing::error!(%store_error, "could not read or change tasks");
+    }
     error(StatusCode::SERVICE_UNAVAILABLE, "Task store unavailable; retry shortly")
 }
 

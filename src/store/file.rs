@@ -56,7 +56,7 @@ impl FileStore {
     /// Opens `<dir>/tasks.redb`, creating the directory and the file if they are missing.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
         create_private_dir(dir)
-            .map_err(|e| StoreError(format!("cannot create data directory {}: {e}", dir.display())))?;
+            .map_err(|e| StoreError::Unavailable(format!("cannot create data directory {}: {e}", dir.display())))?;
         let path = dir.join(FILE_NAME);
         let db = Database::builder()
             .set_cache_size(CACHE_BYTES)
@@ -64,7 +64,7 @@ impl FileStore {
             .map_err(|e| open_error(&path, e))?;
         // Unfinished tasks hold their parameters (passwords included): owner only, like the TLS key.
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
-            .map_err(|e| StoreError(format!("cannot restrict {} to its owner: {e}", path.display())))?;
+            .map_err(|e| StoreError::Unavailable(format!("cannot restrict {} to its owner: {e}", path.display())))?;
         let store = Self { db, path };
         store
             .create_tables()
@@ -103,7 +103,7 @@ impl FileStore {
     }
 
     fn wrap(&self, doing: fmt::Arguments<'_>, cause: StoreError) -> StoreError {
-        StoreError(format!("{doing} in {}: {}", self.path.display(), cause.0))
+        StoreError::Unavailable(format!("{doing} in {}: {}", self.path.display(), cause.message()))
     }
 
     fn write_batch_inner(&self, ops: &[WriteOp]) -> Result<(), StoreError> {
@@ -375,16 +375,16 @@ fn remove_record(txn: &WriteTransaction, id: TaskId) -> Result<(), StoreError> {
 
 /// Turns a redb error into the port's error; callers add which task and which file.
 fn db(e: impl Into<redb::Error>) -> StoreError {
-    StoreError(e.into().to_string())
+    StoreError::Unavailable(e.into().to_string())
 }
 
 fn open_error(path: &Path, e: DatabaseError) -> StoreError {
     let path = path.display();
     match e {
-        DatabaseError::DatabaseAlreadyOpen | DatabaseError::LockProtocolMismatch => StoreError(format!(
+        DatabaseError::DatabaseAlreadyOpen | DatabaseError::LockProtocolMismatch => StoreError::Unavailable(format!(
             "{path} is locked by another open store: is another cpe-config using this data dir?"
         )),
-        other => StoreError(format!("cannot open {path}: {other}")),
+        other => StoreError::Unavailable(format!("cannot open {path}: {other}")),
     }
 }
 

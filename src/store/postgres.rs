@@ -49,13 +49,14 @@ pub struct PgStore {
 impl PgStore {
     /// Connects, and brings the schema up to date (safe when several instances start at once).
     pub fn open(url: &str) -> Result<Self, StoreError> {
-        let config = Config::from_str(url).map_err(|e| StoreError(format!("the PostgreSQL URL is not valid: {e}")))?;
+        let config = Config::from_str(url)
+            .map_err(|e| StoreError::Unavailable(format!("the PostgreSQL URL is not valid: {e}")))?;
         let connections = Arc::new(Connections::start(&config, CONNECTIONS));
         let (applied, current) = connections.run("migrate the schema", |client| {
             Ok((schema::migrate(client)?, schema::current(client)?))
         })?;
         if current > schema::latest() {
-            return Err(StoreError(format!(
+            return Err(StoreError::Unavailable(format!(
                 "PostgreSQL: the schema is at version {current}, newer than this binary knows ({}): run a newer cpe-config",
                 schema::latest()
             )));
@@ -79,7 +80,7 @@ impl PgStore {
     /// queue, which no other instance may share; refused with the reason when the other
     /// instances on this database use the other kind of queue.
     pub fn join_instances(&self, alone: bool) -> Result<(), StoreError> {
-        let membership = instances::Membership::join(&self.config, alone).map_err(StoreError)?;
+        let membership = instances::Membership::join(&self.config, alone).map_err(StoreError::Unavailable)?;
         *self.membership.lock().expect("membership lock") = Some(membership);
         Ok(())
     }
@@ -239,7 +240,7 @@ impl TaskStore for PgStore {
 
 /// Why a write was refused: another instance changed the same task or key first.
 fn refused(what: String) -> Result<Result<(), StoreError>, postgres::Error> {
-    Ok(Err(StoreError(format!(
+    Ok(Err(StoreError::Conflict(format!(
         "{what} was changed by another instance meanwhile; try again"
     ))))
 }

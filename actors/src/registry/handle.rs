@@ -8,6 +8,9 @@ use crate::{EquipmentId, Outcome, StatusUpdate, TaskId, TaskMessage, TaskPage, T
 use async_trait::async_trait;
 use std::time::Duration;
 
+/// How many times a change is decided when other instances keep changing the same task first.
+const CONFLICT_TRIES: u32 = 3;
+
 #[derive(Clone)]
 pub struct RegistryHandle {
     pub(super) slot: Slot<RegistryMsg>,
@@ -23,8 +26,7 @@ impl RegistryHandle {
     }
 
     async fn begin_as(&self, task: &TaskMessage, ask: BeginAsk) -> Result<Begin, SinkError> {
-        let task = task.clone();
-        self.ask(|reply| RegistryMsg::Begin(task, ask, reply))
+        self.ask(|reply| RegistryMsg::Begin(task.clone(), ask, reply))
             .await
             .map_err(|e| SinkError(e.to_string()))
     }
@@ -37,7 +39,7 @@ impl RegistryHandle {
         let (reply, answer) = tokio::sync::oneshot::channel();
         let sent = match self.slot.get() {
             Some(actor) => actor.cast(build(reply.into())).map_err(|_| restarting()),
-            None => Err(StoreError("the registry is not running".into())),
+            None => Err(StoreError::Unavailable("the registry is not running".into())),
         };
         let timeout = self.timeout;
         async move {
@@ -45,13 +47,23 @@ impl RegistryHandle {
             match tokio::time::timeout(timeout, answer).await {
                 Ok(Ok(result)) => result,
                 Ok(Err(_)) => Err(restarting()),
-                Err(_) => Err(StoreError(format!("the registry did not answer within {timeout:?}"))),
+                Err(_) => Err(StoreError::Unavailable(format!(
+                    "the registry did not answer within {timeout:?}"
+                ))),
             }
         }
     }
 
-    async fn ask<T: Send + 'static>(&self, build: impl FnOnce(Reply<T>) -> RegistryMsg) -> Result<T, StoreError> {
-        self.send(build).await
+    /// Asks, and asks again when another instance changed the task first: the registry then reads
+    /// the task anew and answers for what it has become (a cancel that lost to a start is `Running`).
+    async fn ask<T: Send + 'static>(&self, build: impl Fn(Reply<T>) -> RegistryMsg) -> Result<T, StoreError> {
+        let mut tries = 1;
+        loop {
+            match self.send(&build).await {
+                Err(conflict) if conflict.is_conflict() && tries < CONFLICT_TRIES => tries += 1,
+                answer => return answer,
+            }
+        }
     }
 
     pub async fn create(&self, record: TaskRecord) -> Result<(), StoreError> {
@@ -74,7 +86,8 @@ impl RegistryHandle {
     }
 
     pub async fn create_with_key(&self, record: TaskRecord, key: String) -> Result<Created, StoreError> {
-        self.ask(|reply| RegistryMsg::CreateWithKey(record, key, reply)).await
+        self.ask(|reply| RegistryMsg::CreateWithKey(record.clone(), key.clone(), reply))
+            .await
     }
 
     pub async fn get(&self, id: TaskId) -> Result<Option<TaskRecord>, StoreError> {
@@ -84,11 +97,11 @@ impl RegistryHandle {
     /// Forgets a task that was never queued, and the idempotency key that named it, so a retry
     /// with the same key creates the task anew.
     pub async fn remove(&self, id: TaskId, key: Option<String>) -> Result<(), StoreError> {
-        self.ask(|reply| RegistryMsg::Remove(id, key, reply)).await
+        self.ask(|reply| RegistryMsg::Remove(id, key.clone(), reply)).await
     }
 
     pub async fn apply(&self, update: StatusUpdate) -> Result<(), StoreError> {
-        self.ask(|reply| RegistryMsg::Apply(update, reply)).await
+        self.ask(|reply| RegistryMsg::Apply(update.clone(), reply)).await
     }
 
     pub async fn unfinished(&self) -> Result<Vec<TaskRecord>, StoreError> {
@@ -104,7 +117,8 @@ impl RegistryHandle {
     }
 
     pub async fn cancel(&self, id: TaskId, equipment: EquipmentId) -> Result<Cancel, StoreError> {
-        self.ask(|reply| RegistryMsg::Cancel(id, equipment, reply)).await
+        self.ask(|reply| RegistryMsg::Cancel(id, equipment.clone(), reply))
+            .await
     }
 
     /// The task now and, unless it is final, a receiver for its final record: no polling.
@@ -113,7 +127,7 @@ impl RegistryHandle {
     }
 
     pub async fn retry(&self, id: TaskId, equipment: EquipmentId) -> Result<Retry, StoreError> {
-        self.ask(|reply| RegistryMsg::Retry(id, equipment, reply)).await
+        self.ask(|reply| RegistryMsg::Retry(id, equipment.clone(), reply)).await
     }
 
     pub async fn undo_retry(&self, id: TaskId, new_task: TaskId) -> Result<(), StoreError> {
@@ -121,7 +135,7 @@ impl RegistryHandle {
     }
 
     pub async fn list(&self, query: TaskQuery) -> Result<TaskPage, StoreError> {
-        self.ask(|reply| RegistryMsg::List(query, reply)).await
+        self.ask(|reply| RegistryMsg::List(query.clone(), reply)).await
     }
 }
 
@@ -158,8 +172,7 @@ impl StatusSink for RegistryHandle {
     }
 
     async fn finish(&self, task: &TaskMessage, outcome: Outcome) -> Result<(), SinkError> {
-        let task = task.clone();
-        self.ask(|reply| RegistryMsg::Finish(task, outcome, reply))
+        self.ask(|reply| RegistryMsg::Finish(task.clone(), outcome.clone(), reply))
             .await
             .map_err(|e| SinkError(e.to_string()))
     }

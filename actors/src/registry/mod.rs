@@ -115,12 +115,12 @@ impl RegistryMsg {
 }
 
 fn restarting() -> StoreError {
-    StoreError("the registry is restarting".into())
+    StoreError::Unavailable("the registry is restarting".into())
 }
 
 /// The answer of a change whose writer thread went away (the registry stopped) before committing it.
 fn writer_stopped() -> StoreError {
-    StoreError("the store writer has stopped".into())
+    StoreError::Unavailable("the store writer has stopped".into())
 }
 
 fn update_task(update: &StatusUpdate) -> TaskId {

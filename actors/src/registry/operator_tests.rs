@@ -185,3 +185,67 @@ async fn a_failed_task_is_retried_once_as_a_new_task_and_an_undo_takes_it_back()
         Retry::NotFailed(TaskStatus::Completed)
     );
 }
+
+/// Starts the task as another instance would, in the moment between the registry's read and its
+/// cancel's write, and refuses that write as PostgreSQL does: a conflict.
+#[derive(Default)]
+struct StartedElsewhere {
+    inner: MemoryStore,
+    raced: std::sync::atomic::AtomicBool,
+}
+
+impl TaskStore for StartedElsewhere {
+    fn write_batch(&self, ops: &[WriteOp]) -> Result<(), StoreError> {
+        if let [WriteOp::Put(record)] = ops {
+            if record.status == TaskStatus::Cancelled && !self.raced.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                let mut started = self.inner.get(record.id)?.expect("the task is stored");
+                started.status = TaskStatus::Running;
+                self.inner.put(&started)?;
+                return Err(StoreError::Conflict(
+                    "task was changed by another instance meanwhile".into(),
+                ));
+            }
+        }
+        self.inner.write_batch(ops)
+    }
+    fn get(&self, id: TaskId) -> Result<Option<TaskRecord>, StoreError> {
+        self.inner.get(id)
+    }
+    fn unfinished(&self) -> Result<Vec<TaskRecord>, StoreError> {
+        self.inner.unfinished()
+    }
+    fn remove_final_before(&self, cutoff: u64) -> Result<usize, StoreError> {
+        self.inner.remove_final_before(cutoff)
+    }
+    fn idempotency(&self, key: &str) -> Result<Option<crate::ports::IdempotencyEntry>, StoreError> {
+        self.inner.idempotency(key)
+    }
+    fn list(&self, query: &TaskQuery) -> Result<crate::TaskPage, StoreError> {
+        self.inner.list(query)
+    }
+    fn counts(&self) -> Result<crate::ports::StoreCounts, StoreError> {
+        self.inner.counts()
+    }
+}
+
+#[tokio::test]
+async fn a_cancel_that_loses_to_a_start_elsewhere_is_answered_as_running() {
+    let store = Arc::new(StartedElsewhere::default());
+    let (actor, _) = Actor::spawn(None, Registry, store.clone() as Arc<dyn TaskStore>)
+        .await
+        .unwrap();
+    let slot = Slot::default();
+    slot.set(actor);
+    let registry = RegistryHandle::new(slot);
+    let task = created(&registry, "abc123").await;
+
+    let answer = registry.cancel(task.task_id, task.equipment_id.clone()).await;
+
+    assert_eq!(
+        answer,
+        Ok(Cancel::Running),
+        "the cancel reads the task again after the conflict"
+    );
+    assert!(store.raced.load(std::sync::atomic::Ordering::SeqCst));
+    assert_eq!(store.get(task.task_id).unwrap().unwrap().status, TaskStatus::Running);
+}

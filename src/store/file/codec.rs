@@ -68,9 +68,9 @@ fn status_from(byte: u8) -> Option<TaskStatus> {
 /// retried-as field): 37 bytes plus the JSON for a typical record (147 bytes in all for the
 /// documented example request), with no field names and no textual ids.
 pub(super) fn encode(record: &TaskRecord) -> Result<Vec<u8>, StoreError> {
-    let too_long = |what: &str| StoreError(format!("task {}: {what} is too long to store", record.id));
+    let too_long = |what: &str| StoreError::Unavailable(format!("task {}: {what} is too long to store", record.id));
     let request = serde_json::to_vec(&record.request)
-        .map_err(|e| StoreError(format!("task {}: request cannot be encoded: {e}", record.id)))?;
+        .map_err(|e| StoreError::Unavailable(format!("task {}: request cannot be encoded: {e}", record.id)))?;
     let equipment = record.equipment_id.as_str().as_bytes();
     let error = record.last_error.as_deref().map(str::as_bytes);
     let mut out = Vec::with_capacity(HEADER_LEN + 6 + equipment.len() + error.map_or(0, <[u8]>::len) + request.len());
@@ -106,7 +106,7 @@ pub(super) fn encode(record: &TaskRecord) -> Result<Vec<u8>, StoreError> {
 
 /// Reads a value back; any damage is an error naming the task, never a panic.
 pub(super) fn decode(id: TaskId, value: &[u8]) -> Result<TaskRecord, StoreError> {
-    let bad = |why: &str| StoreError(format!("task {id} cannot be decoded: {why}"));
+    let bad = |why: &str| StoreError::Unavailable(format!("task {id} cannot be decoded: {why}"));
     let header = Header::decode(value).ok_or_else(|| bad("unknown format or damaged header"))?;
     let mut r = Reader(value.get(HEADER_LEN - 4..).ok_or_else(|| bad("truncated header"))?);
     let attempts = r.u32().ok_or_else(|| bad("truncated header"))?;

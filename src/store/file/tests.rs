@@ -181,7 +181,7 @@ fn a_sweep_larger_than_one_batch_removes_everything_due() {
 fn a_second_open_of_the_same_dir_is_a_clear_error() {
     let dir = TempDir::new("locked");
     let _first = FileStore::open(&dir.0).unwrap();
-    let Err(StoreError(message)) = FileStore::open(&dir.0) else {
+    let Err(StoreError::Unavailable(message)) = FileStore::open(&dir.0) else {
         panic!("a second open of a locked store succeeded");
     };
     assert!(message.contains("another cpe-config"), "{message}");
@@ -197,7 +197,7 @@ fn an_unusable_directory_is_named_in_the_error() {
     std::fs::create_dir_all(&dir.0).unwrap();
     let file = dir.0.join("plain-file");
     std::fs::write(&file, b"x").unwrap();
-    let Err(StoreError(message)) = FileStore::open(&file.join("data")) else {
+    let Err(StoreError::Unavailable(message)) = FileStore::open(&file.join("data")) else {
         panic!("opened a store below a plain file");
     };
     assert!(message.contains("plain-file"), "{message}");
@@ -223,11 +223,11 @@ fn a_damaged_value_is_an_error_naming_the_task() {
         let txn = store.db.begin_write().unwrap();
         txn.open_table(RECORDS).unwrap().insert(id.as_bytes(), value).unwrap();
         txn.commit().unwrap();
-        let StoreError(message) = store.get(id).unwrap_err();
+        let message = store.get(id).unwrap_err().to_string();
         assert!(message.contains(&id.to_string()), "{message}");
     }
     // The damaged record still holds its place in the index, so a restart must hear about it.
-    let StoreError(message) = store.unfinished().unwrap_err();
+    let message = store.unfinished().unwrap_err().to_string();
     assert!(message.contains(&queued.id.to_string()), "{message}");
 
     // Writing a good record over a damaged one repairs it.

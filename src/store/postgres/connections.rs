@@ -50,7 +50,7 @@ impl Connections {
         let job: Job = Box::new(move |client| {
             let result = match client {
                 Ok(client) => work(client).map_err(|e| error(doing, &e)),
-                Err(reason) => Err(StoreError(format!(
+                Err(reason) => Err(StoreError::Unavailable(format!(
                     "PostgreSQL: cannot {doing}: cannot connect: {reason}"
                 ))),
             };
@@ -59,11 +59,13 @@ impl Connections {
         let jobs = self.jobs.lock().expect("jobs lock").clone();
         let sent = jobs.map(|jobs| jobs.send(job).is_ok()).unwrap_or(false);
         if !sent {
-            return Err(StoreError(format!("PostgreSQL: cannot {doing}: the store is closed")));
+            return Err(StoreError::Unavailable(format!(
+                "PostgreSQL: cannot {doing}: the store is closed"
+            )));
         }
         waiting_off_the_runtime(|| {
             answered.recv().unwrap_or_else(|_| {
-                Err(StoreError(format!(
+                Err(StoreError::Unavailable(format!(
                     "PostgreSQL: cannot {doing}: the connection thread stopped"
                 )))
             })
@@ -103,7 +105,7 @@ pub fn error(doing: &str, e: &postgres::Error) -> StoreError {
         Some(db) => format!("{} ({})", db.message(), db.code().code()),
         None => with_causes(e),
     };
-    StoreError(format!("PostgreSQL: cannot {doing}: {detail}"))
+    StoreError::Unavailable(format!("PostgreSQL: cannot {doing}: {detail}"))
 }
 
 /// The error and what caused it ("error connecting to server: Connection refused ...").

@@ -26,7 +26,8 @@ impl PgLeases {
     /// name of `holder`: unique to this process, so a restarted instance never acts under the
     /// leases of its previous life.
     pub fn open(url: &str, holder: String) -> Result<Self, StoreError> {
-        let config = Config::from_str(url).map_err(|e| StoreError(format!("the PostgreSQL URL is not valid: {e}")))?;
+        let config = Config::from_str(url)
+            .map_err(|e| StoreError::Unavailable(format!("the PostgreSQL URL is not valid: {e}")))?;
         Ok(Self {
             connections: Arc::new(Connections::start(&config, CONNECTIONS)),
             holder,
@@ -42,7 +43,7 @@ impl PgLeases {
         tokio::task::spawn_blocking(move || connections.run(doing, work))
             .await
             .map_err(|e| LeaseError::Unavailable(e.to_string()))?
-            .map_err(|e| LeaseError::Unavailable(e.0))
+            .map_err(|e| LeaseError::Unavailable(e.message().to_string()))
     }
 }
 

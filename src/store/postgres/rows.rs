@@ -38,13 +38,13 @@ pub fn millis(value: u64) -> i64 {
 
 pub fn request_json(record: &TaskRecord) -> Result<String, StoreError> {
     serde_json::to_string(&record.request)
-        .map_err(|e| StoreError(format!("task {}: request cannot be encoded: {e}", record.id)))
+        .map_err(|e| StoreError::Unavailable(format!("task {}: request cannot be encoded: {e}", record.id)))
 }
 
 /// A row read back; a row another program damaged is an error that names the task, not a panic.
 pub fn record(row: &Row) -> Result<TaskRecord, StoreError> {
     let id = task_id(row.get(0));
-    let damaged = |what: &str| StoreError(format!("task {id}: stored {what} is not valid"));
+    let damaged = |what: &str| StoreError::Unavailable(format!("task {id}: stored {what} is not valid"));
     let equipment: &str = row.get(1);
     let request: &str = row.get(2);
     Ok(TaskRecord {

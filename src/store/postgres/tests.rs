@@ -37,12 +37,12 @@ fn instances_starting_together_migrate_once_and_share_the_tasks() {
 #[test]
 fn a_url_that_does_not_parse_or_answer_is_a_clear_error() {
     let garbage = PgStore::open("postgres://host:notaport/db").err().unwrap();
-    assert!(garbage.0.contains("URL is not valid"), "{garbage}");
+    assert!(garbage.message().contains("URL is not valid"), "{garbage}");
     let nobody = PgStore::open("postgres://nobody@127.0.0.1:1/db?connect_timeout=2")
         .err()
         .unwrap();
     assert!(
-        nobody.0.contains("cannot connect") && nobody.0.contains("refused"),
+        nobody.message().contains("cannot connect") && nobody.message().contains("refused"),
         "{nobody}"
     );
 }
@@ -60,12 +60,18 @@ fn a_final_task_keeps_its_status_and_a_running_one_cannot_be_cancelled() {
     let mut cancelled = queued_copy.clone();
     assert!(cancelled.cancel());
     let refused = store.put(&cancelled).unwrap_err();
-    assert!(refused.0.contains("changed by another instance"), "{refused}");
+    assert!(
+        refused.is_conflict() && refused.message().contains("changed by another instance"),
+        "{refused}"
+    );
 
     assert!(record.finish(&Outcome::Completed { attempts: 1 }));
     store.put(&record).unwrap();
     let stale = store.put(&queued_copy).unwrap_err();
-    assert!(stale.0.contains("changed by another instance"), "{stale}");
+    assert!(
+        stale.is_conflict() && stale.message().contains("changed by another instance"),
+        "{stale}"
+    );
     assert_eq!(store.get(record.id).unwrap().unwrap().status, TaskStatus::Completed);
 }
 
@@ -83,7 +89,7 @@ fn an_idempotency_key_is_taken_once_and_a_refused_batch_changes_nothing() {
     let refused = store
         .put_with_key(&second, "campaign-1/abc123", &entry(&second))
         .unwrap_err();
-    assert!(refused.0.contains("idempotency key"), "{refused}");
+    assert!(refused.message().contains("idempotency key"), "{refused}");
     assert_eq!(store.get(second.id).unwrap(), None, "the refused batch left no task");
     assert_eq!(
         store.idempotency("campaign-1/abc123").unwrap().unwrap().task_id,
@@ -279,7 +285,7 @@ fn a_batch_with_one_refused_change_writes_none_of_it() {
     stale.status = TaskStatus::Running;
     let batch = [WriteOp::Put(new.clone()), WriteOp::Put(stale)];
     let refused = store.write_batch(&batch).unwrap_err();
-    assert!(refused.0.contains("one of 2 tasks"), "{refused}");
+    assert!(refused.message().contains("one of 2 tasks"), "{refused}");
     assert_eq!(store.get(new.id).unwrap(), None);
     assert_eq!(store.get(done.id).unwrap().unwrap().status, TaskStatus::Completed);
 }
@@ -420,13 +426,13 @@ fn instances_share_a_database_only_through_rabbitmq() {
     one.join_instances(false).unwrap();
     two.join_instances(false).unwrap();
     let refused = three.join_instances(true).unwrap_err();
-    assert!(refused.0.contains("--amqp-url"), "{refused}");
+    assert!(refused.message().contains("--amqp-url"), "{refused}");
     drop((one, two));
     three.join_instances(true).unwrap();
     let refused = open().join_instances(true).unwrap_err();
-    assert!(refused.0.contains("--amqp-url"), "{refused}");
+    assert!(refused.message().contains("--amqp-url"), "{refused}");
     let refused = open().join_instances(false).unwrap_err();
-    assert!(refused.0.contains("in-process queue"), "{refused}");
+    assert!(refused.message().contains("in-process queue"), "{refused}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

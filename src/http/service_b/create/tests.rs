@@ -47,7 +47,7 @@ async fn each_refusal_answers_its_status_and_message() {
             "Idempotency-Key was already used with a different request",
         ),
         (
-            CreateError::Store(StoreError("disk full".into())),
+            CreateError::Store(StoreError::Unavailable("disk full".into())),
             503,
             "Task store unavailable; the task was not accepted, retry shortly",
         ),
