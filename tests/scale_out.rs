@@ -182,6 +182,110 @@ async fn a_task_stored_but_never_queued_is_published_by_the_outbox_relay_and_run
     delete_queues(&amqp, &queue).await;
 }
 
+/// The grace a user gets with `--config-delay=1s`: twice the 32 s call deadline, plus 10 s.
+const DEFAULT_RECONCILE_AFTER: Duration = Duration::from_secs(74);
+
+/// Two tasks left as a delivery-limit dead-letter leaves them: stored, queued, confirmed on the
+/// queue, and no message left. Past the default `--reconcile-after` the first is handed to the
+/// queue again and runs; the second, whose messages were lost as often as the reconciler allows,
+/// fails with a message naming `<queue>.dlq`. Each device's next task runs after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_stranded_by_a_dead_letter_runs_or_fails_past_the_default_grace_and_its_device_goes_on() {
+    let Some(amqp) = rabbitmq().await else { return };
+    let Some(schema) = ScratchSchema::create() else { return };
+    let stranded_at = Instant::now();
+    let database = schema.url.clone();
+    let (runs, fails) = tokio::task::spawn_blocking(move || {
+        (
+            strand(&database, "strand01", 0, 0),
+            strand(
+                &database,
+                "strand02",
+                1,
+                cpe_config::store::postgres::reconcile::HANDOVERS,
+            ),
+        )
+    })
+    .await
+    .unwrap();
+    let queue = unique_queue("test-scale-strand");
+    let service_a = CallLog::start_with(Duration::from_millis(100), by_vlan()).await;
+    let cluster = cluster_at_defaults_on(schema, &amqp, &queue, &service_a.url(), 1);
+    let b = cluster.service_b[0];
+    let (next_run, next_fail) = (create(b, "strand01", 2).await, create(b, "strand02", 3).await);
+
+    // One look of the reconciler (every 10 s) past the grace, and the calls.
+    let limit = DEFAULT_RECONCILE_AFTER + Duration::from_secs(40);
+    for (device, task) in [("strand01", &runs), ("strand01", &next_run), ("strand02", &next_fail)] {
+        common::eventually(limit, "the device's tasks complete", || async {
+            status(b, device, task).await.filter(|s| s == "completed")
+        })
+        .await;
+    }
+    eprintln!(
+        "stranded tasks dealt with {:?} after they were stranded",
+        stranded_at.elapsed()
+    );
+    let calls = service_a.calls();
+    let of = |device: &str| -> Vec<String> {
+        calls
+            .iter()
+            .filter(|call| call.device == device)
+            .filter_map(|call| call.task.clone())
+            .collect()
+    };
+    assert_eq!(
+        of("strand01"),
+        ["0", "2"],
+        "the stranded task once, then its device's next"
+    );
+    assert_eq!(
+        of("strand02"),
+        ["3"],
+        "the failed task never; its device's next after it"
+    );
+    let first_call = calls.iter().map(|call| call.start).min().unwrap();
+    assert!(
+        first_call.duration_since(stranded_at) >= DEFAULT_RECONCILE_AFTER,
+        "not handed on before the grace: {:?}",
+        first_call.duration_since(stranded_at)
+    );
+    let listed = client().get(url(Some(b), "/api/v1/equipment/cpe/strand02/tasks"));
+    let (code, page) = send(listed).await;
+    assert_eq!(code, 200, "{page}");
+    let failed = page["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|task| task["taskId"].as_str() == Some(fails.as_str()))
+        .unwrap_or_else(|| panic!("{page}"));
+    assert_eq!(failed["status"], "failed", "{failed}");
+    let reason = failed["lastError"].as_str().unwrap();
+    assert!(reason.contains(&format!("{queue}.dlq")), "{reason}");
+    delete_queues(&amqp, &queue).await;
+}
+
+/// Stores a queued task of `device` (task `number`) that the queue confirmed and then lost,
+/// already handed on `handovers` times; returns its id.
+fn strand(url: &str, device: &str, number: usize, handovers: i32) -> String {
+    let record = TaskRecord::queued(
+        TaskId::new(),
+        EquipmentId::parse(device).unwrap(),
+        ConfigRequest::from_json(request_body(number).as_bytes()).unwrap(),
+    );
+    PgStore::open(url).unwrap().put(&record).unwrap();
+    let mut database = postgres::Client::connect(url, postgres::NoTls).unwrap();
+    let id = uuid::Uuid::parse_str(&record.id.to_string()).unwrap();
+    let changed = database
+        .execute(
+            "UPDATE cpe_tasks SET publish_due = NULL, handovers = $2 WHERE id = $1",
+            &[&id, &handovers],
+        )
+        .unwrap();
+    assert_eq!(changed, 1);
+    record.id.to_string()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_to_the_database_and_the_broker_cut_mid_run_lose_nothing() {
     let Some(amqp) = rabbitmq().await else { return };

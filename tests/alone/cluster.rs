@@ -47,9 +47,19 @@ pub fn cluster_linked(schema: ScratchSchema, links: &[(String, String)], queue: 
 /// `size` instances at the default call deadline a user gets with `--config-delay=1s` (32 s, so
 /// a lease of 37 s), rather than the short one of the other scale-out tests.
 pub async fn cluster_at_defaults(amqp: &str, queue: &str, service_a: &str, size: usize) -> Option<Cluster> {
-    let schema = ScratchSchema::create()?;
+    Some(cluster_at_defaults_on(
+        ScratchSchema::create()?,
+        amqp,
+        queue,
+        service_a,
+        size,
+    ))
+}
+
+/// [`cluster_at_defaults`] on a schema the test has prepared.
+pub fn cluster_at_defaults_on(schema: ScratchSchema, amqp: &str, queue: &str, service_a: &str, size: usize) -> Cluster {
     let links = vec![(schema.url.clone(), amqp.to_owned()); size];
-    Some(cluster_timed(schema, &links, queue, service_a, "--config-delay=1s"))
+    cluster_timed(schema, &links, queue, service_a, "--config-delay=1s")
 }
 
 /// `timing`: the option that sets the instances' call deadline.
