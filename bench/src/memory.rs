@@ -43,13 +43,13 @@ pub fn retained(seq: u64, template: &TaskMessage, unfinished: bool) -> TaskRecor
 /// The child's whole job: fill a registry actor (memory store) with N tasks through
 /// `RegistryHandle::create`, the path Service B uses, and print RSS before and after.
 pub async fn child(n: u64, unfinished: bool) -> Result<()> {
-    let store = Arc::new(MemoryStore::default());
-    let (actor, _) = ractor::Actor::spawn(None, Registry, store as Arc<dyn TaskStore>)
+    let store: Arc<dyn TaskStore> = Arc::new(MemoryStore::default());
+    let (actor, _) = ractor::Actor::spawn(None, Registry, store.clone())
         .await
         .map_err(|e| anyhow!("cannot start a registry: {e}"))?;
     let slot = Slot::default();
     slot.set(actor);
-    let registry = RegistryHandle::new(slot);
+    let registry = RegistryHandle::new(slot, store);
     let template = Arc::new(sample_message());
     let before = sys::rss();
     let started = Instant::now();

@@ -61,8 +61,8 @@ pub(super) fn part(
     metrics.watch_store(&store);
     let mut part = Part::default();
     let slot = Slot::default();
-    part.child(cpe_actors::registry::spec(store, slot.clone()));
-    let handle = RegistryHandle::new(slot);
+    part.child(cpe_actors::registry::spec(store.clone(), slot.clone()));
+    let handle = RegistryHandle::new(slot, store);
     let every = (options.retention / 10).min(lease / 4);
     part.child(sweeper::spec(SweeperArgs {
         registry: handle.clone(),

@@ -312,7 +312,7 @@ fn write_record(txn: &WriteTransaction, record: &TaskRecord) -> Result<(), Store
         .and_then(|old| Header::decode(old.value()));
     drop(records);
     match old_header {
-        Some(old) => browse::restatus(txn, &record.id, record.created_at, old.status, record.status)?,
+        Some(old) => browse::restatus(txn, record, old.status)?,
         None => browse::insert(txn, record)?,
     }
     let old = old_header.map(|header| header.index_entry(record.id));

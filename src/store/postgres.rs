@@ -17,7 +17,7 @@ mod rows;
 mod schema;
 pub mod scratch;
 
-use connections::Connections;
+use connections::{prepared, Connections};
 use cpe_actors::ports::{FinalListener, IdempotencyEntry, StoreCounts, StoreError, TaskStore, WriteOp};
 use cpe_actors::{TaskId, TaskPage, TaskQuery, TaskRecord, TaskStatus};
 use postgres::types::ToSql;
@@ -26,9 +26,12 @@ use rows::{millis, record, request_json, status_code, task_id, uuid, COLUMNS};
 use std::str::FromStr;
 use std::sync::Arc;
 
-/// Connections per instance for reads and writes (writes share commits through the registry's
-/// group commit, so a few are plenty); LISTEN and leases have their own.
+/// Connections per instance for writes (they share commits through the registry's group commit,
+/// so a few are plenty); LISTEN and leases have their own.
 const CONNECTIONS: usize = 4;
+/// Connections per instance for reads of tasks (status, listings, search), so a read never waits
+/// behind a write's transaction.
+const READ_CONNECTIONS: usize = 4;
 
 /// Rows removed per sweep statement, so a sweep of millions never holds one giant transaction.
 const SWEEP_BATCH: i64 = 10_000;
@@ -39,6 +42,7 @@ pub const FINAL_CHANNEL: &str = "cpe_config_final";
 pub struct PgStore {
     config: Config,
     connections: Arc<Connections>,
+    readers: Connections,
     listener: std::sync::Mutex<Option<listen::Listener>>,
     marks: outbox::Marks,
     /// Told when a write made a task due for publication: the relay publishes it at once.
@@ -67,6 +71,7 @@ impl PgStore {
         Ok(Self {
             marks: outbox::Marks::start(connections.clone()),
             connections,
+            readers: Connections::start(&config, READ_CONNECTIONS),
             config,
             listener: std::sync::Mutex::new(None),
             due: Arc::new(tokio::sync::Notify::new()),
@@ -109,6 +114,7 @@ impl Drop for PgStore {
         }
         self.marks.stop();
         self.connections.close();
+        self.readers.close();
     }
 }
 
@@ -145,10 +151,10 @@ impl TaskStore for PgStore {
     }
 
     fn get(&self, id: TaskId) -> Result<Option<TaskRecord>, StoreError> {
-        let sql = format!("SELECT {COLUMNS} FROM cpe_tasks WHERE id = $1");
-        let row = self
-            .connections
-            .run("read a task", move |client| client.query_opt(&sql, &[&uuid(id)]))?;
+        let row = self.readers.run("read a task", move |client| {
+            let statement = prepared(client, &format!("SELECT {COLUMNS} FROM cpe_tasks WHERE id = $1"))?;
+            client.query_opt(&statement, &[&uuid(id)])
+        })?;
         row.as_ref().map(record).transpose()
     }
 
@@ -182,11 +188,12 @@ impl TaskStore for PgStore {
 
     fn idempotency(&self, key: &str) -> Result<Option<IdempotencyEntry>, StoreError> {
         let key = key.to_owned();
-        let row = self.connections.run("read an idempotency key", move |client| {
-            client.query_opt(
+        let row = self.readers.run("read an idempotency key", move |client| {
+            let statement = prepared(
+                client,
                 "SELECT task_id, fingerprint, created_at FROM cpe_idempotency_keys WHERE key = $1",
-                &[&key],
-            )
+            )?;
+            client.query_opt(&statement, &[&key])
         })?;
         Ok(row.map(|row| IdempotencyEntry {
             task_id: task_id(row.get(0)),
@@ -198,9 +205,10 @@ impl TaskStore for PgStore {
     fn list(&self, query: &TaskQuery) -> Result<TaskPage, StoreError> {
         let (sql, params) = list_sql(query);
         let limit = query.limit;
-        let rows = self.connections.run("list tasks", move |client| {
+        let rows = self.readers.run("list tasks", move |client| {
             let params: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p.as_ref() as _).collect();
-            client.query(&sql, &params)
+            let statement = prepared(client, &sql)?;
+            client.query(&statement, &params)
         })?;
         let tasks = rows.iter().map(record).collect::<Result<Vec<_>, _>>()?;
         Ok(TaskPage::from_candidates(tasks, limit))
@@ -209,7 +217,7 @@ impl TaskStore for PgStore {
     /// Counted at each scrape from the status index rather than kept in a tally row: one hot row
     /// that every write of every instance updates would serialize them all.
     fn counts(&self) -> Result<StoreCounts, StoreError> {
-        self.connections.run("count tasks", |client| {
+        self.readers.run("count tasks", |client| {
             let mut counts = StoreCounts::default();
             for row in client.query("SELECT status, count(*) FROM cpe_tasks GROUP BY status", &[])? {
                 let code: i16 = row.get(0);

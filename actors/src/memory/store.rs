@@ -20,7 +20,8 @@ struct Records {
     /// One set per status, in creation order: a filtered page walks only its own tasks, and the
     /// first queued one is the oldest.
     by_status: [BTreeSet<Cursor>; 5],
-    by_device: HashMap<EquipmentId, BTreeSet<Cursor>>,
+    /// Per device, one set per status: a device's listing with `?status=` walks only those.
+    by_device: HashMap<EquipmentId, [BTreeSet<Cursor>; 5]>,
     counts: [u64; 5],
 }
 
@@ -32,10 +33,7 @@ impl Records {
         let at = Cursor::of(record);
         self.by_created.insert(at);
         self.by_status[record.status as usize].insert(at);
-        self.by_device
-            .entry(record.equipment_id.clone())
-            .or_default()
-            .insert(at);
+        self.by_device.entry(record.equipment_id.clone()).or_default()[record.status as usize].insert(at);
         self.counts[record.status as usize] += 1;
     }
 
@@ -50,8 +48,8 @@ impl Records {
         self.by_created.remove(&at);
         self.by_status[old.status as usize].remove(&at);
         if let Some(tasks) = self.by_device.get_mut(&old.equipment_id) {
-            tasks.remove(&at);
-            if tasks.is_empty() {
+            tasks[old.status as usize].remove(&at);
+            if tasks.iter().all(BTreeSet::is_empty) {
                 self.by_device.remove(&old.equipment_id);
             }
         }
@@ -124,8 +122,12 @@ impl TaskStore for MemoryStore {
         let records = self.records();
         let wanted = query.limit + 1;
         let mut ids: Vec<Cursor> = match (&query.equipment, query.statuses.as_slice()) {
-            (Some(device), _) => match records.by_device.get(device) {
-                Some(index) => Records::newest(index, query.before, usize::MAX).collect(),
+            (Some(device), statuses) => match records.by_device.get(device) {
+                Some(by_status) => TaskStatus::ALL
+                    .iter()
+                    .filter(|status| statuses.is_empty() || statuses.contains(status))
+                    .flat_map(|status| Records::newest(&by_status[*status as usize], query.before, wanted))
+                    .collect(),
                 None => Vec::new(),
             },
             (None, []) => Records::newest(&records.by_created, query.before, wanted).collect(),

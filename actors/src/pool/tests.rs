@@ -64,10 +64,10 @@ struct Rig {
 
 async fn rig(workers: usize, device: Recorder) -> Rig {
     let store: Arc<dyn TaskStore> = Arc::new(MemoryStore::default());
-    let (registry_actor, _) = Actor::spawn(None, Registry, store).await.unwrap();
+    let (registry_actor, _) = Actor::spawn(None, Registry, store.clone()).await.unwrap();
     let registry_slot = Slot::default();
     registry_slot.set(registry_actor);
-    let registry = RegistryHandle::new(registry_slot);
+    let registry = RegistryHandle::new(registry_slot, store);
     let device = Arc::new(device);
     let deps = Arc::new(WorkerDeps {
         provisioner: device.clone(),

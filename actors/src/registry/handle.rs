@@ -1,11 +1,13 @@
 //! How everyone else talks to the registry: a handle that finds the current actor (it may have
 //! been restarted) and bounds every call, and the registry as the workers' status sink.
 
+use super::reads::Reads;
 use super::{restarting, BeginAsk, Cancel, Created, RegistryMsg, Reply, Retry, Watch};
-use crate::ports::{Begin, SinkError, StatusSink, StoreError};
+use crate::ports::{Begin, SinkError, StatusSink, StoreError, TaskStore};
 use crate::slot::Slot;
 use crate::{EquipmentId, Outcome, StatusUpdate, TaskId, TaskMessage, TaskPage, TaskQuery, TaskRecord};
 use async_trait::async_trait;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// How many times a change is decided when other instances keep changing the same task first.
@@ -15,13 +17,17 @@ const CONFLICT_TRIES: u32 = 3;
 pub struct RegistryHandle {
     pub(super) slot: Slot<RegistryMsg>,
     timeout: Duration,
+    /// Reads do not pass through the registry: only changes, waits and its own notes do.
+    reads: Reads,
 }
 
 impl RegistryHandle {
-    pub fn new(slot: Slot<RegistryMsg>) -> Self {
+    /// `store` is the registry's own, read here directly.
+    pub fn new(slot: Slot<RegistryMsg>, store: Arc<dyn TaskStore>) -> Self {
         Self {
             slot,
             timeout: Duration::from_secs(10),
+            reads: Reads::new(store),
         }
     }
 
@@ -90,8 +96,8 @@ impl RegistryHandle {
             .await
     }
 
-    pub async fn get(&self, id: TaskId) -> Result<Option<TaskRecord>, StoreError> {
-        self.ask(|reply| RegistryMsg::Get(id, reply)).await
+    pub async fn get(&self, id: TaskId) -> Result<Option<Arc<TaskRecord>>, StoreError> {
+        self.reads.get(id).await
     }
 
     /// Forgets a task that was never queued, and the idempotency key that named it, so a retry
@@ -135,7 +141,7 @@ impl RegistryHandle {
     }
 
     pub async fn list(&self, query: TaskQuery) -> Result<TaskPage, StoreError> {
-        self.ask(|reply| RegistryMsg::List(query.clone(), reply)).await
+        self.reads.list(query).await
     }
 }
 

@@ -4,6 +4,7 @@
 //! every decision reads the task's latest state.
 
 mod handle;
+mod reads;
 mod transitions;
 
 pub use handle::RegistryHandle;
@@ -13,7 +14,7 @@ use crate::group_commit::GroupCommit;
 use crate::ports::{Begin, StoreError, TaskStore, WriteOp};
 use crate::slot::Slot;
 use crate::supervisor::Spec;
-use crate::{EquipmentId, Outcome, StatusUpdate, TaskId, TaskMessage, TaskPage, TaskQuery, TaskRecord, TaskStatus};
+use crate::{EquipmentId, Outcome, StatusUpdate, TaskId, TaskMessage, TaskRecord, TaskStatus};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
@@ -29,7 +30,6 @@ pub enum RegistryMsg {
     Create(TaskRecord, Reply<()>),
     /// Create under an `Idempotency-Key`: the key's first task wins for the retention period.
     CreateWithKey(TaskRecord, String, Reply<Created>),
-    Get(TaskId, Reply<Option<TaskRecord>>),
     /// Forget a task that could not be queued (its creator answered 503), and its idempotency key.
     Remove(TaskId, Option<String>, Reply<()>),
     /// A worker takes the task: running, unless it is final already or the message does not
@@ -59,7 +59,6 @@ pub enum RegistryMsg {
     /// Another instance sharing the store made this task final (None: some such news may have been
     /// missed, so every watched task is read again).
     FinalElsewhere(Option<TaskId>),
-    List(TaskQuery, Reply<TaskPage>),
     /// Runs a failed task of this device again as a new task.
     Retry(TaskId, EquipmentId, Reply<Retry>),
     /// The retry's new task (second id) could not be queued: forget it.
@@ -273,7 +272,6 @@ impl RegistryState {
                 let plan = store.get(id).map(|stored| transitions::apply(stored, update, now));
                 self.commit(myself, id, None, plan, reply)
             }
-            RegistryMsg::Get(id, reply) => drop(reply.send(store.get(id))),
             RegistryMsg::Unfinished(reply) => drop(reply.send(store.unfinished())),
             RegistryMsg::Sweep(cutoff, reply) => drop(reply.send(store.remove_final_before(cutoff))),
             RegistryMsg::ExpireLeases(cutoff, reply) => self.expire_leases(myself, cutoff, now, reply),
@@ -285,7 +283,6 @@ impl RegistryState {
             RegistryMsg::Finalized(record) => self.tell_watchers(record),
             RegistryMsg::Published(id) => store.mark_published(&[id]),
             RegistryMsg::FinalElsewhere(id) => self.wake_finished_elsewhere(id),
-            RegistryMsg::List(query, reply) => drop(reply.send(store.list(&query))),
             RegistryMsg::Retry(id, equipment, reply) => {
                 let plan = store.get(id).map(|stored| transitions::retry(stored, &equipment, now));
                 self.commit(myself, id, None, plan, reply)

@@ -4,15 +4,15 @@ use super::*;
 use crate::memory::MemoryStore;
 use crate::ports::StatusSink;
 use crate::slot::Slot;
-use crate::ConfigRequest;
+use crate::{ConfigRequest, TaskQuery};
 use std::time::Duration;
 
 async fn registry() -> RegistryHandle {
     let store: Arc<dyn TaskStore> = Arc::new(MemoryStore::default());
-    let (actor, _) = Actor::spawn(None, Registry, store).await.unwrap();
+    let (actor, _) = Actor::spawn(None, Registry, store.clone()).await.unwrap();
     let slot = Slot::default();
     slot.set(actor);
-    RegistryHandle::new(slot)
+    RegistryHandle::new(slot, store)
 }
 
 async fn created(registry: &RegistryHandle, device: &str) -> TaskMessage {
@@ -236,7 +236,7 @@ async fn a_cancel_that_loses_to_a_start_elsewhere_is_answered_as_running() {
         .unwrap();
     let slot = Slot::default();
     slot.set(actor);
-    let registry = RegistryHandle::new(slot);
+    let registry = RegistryHandle::new(slot, store.clone());
     let task = created(&registry, "abc123").await;
 
     let answer = registry.cancel(task.task_id, task.equipment_id.clone()).await;

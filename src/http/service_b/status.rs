@@ -41,11 +41,11 @@ impl ServiceB {
                             .map_or(shown, |done| Shown::from(&*done)),
                     );
                 }
-                other => other.map(|watch| watch.map(|watch| watch.now)),
+                other => other.map(|watch| watch.map(|watch| std::sync::Arc::new(watch.now))),
             },
         };
         match found {
-            Ok(Some(record)) if record.equipment_id == equipment => answer(Shown::from(&record)),
+            Ok(Some(record)) if record.equipment_id == equipment => answer(Shown::from(&*record)),
             Ok(_) => error(StatusCode::NOT_FOUND, TASK_NOT_FOUND),
             Err(store_error) => tasks::unavailable(store_error),
         }

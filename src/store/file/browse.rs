@@ -17,6 +17,8 @@ use redb::{ReadTransaction, ReadableTable, ReadableTableMetadata, TableDefinitio
 const BY_CREATED: TableDefinition<IndexKey, ()> = TableDefinition::new("tasks_by_created");
 const BY_STATUS: TableDefinition<StatusKey, ()> = TableDefinition::new("tasks_by_status");
 const BY_DEVICE: TableDefinition<&[u8], ()> = TableDefinition::new("tasks_by_device");
+/// A device's tasks of one status: a listing with `?status=` reads only those.
+const BY_DEVICE_STATUS: TableDefinition<&[u8], ()> = TableDefinition::new("tasks_by_device_status");
 const COUNTS: TableDefinition<u8, u64> = TableDefinition::new("task_counts");
 
 type StatusKey = [u8; 25];
@@ -26,7 +28,20 @@ pub(super) fn prepare(txn: &WriteTransaction) -> Result<(), StoreError> {
     let mut by_created = txn.open_table(BY_CREATED).map_err(db)?;
     txn.open_table(BY_STATUS).map_err(db)?;
     txn.open_table(BY_DEVICE).map_err(db)?;
+    let mut by_device_status = txn.open_table(BY_DEVICE_STATUS).map_err(db)?;
     let records = txn.open_table(RECORDS).map_err(db)?;
+    if !by_created.is_empty().map_err(db)? && by_device_status.is_empty().map_err(db)? {
+        // A file from before the device-and-status index: filled once, from the records.
+        for entry in records.iter().map_err(db)? {
+            let (id, value) = entry.map_err(db)?;
+            if let Ok(record) = decode(TaskId::from_bytes(id.value()), value.value()) {
+                by_device_status
+                    .insert(device_status_key(&record, record.status).as_slice(), ())
+                    .map_err(db)?;
+            }
+        }
+    }
+    drop(by_device_status);
     if by_created.is_empty().map_err(db)? && !records.is_empty().map_err(db)? {
         for entry in records.iter().map_err(db)? {
             let (id, value) = entry.map_err(db)?;
@@ -105,23 +120,29 @@ fn insert_status_and_device(txn: &WriteTransaction, record: &TaskRecord) -> Resu
             (),
         )
         .map_err(db)?;
+    let mut by_device_status = txn.open_table(BY_DEVICE_STATUS).map_err(db)?;
+    by_device_status
+        .insert(device_status_key(record, record.status).as_slice(), ())
+        .map_err(db)?;
     Ok(())
 }
 
-/// Moves a record from its old status to its new one.
-pub(super) fn restatus(
-    txn: &WriteTransaction,
-    id: &TaskId,
-    created_at: u64,
-    from: TaskStatus,
-    to: TaskStatus,
-) -> Result<(), StoreError> {
+/// Moves a record from its old status (`from`) to the one it has now.
+pub(super) fn restatus(txn: &WriteTransaction, record: &TaskRecord, from: TaskStatus) -> Result<(), StoreError> {
+    let (id, created_at, to) = (&record.id, record.created_at, record.status);
     if from != to {
         tally(txn, from, -1)?;
         tally(txn, to, 1)?;
         let mut by_status = txn.open_table(BY_STATUS).map_err(db)?;
         by_status.remove(status_key(from, created_at, id)).map_err(db)?;
         by_status.insert(status_key(to, created_at, id), ()).map_err(db)?;
+        let mut by_device_status = txn.open_table(BY_DEVICE_STATUS).map_err(db)?;
+        by_device_status
+            .remove(device_status_key(record, from).as_slice())
+            .map_err(db)?;
+        by_device_status
+            .insert(device_status_key(record, to).as_slice(), ())
+            .map_err(db)?;
     }
     Ok(())
 }
@@ -141,6 +162,10 @@ pub(super) fn remove(txn: &WriteTransaction, record: &TaskRecord) -> Result<(), 
     by_device
         .remove(device_key(record.equipment_id.as_str(), record.created_at, &record.id).as_slice())
         .map_err(db)?;
+    let mut by_device_status = txn.open_table(BY_DEVICE_STATUS).map_err(db)?;
+    by_device_status
+        .remove(device_status_key(record, record.status).as_slice())
+        .map_err(db)?;
     Ok(())
 }
 
@@ -149,26 +174,19 @@ pub(super) fn list(txn: &ReadTransaction, query: &TaskQuery) -> Result<TaskPage,
     let wanted = query.limit + 1;
     let upper = query.before.map(|c| index_key(c.created_at, &c.id));
     let mut ids: Vec<Cursor> = if let Some(device) = &query.equipment {
-        // A device has few tasks: its index, filtered by status below.
-        let table = txn.open_table(BY_DEVICE).map_err(db)?;
-        let low = device_key(device.as_str(), 0, &TaskId::from_bytes([0; 16]));
-        let high = match upper {
-            Some(upper) => [&low[..low.len() - 24], &upper[..]].concat(),
-            None => [&low[..low.len() - 24], &[0xff; 24][..]].concat(),
-        };
-        // Without a status filter every entry matches: `wanted` of them are enough.
-        let enough = if query.statuses.is_empty() { wanted } else { usize::MAX };
-        let mut found = Vec::new();
-        for entry in table
-            .range(low.as_slice()..high.as_slice())
-            .map_err(db)?
-            .rev()
-            .take(enough)
-        {
-            let key = entry.map_err(db)?.0.value().to_vec();
-            found.push(cursor_of(&key[key.len() - 24..]));
+        let device = [device.as_str().as_bytes(), &[0]].concat();
+        if query.statuses.is_empty() {
+            newest_under(&txn.open_table(BY_DEVICE).map_err(db)?, &device, upper, wanted)?
+        } else {
+            // Up to `wanted` of each of the device's statuses, merged as below.
+            let table = txn.open_table(BY_DEVICE_STATUS).map_err(db)?;
+            let mut merged = Vec::new();
+            for status in &query.statuses {
+                let prefix = [&device[..], &[status_byte(*status)]].concat();
+                merged.extend(newest_under(&table, &prefix, upper, wanted)?);
+            }
+            merged
         }
-        found
     } else if query.statuses.is_empty() {
         let table = txn.open_table(BY_CREATED).map_err(db)?;
         let range = match upper {
@@ -215,6 +233,28 @@ pub(super) fn list(txn: &ReadTransaction, query: &TaskQuery) -> Result<TaskPage,
     Ok(TaskPage::from_candidates(candidates, query.limit))
 }
 
+/// The newest `wanted` entries whose key is `prefix` then a time-and-id key, older than `upper`.
+fn newest_under(
+    table: &redb::ReadOnlyTable<&[u8], ()>,
+    prefix: &[u8],
+    upper: Option<IndexKey>,
+    wanted: usize,
+) -> Result<Vec<Cursor>, StoreError> {
+    let low = [prefix, &[0; 24][..]].concat();
+    let high = [prefix, &upper.unwrap_or([0xff; 24])[..]].concat();
+    let mut found = Vec::new();
+    for entry in table
+        .range(low.as_slice()..high.as_slice())
+        .map_err(db)?
+        .rev()
+        .take(wanted)
+    {
+        let key = entry.map_err(db)?.0.value().to_vec();
+        found.push(cursor_of(&key[key.len() - 24..]));
+    }
+    Ok(found)
+}
+
 fn status_key(status: TaskStatus, created_at: u64, id: &TaskId) -> StatusKey {
     prefixed(status_byte(status), &index_key(created_at, id))
 }
@@ -229,6 +269,17 @@ fn prefixed(byte: u8, key: &IndexKey) -> StatusKey {
 /// Equipment ids are ASCII letters and digits, so the 0 separator keeps each device's entries together.
 fn device_key(device: &str, created_at: u64, id: &TaskId) -> Vec<u8> {
     [device.as_bytes(), &[0], &index_key(created_at, id)].concat()
+}
+
+/// The device, its 0 separator, the status, then time and id.
+fn device_status_key(record: &TaskRecord, status: TaskStatus) -> Vec<u8> {
+    let key = index_key(record.created_at, &record.id);
+    [
+        record.equipment_id.as_str().as_bytes(),
+        &[0, status_byte(status)],
+        &key[..],
+    ]
+    .concat()
 }
 
 fn cursor_of(key: &[u8]) -> Cursor {

@@ -354,3 +354,37 @@ fn the_store_file_and_a_new_data_directory_are_readable_by_their_owner_only() {
     assert_eq!(mode(&data), 0o700);
     assert_eq!(mode(store.path()), 0o600);
 }
+
+#[test]
+fn a_file_from_before_the_device_and_status_index_gets_it_at_open() {
+    let dir = TempDir::new("device-status-index");
+    let (queued, completed) = (record(TaskStatus::Queued, 1, 1), record(TaskStatus::Completed, 2, 2));
+    {
+        let store = FileStore::open(&dir.0).unwrap();
+        store.put(&queued).unwrap();
+        store.put(&completed).unwrap();
+    }
+    {
+        // What an older release left: every table but this index.
+        let db = Database::create(dir.0.join(FILE_NAME)).unwrap();
+        let txn = db.begin_write().unwrap();
+        let index: TableDefinition<&[u8], ()> = TableDefinition::new("tasks_by_device_status");
+        assert!(txn.delete_table(index).unwrap());
+        txn.commit().unwrap();
+    }
+    let store = FileStore::open(&dir.0).unwrap();
+    let of_device = |status| TaskQuery {
+        equipment: Some(queued.equipment_id.clone()),
+        statuses: vec![status],
+        limit: 10,
+        before: None,
+    };
+    assert_eq!(
+        ids(&store.list(&of_device(TaskStatus::Completed)).unwrap().tasks),
+        [completed.id]
+    );
+    assert_eq!(
+        ids(&store.list(&of_device(TaskStatus::Queued)).unwrap().tasks),
+        [queued.id]
+    );
+}

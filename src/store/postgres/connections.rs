@@ -3,7 +3,9 @@
 //! task scheduled there, and the client's own runtime refuses to start inside another one).
 
 use cpe_actors::ports::StoreError;
-use postgres::{Client, Config, NoTls};
+use postgres::{Client, Config, NoTls, Statement};
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -127,6 +129,22 @@ pub fn with_timeout(config: &Config) -> Config {
     config
 }
 
+thread_local! {
+    /// The statements this thread's connection has prepared, by their SQL: a read costs one round
+    /// trip instead of two (parse, then execute). Emptied whenever the connection is opened anew.
+    static STATEMENTS: RefCell<HashMap<String, Statement>> = RefCell::default();
+}
+
+/// `sql` prepared on this connection, once: for statements run often (reads by id, listings).
+pub fn prepared(client: &mut Client, sql: &str) -> Result<Statement, postgres::Error> {
+    if let Some(statement) = STATEMENTS.with(|cached| cached.borrow().get(sql).cloned()) {
+        return Ok(statement);
+    }
+    let statement = client.prepare(sql)?;
+    STATEMENTS.with(|cached| cached.borrow_mut().insert(sql.to_owned(), statement.clone()));
+    Ok(statement)
+}
+
 /// One connection's loop: takes the next job, connecting first when there is no live connection.
 fn serve(config: &Config, queue: &Mutex<Receiver<Job>>) {
     let mut client: Option<Client> = None;
@@ -137,6 +155,7 @@ fn serve(config: &Config, queue: &Mutex<Receiver<Job>>) {
         };
         let mut failed = None;
         if client.as_ref().is_none_or(Client::is_closed) {
+            STATEMENTS.with(|cached| cached.borrow_mut().clear());
             client = match config.connect(NoTls) {
                 Ok(fresh) => Some(fresh),
                 Err(e) => {

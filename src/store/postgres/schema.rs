@@ -65,6 +65,14 @@ pub const MIGRATIONS: &[(i32, &str)] = &[
     ALTER TABLE cpe_tasks ADD COLUMN handed_at bigint, ADD COLUMN handovers integer NOT NULL DEFAULT 0;
     ",
     ),
+    (
+        3,
+        "
+    -- A device's tasks of one status, newest first: a listing with ?status= reads only those,
+    -- not every other task of the device.
+    CREATE INDEX cpe_tasks_by_device_status ON cpe_tasks (equipment_id, status, created_at DESC, id DESC);
+    ",
+    ),
 ];
 
 /// Brings the schema up to date; returns the steps applied (none when another instance did them).

@@ -136,8 +136,20 @@ fn listing_contract(store: &dyn TaskStore) {
         ..query(500)
     };
     assert!(ids(&store.list(&only_completed).unwrap().tasks).contains(&moved.id));
+    let of_its_device = |status| TaskQuery {
+        equipment: Some(moved.equipment_id.clone()),
+        statuses: vec![status],
+        ..query(500)
+    };
+    assert!(ids(&store.list(&of_its_device(TaskStatus::Completed)).unwrap().tasks).contains(&moved.id));
+    assert!(!ids(&store.list(&of_its_device(TaskStatus::Queued)).unwrap().tasks).contains(&moved.id));
     store.remove(moved.id).unwrap();
-    for q in [query(500), only_completed, by_device] {
+    for q in [
+        query(500),
+        only_completed,
+        by_device,
+        of_its_device(TaskStatus::Completed),
+    ] {
         assert!(!ids(&store.list(&q).unwrap().tasks).contains(&moved.id));
     }
 }

@@ -36,10 +36,10 @@ pub(super) struct Rig {
 
 pub(super) async fn rig(script: Vec<ProvisionError>) -> Rig {
     let store: Arc<dyn TaskStore> = Arc::new(MemoryStore::default());
-    let (actor, _) = Actor::spawn(None, Registry, store).await.unwrap();
+    let (actor, _) = Actor::spawn(None, Registry, store.clone()).await.unwrap();
     let slot = Slot::default();
     slot.set(actor);
-    let registry = RegistryHandle::new(slot);
+    let registry = RegistryHandle::new(slot, store);
     let device = Arc::new(ScriptedDevice {
         script: Mutex::new(script),
         calls: AtomicU32::new(0),
@@ -150,7 +150,7 @@ async fn exhausted_retries_fail_the_task_and_dead_letter_it() {
     assert!(matches!(run_one(&rig, &task).await, Settlement::DeadLettered(_)));
     let record = rig.registry.get(task.task_id).await.unwrap().unwrap();
     assert_eq!((record.status, record.attempts), (TaskStatus::Failed, 3));
-    assert!(record.last_error.unwrap().contains("500"));
+    assert!(record.last_error.as_ref().unwrap().contains("500"));
     assert_eq!(rig.queue.dead_letters().len(), 1);
 }
 
