@@ -92,6 +92,7 @@ fn write_loop(store: &dyn TaskStore, waiting: mpsc::Receiver<(WriteOp, Done)>) {
 mod tests {
     use super::*;
     use crate::memory::MemoryStore;
+    use crate::ports::TaskReader;
     use crate::{ConfigRequest, EquipmentId, TaskId, TaskRecord};
     use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -102,14 +103,20 @@ mod tests {
         batches: AtomicUsize,
     }
 
+    impl crate::ports::TaskReader for Counting {
+        fn get(&self, id: TaskId) -> Result<Option<TaskRecord>, StoreError> {
+            self.inner.get(id)
+        }
+        fn list(&self, query: &crate::TaskQuery) -> Result<crate::TaskPage, StoreError> {
+            self.inner.list(query)
+        }
+    }
+
     impl TaskStore for Counting {
         fn write_batch(&self, ops: &[WriteOp]) -> Result<(), StoreError> {
             self.batches.fetch_add(1, Ordering::SeqCst);
             std::thread::sleep(std::time::Duration::from_millis(5));
             self.inner.write_batch(ops)
-        }
-        fn get(&self, id: TaskId) -> Result<Option<TaskRecord>, StoreError> {
-            self.inner.get(id)
         }
         fn unfinished(&self) -> Result<Vec<TaskRecord>, StoreError> {
             self.inner.unfinished()
@@ -119,9 +126,6 @@ mod tests {
         }
         fn idempotency(&self, key: &str) -> Result<Option<crate::ports::IdempotencyEntry>, StoreError> {
             self.inner.idempotency(key)
-        }
-        fn list(&self, query: &crate::TaskQuery) -> Result<crate::TaskPage, StoreError> {
-            self.inner.list(query)
         }
         fn counts(&self) -> Result<crate::ports::StoreCounts, StoreError> {
             self.inner.counts()

@@ -6,12 +6,20 @@ use async_trait::async_trait;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// What a read outside the registry needs (a status, a listing): short and synchronous. A store
+/// shared by instances may serve these on connections of their own (see the PostgreSQL store).
+pub trait TaskReader: Send + Sync + 'static {
+    fn get(&self, id: TaskId) -> Result<Option<TaskRecord>, StoreError>;
+    /// One page of tasks, newest first, read from indexes so a page costs about the same however
+    /// many tasks are kept.
+    fn list(&self, query: &TaskQuery) -> Result<TaskPage, StoreError>;
+}
+
 /// Durable (or not) home of task records. Reads are short and synchronous; writes go through
 /// [`TaskStore::write_batch`], so many changes can share one durable commit (one fsync).
-pub trait TaskStore: Send + Sync + 'static {
+pub trait TaskStore: TaskReader {
     /// Applies every change in one transaction: durable when it returns, all or nothing.
     fn write_batch(&self, ops: &[WriteOp]) -> Result<(), StoreError>;
-    fn get(&self, id: TaskId) -> Result<Option<TaskRecord>, StoreError>;
     /// Records that are neither completed nor failed, oldest first: the work to resume after a restart.
     fn unfinished(&self) -> Result<Vec<TaskRecord>, StoreError>;
     /// Removes final records last updated before `cutoff_millis`, and idempotency keys created
@@ -19,9 +27,6 @@ pub trait TaskStore: Send + Sync + 'static {
     fn remove_final_before(&self, cutoff_millis: u64) -> Result<usize, StoreError>;
     /// The task an idempotency key was first used for.
     fn idempotency(&self, key: &str) -> Result<Option<IdempotencyEntry>, StoreError>;
-    /// One page of tasks, newest first, read from indexes so a page costs about the same however
-    /// many tasks are kept.
-    fn list(&self, query: &TaskQuery) -> Result<TaskPage, StoreError>;
     /// How many tasks are kept in each status, and when the oldest queued one was created: kept up
     /// to date by every write, so a metrics scrape costs the same however many tasks are kept.
     fn counts(&self) -> Result<StoreCounts, StoreError>;

@@ -12,6 +12,7 @@ mod p4;
 mod p5;
 mod p6;
 mod p7;
+mod p7_busy;
 mod report;
 mod sys;
 mod waiters;
@@ -285,6 +286,7 @@ async fn run(options: Options, load: tokio::runtime::Handle) -> anyhow::Result<(
     if options.runs(7) {
         phase("P7 pages of the task listing, and waiters");
         p7::run(&bench, &mut report).await;
+        p7_busy::run(&bench, &mut report).await;
         waiters::run(&bench, &mut report, options.binary.clone()).await;
     }
     let _ = std::fs::remove_dir_all(&bench.root);

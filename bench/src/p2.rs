@@ -5,7 +5,7 @@ use crate::harness::{Bench, Running};
 use crate::load::{closed_loop, create_task, device, expect_ok, http1_clients, task_code, Run, Until};
 use crate::report::{Report, Row, Target};
 use anyhow::{anyhow, Result};
-use cpe_actors::ports::TaskStore;
+use cpe_actors::ports::TaskReader;
 use cpe_actors::TaskId;
 use std::path::Path;
 use std::sync::Arc;
@@ -19,26 +19,58 @@ const SEEDED: u64 = 1_000;
 /// shared) falls on both alike instead of on whichever ran second.
 const SLICES: u32 = 5;
 
+/// The status reads of PostgreSQL against those of the file store, in the same run.
+const POSTGRES_TARGET: f64 = 0.5;
+const POSTGRES_P99_MS: f64 = 10.0;
+
 pub async fn run(bench: &Bench, report: &mut Report) {
+    let mut file = None;
     for store in ["file", "memory"] {
-        if let Err(error) = measure(bench, store, report).await {
-            report.add(Row::skipped(
+        match measure(bench, store, store, report).await {
+            Ok(status) if store == "file" => file = Some(status),
+            Ok(_) => {}
+            Err(error) => report.add(Row::skipped(
                 format!("P2 status throughput ({store} store)"),
                 format!("{error:#}"),
-            ));
+            )),
         }
+    }
+    // The store several instances share: its reads go to the database, or to memory once final.
+    let (Some(file), Some(schema)) = (file, cpe_config::store::postgres::scratch::ScratchSchema::create()) else {
+        return;
+    };
+    match measure(bench, "postgres", &schema.url, report).await {
+        Ok(status) => {
+            let latency = format!("{:.0} req/s (p99 {:.1} ms)", status.rate(), status.percentile_ms(0.99));
+            let baseline = format!("{:.0} req/s with the file store", file.rate());
+            let ratio = status.rate() / file.rate().max(1e-9);
+            report.add(
+                Row::ratio("P2 status with the PostgreSQL store", latency, baseline, ratio)
+                    .target(Target::AtLeast(POSTGRES_TARGET)),
+            );
+            let p99 = status.percentile_ms(0.99);
+            report.add(
+                Row::plain("P2 status p99 with the PostgreSQL store", format!("{p99:.1} ms"))
+                    .target(Target::AtMost(POSTGRES_P99_MS))
+                    .check_value(p99, "ms"),
+            );
+        }
+        Err(error) => report.add(Row::skipped(
+            "P2 status with the PostgreSQL store",
+            format!("{error:#}"),
+        )),
     }
 }
 
 /// With the in-process queue and no device delay the seeded tasks complete at once; the broker is not
-/// on the GET path, so P2 runs without it.
-async fn measure(bench: &Bench, store: &str, report: &mut Report) -> Result<()> {
+/// on the GET path, so P2 runs without it. `store` is the `--store` value, `label` its kind.
+async fn measure(bench: &Bench, label: &str, store: &str, report: &mut Report) -> Result<Run<()>> {
     let args = vec![format!("--store={store}"), "--config-delay=0ms".into()];
     let data_dir = bench.fresh_dir("p2");
     let running = bench.start(&data_dir, None, &args).await?;
-    let result = measure_on(bench, &running, store, report).await;
+    let result = measure_on(bench, &running, label, report).await;
     bench.stop(running, false).await;
-    if let (Ok(tasks), "file") = (&result, store) {
+    if let (Ok((tasks, _)), "file") = (&result, label) {
         // What the registry's reads cost by themselves, on the same records, once the app let go of them.
         match get_rate(&data_dir, tasks, Duration::from_secs(2)).await {
             Ok(rate) => report.add(Row::plain(
@@ -49,7 +81,7 @@ async fn measure(bench: &Bench, store: &str, report: &mut Report) -> Result<()> 
         }
     }
     let _ = std::fs::remove_dir_all(&data_dir);
-    result.map(drop)
+    result.map(|(_, status)| status)
 }
 
 async fn measure_on(
@@ -57,7 +89,7 @@ async fn measure_on(
     running: &Running,
     store: &str,
     report: &mut Report,
-) -> Result<Arc<Vec<(String, String)>>> {
+) -> Result<(Arc<Vec<(String, String)>>, Run<()>)> {
     let base = running.service_b();
     let s = &bench.settings;
     let clients = http1_clients(s.connections, &bench.trust)?;
@@ -112,7 +144,7 @@ async fn measure_on(
     let figure = if store == "file" {
         format!("P2 status throughput ({} conns, {:?})", s.connections, s.duration)
     } else {
-        "P2 diagnostic: status with the memory store".into()
+        format!("P2 diagnostic: status with the {store} store")
     };
     let mut row = Row::ratio(
         figure,
@@ -129,7 +161,7 @@ async fn measure_on(
         row = row.target(Target::AtLeast(0.7));
     }
     report.add(row);
-    Ok(tasks)
+    Ok((tasks, status))
 }
 
 /// Creates the tasks the GETs read, and waits until each is final, so all GETs read the same kind of record.

@@ -6,7 +6,7 @@ use crate::load::{closed_loop, create_task, device, http1_clients, task_code, Un
 use crate::p1::Rates;
 use crate::report::{size, Report, Row};
 use anyhow::{anyhow, Result};
-use cpe_actors::ports::TaskStore;
+use cpe_actors::ports::TaskReader;
 use cpe_actors::{TaskId, TaskStatus};
 use cpe_test_support::unique_queue;
 use std::path::Path;

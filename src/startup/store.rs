@@ -7,7 +7,7 @@ use crate::metrics::Metrics;
 use crate::store::postgres::{outbox, reconcile, PgStore};
 use anyhow::{Context, Result};
 use cpe_actors::memory::MemoryStore;
-use cpe_actors::ports::{TaskPublisher, TaskStore};
+use cpe_actors::ports::{TaskPublisher, TaskReader, TaskStore};
 use cpe_actors::registry::RegistryHandle;
 use cpe_actors::slot::Slot;
 use cpe_actors::sweeper::{self, SweeperArgs};
@@ -61,8 +61,13 @@ pub(super) fn part(
     metrics.watch_store(&store);
     let mut part = Part::default();
     let slot = Slot::default();
-    part.child(cpe_actors::registry::spec(store.clone(), slot.clone()));
-    let handle = RegistryHandle::new(slot, store);
+    // Reads outside the registry: on PostgreSQL on connections of their own.
+    let reader: Arc<dyn TaskReader> = match &outbox {
+        Some(shared) => shared.reader(),
+        None => store.clone(),
+    };
+    part.child(cpe_actors::registry::spec(store, slot.clone()));
+    let handle = RegistryHandle::new(slot, reader);
     let every = (options.retention / 10).min(lease / 4);
     part.child(sweeper::spec(SweeperArgs {
         registry: handle.clone(),

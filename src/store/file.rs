@@ -16,7 +16,7 @@ mod browse;
 mod codec;
 
 use codec::{decode, decode_key_entry, encode, encode_key_entry, Header};
-use cpe_actors::ports::{IdempotencyEntry, StoreCounts, StoreError, TaskStore, WriteOp};
+use cpe_actors::ports::{IdempotencyEntry, StoreCounts, StoreError, TaskReader, TaskStore, WriteOp};
 use cpe_actors::{TaskId, TaskPage, TaskQuery, TaskRecord};
 use redb::{
     Database, DatabaseError, ReadableDatabase, ReadableTable, ReadableTableMetadata, Table, TableDefinition,
@@ -213,6 +213,17 @@ impl FileStore {
     }
 }
 
+impl TaskReader for FileStore {
+    fn get(&self, id: TaskId) -> Result<Option<TaskRecord>, StoreError> {
+        self.get_inner(id)
+            .map_err(|e| self.wrap(format_args!("cannot read task {id}"), e))
+    }
+    fn list(&self, query: &TaskQuery) -> Result<TaskPage, StoreError> {
+        let read = || browse::list(&self.db.begin_read().map_err(db)?, query);
+        read().map_err(|e| self.wrap(format_args!("cannot list tasks"), e))
+    }
+}
+
 impl TaskStore for FileStore {
     fn write_batch(&self, ops: &[WriteOp]) -> Result<(), StoreError> {
         self.write_batch_inner(ops).map_err(|e| match ops {
@@ -224,11 +235,6 @@ impl TaskStore for FileStore {
             }
             _ => self.wrap(format_args!("cannot store a batch of {} changes", ops.len()), e),
         })
-    }
-
-    fn get(&self, id: TaskId) -> Result<Option<TaskRecord>, StoreError> {
-        self.get_inner(id)
-            .map_err(|e| self.wrap(format_args!("cannot read task {id}"), e))
     }
 
     fn unfinished(&self) -> Result<Vec<TaskRecord>, StoreError> {
@@ -258,11 +264,6 @@ impl TaskStore for FileStore {
                 return Ok(total);
             }
         }
-    }
-
-    fn list(&self, query: &TaskQuery) -> Result<TaskPage, StoreError> {
-        let read = || browse::list(&self.db.begin_read().map_err(db)?, query);
-        read().map_err(|e| self.wrap(format_args!("cannot list tasks"), e))
     }
 
     fn counts(&self) -> Result<StoreCounts, StoreError> {

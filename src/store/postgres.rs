@@ -12,15 +12,15 @@ mod instances;
 pub mod leases;
 mod listen;
 pub mod outbox;
+pub mod reads;
 pub mod reconcile;
 mod rows;
 mod schema;
 pub mod scratch;
 
 use connections::{prepared, Connections};
-use cpe_actors::ports::{FinalListener, IdempotencyEntry, StoreCounts, StoreError, TaskStore, WriteOp};
+use cpe_actors::ports::{FinalListener, IdempotencyEntry, StoreCounts, StoreError, TaskReader, TaskStore, WriteOp};
 use cpe_actors::{TaskId, TaskPage, TaskQuery, TaskRecord, TaskStatus};
-use postgres::types::ToSql;
 use postgres::{Config, Transaction};
 use rows::{millis, record, request_json, status_code, task_id, uuid, COLUMNS};
 use std::str::FromStr;
@@ -42,7 +42,7 @@ pub const FINAL_CHANNEL: &str = "cpe_config_final";
 pub struct PgStore {
     config: Config,
     connections: Arc<Connections>,
-    readers: Connections,
+    readers: Arc<Connections>,
     listener: std::sync::Mutex<Option<listen::Listener>>,
     marks: outbox::Marks,
     /// Told when a write made a task due for publication: the relay publishes it at once.
@@ -71,7 +71,7 @@ impl PgStore {
         Ok(Self {
             marks: outbox::Marks::start(connections.clone()),
             connections,
-            readers: Connections::start(&config, READ_CONNECTIONS),
+            readers: Arc::new(Connections::start(&config, READ_CONNECTIONS)),
             config,
             listener: std::sync::Mutex::new(None),
             due: Arc::new(tokio::sync::Notify::new()),
@@ -81,6 +81,12 @@ impl PgStore {
 }
 
 impl PgStore {
+    /// The reads outside the registry (status, listing, search), on connections of their own, so
+    /// they never wait behind the registry's reads and writes, nor it behind them.
+    pub fn reader(&self) -> Arc<dyn TaskReader> {
+        Arc::new(reads::PgReads::new(self.readers.clone()))
+    }
+
     /// Registers this instance for as long as the store is open: `alone` with the in-process
     /// queue, which no other instance may share; refused with the reason when the other
     /// instances on this database use the other kind of queue.
@@ -118,6 +124,16 @@ impl Drop for PgStore {
     }
 }
 
+/// The registry's own reads (the task a change decides on), on the registry's connections.
+impl TaskReader for PgStore {
+    fn get(&self, id: TaskId) -> Result<Option<TaskRecord>, StoreError> {
+        reads::task(&self.connections, id)
+    }
+    fn list(&self, query: &TaskQuery) -> Result<TaskPage, StoreError> {
+        reads::page(&self.connections, query)
+    }
+}
+
 impl TaskStore for PgStore {
     /// A write that ends a device's unfinished task (final, or removed) also makes the device's
     /// next task due in the same transaction, and wakes this instance's relay to publish it now.
@@ -150,14 +166,6 @@ impl TaskStore for PgStore {
         Ok(())
     }
 
-    fn get(&self, id: TaskId) -> Result<Option<TaskRecord>, StoreError> {
-        let row = self.readers.run("read a task", move |client| {
-            let statement = prepared(client, &format!("SELECT {COLUMNS} FROM cpe_tasks WHERE id = $1"))?;
-            client.query_opt(&statement, &[&uuid(id)])
-        })?;
-        row.as_ref().map(record).transpose()
-    }
-
     fn unfinished(&self) -> Result<Vec<TaskRecord>, StoreError> {
         let sql = format!("SELECT {COLUMNS} FROM cpe_tasks WHERE status < 2 ORDER BY seq");
         let rows = self
@@ -188,7 +196,7 @@ impl TaskStore for PgStore {
 
     fn idempotency(&self, key: &str) -> Result<Option<IdempotencyEntry>, StoreError> {
         let key = key.to_owned();
-        let row = self.readers.run("read an idempotency key", move |client| {
+        let row = self.connections.run("read an idempotency key", move |client| {
             let statement = prepared(
                 client,
                 "SELECT task_id, fingerprint, created_at FROM cpe_idempotency_keys WHERE key = $1",
@@ -200,18 +208,6 @@ impl TaskStore for PgStore {
             fingerprint: row.get::<_, i64>(1) as u64,
             created_at: row.get::<_, i64>(2).max(0) as u64,
         }))
-    }
-
-    fn list(&self, query: &TaskQuery) -> Result<TaskPage, StoreError> {
-        let (sql, params) = list_sql(query);
-        let limit = query.limit;
-        let rows = self.readers.run("list tasks", move |client| {
-            let params: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p.as_ref() as _).collect();
-            let statement = prepared(client, &sql)?;
-            client.query(&statement, &params)
-        })?;
-        let tasks = rows.iter().map(record).collect::<Result<Vec<_>, _>>()?;
-        Ok(TaskPage::from_candidates(tasks, limit))
     }
 
     /// Counted at each scrape from the status index rather than kept in a tally row: one hot row
@@ -372,39 +368,6 @@ fn put_all(txn: &mut Transaction<'_>, records: &[&TaskRecord]) -> Result<Result<
         )?;
     }
     Ok(Ok(()))
-}
-
-type Param = Box<dyn ToSql + Sync + Send>;
-
-/// The page query for the filters given, so each shape of query gets a plan that walks its index.
-fn list_sql(query: &TaskQuery) -> (String, Vec<Param>) {
-    let mut conditions = Vec::new();
-    let mut params: Vec<Param> = Vec::new();
-    if let Some(equipment) = &query.equipment {
-        params.push(Box::new(equipment.as_str().to_owned()));
-        conditions.push(format!("equipment_id = ${}", params.len()));
-    }
-    if !query.statuses.is_empty() {
-        let codes: Vec<i16> = query.statuses.iter().map(|s| status_code(*s)).collect();
-        params.push(Box::new(codes));
-        conditions.push(format!("status = ANY(${})", params.len()));
-    }
-    if let Some(before) = query.before {
-        params.push(Box::new(millis(before.created_at)));
-        params.push(Box::new(uuid(before.id)));
-        conditions.push(format!("(created_at, id) < (${}, ${})", params.len() - 1, params.len()));
-    }
-    params.push(Box::new((query.limit as i64).saturating_add(1)));
-    let filter = if conditions.is_empty() {
-        String::new()
-    } else {
-        format!("WHERE {}", conditions.join(" AND "))
-    };
-    let sql = format!(
-        "SELECT {COLUMNS} FROM cpe_tasks {filter} ORDER BY created_at DESC, id DESC LIMIT ${}",
-        params.len()
-    );
-    (sql, params)
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
 //! A task store in a map: fast, and gone with the process (like the original system).
 
-use crate::ports::{IdempotencyEntry, StoreCounts, StoreError, TaskStore, WriteOp};
+use crate::ports::{IdempotencyEntry, StoreCounts, StoreError, TaskReader, TaskStore, WriteOp};
 use crate::{Cursor, EquipmentId, TaskId, TaskPage, TaskQuery, TaskRecord, TaskStatus};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
@@ -77,45 +77,10 @@ impl MemoryStore {
     }
 }
 
-impl TaskStore for MemoryStore {
-    fn write_batch(&self, ops: &[WriteOp]) -> Result<(), StoreError> {
-        let (mut records, mut keys) = (self.records(), self.keys());
-        apply(&mut records, &mut keys, ops);
-        Ok(())
-    }
-
+impl TaskReader for MemoryStore {
     fn get(&self, id: TaskId) -> Result<Option<TaskRecord>, StoreError> {
         Ok(self.records().by_id.get(&id).cloned())
     }
-
-    fn unfinished(&self) -> Result<Vec<TaskRecord>, StoreError> {
-        let records = self.records();
-        Ok(records
-            .by_created
-            .iter()
-            .filter_map(|at| records.by_id.get(&at.id))
-            .filter(|r| !r.status.is_final())
-            .cloned()
-            .collect())
-    }
-
-    fn remove_final_before(&self, cutoff_millis: u64) -> Result<usize, StoreError> {
-        let mut records = self.records();
-        let due: Vec<TaskId> = records
-            .by_id
-            .values()
-            .filter(|r| r.status.is_final() && r.updated_at < cutoff_millis)
-            .map(|r| r.id)
-            .collect();
-        due.iter().for_each(|id| records.remove(id));
-        self.keys().retain(|_, entry| entry.created_at >= cutoff_millis);
-        Ok(due.len())
-    }
-
-    fn idempotency(&self, key: &str) -> Result<Option<IdempotencyEntry>, StoreError> {
-        Ok(self.keys().get(key).copied())
-    }
-
     /// Walks the narrowest index for the query (the device's, or each wanted status's), like the
     /// file store, so a page costs about the same however many tasks are kept.
     fn list(&self, query: &TaskQuery) -> Result<TaskPage, StoreError> {
@@ -146,6 +111,42 @@ impl TaskStore for MemoryStore {
             .cloned()
             .collect();
         Ok(TaskPage::from_candidates(candidates, query.limit))
+    }
+}
+
+impl TaskStore for MemoryStore {
+    fn write_batch(&self, ops: &[WriteOp]) -> Result<(), StoreError> {
+        let (mut records, mut keys) = (self.records(), self.keys());
+        apply(&mut records, &mut keys, ops);
+        Ok(())
+    }
+
+    fn unfinished(&self) -> Result<Vec<TaskRecord>, StoreError> {
+        let records = self.records();
+        Ok(records
+            .by_created
+            .iter()
+            .filter_map(|at| records.by_id.get(&at.id))
+            .filter(|r| !r.status.is_final())
+            .cloned()
+            .collect())
+    }
+
+    fn remove_final_before(&self, cutoff_millis: u64) -> Result<usize, StoreError> {
+        let mut records = self.records();
+        let due: Vec<TaskId> = records
+            .by_id
+            .values()
+            .filter(|r| r.status.is_final() && r.updated_at < cutoff_millis)
+            .map(|r| r.id)
+            .collect();
+        due.iter().for_each(|id| records.remove(id));
+        self.keys().retain(|_, entry| entry.created_at >= cutoff_millis);
+        Ok(due.len())
+    }
+
+    fn idempotency(&self, key: &str) -> Result<Option<IdempotencyEntry>, StoreError> {
+        Ok(self.keys().get(key).copied())
     }
 
     fn counts(&self) -> Result<StoreCounts, StoreError> {

@@ -3,7 +3,7 @@
 
 use super::reads::Reads;
 use super::{restarting, BeginAsk, Cancel, Created, RegistryMsg, Reply, Retry, Watch};
-use crate::ports::{Begin, SinkError, StatusSink, StoreError, TaskStore};
+use crate::ports::{Begin, SinkError, StatusSink, StoreError, TaskReader};
 use crate::slot::Slot;
 use crate::{EquipmentId, Outcome, StatusUpdate, TaskId, TaskMessage, TaskPage, TaskQuery, TaskRecord};
 use async_trait::async_trait;
@@ -22,8 +22,9 @@ pub struct RegistryHandle {
 }
 
 impl RegistryHandle {
-    /// `store` is the registry's own, read here directly.
-    pub fn new(slot: Slot<RegistryMsg>, store: Arc<dyn TaskStore>) -> Self {
+    /// `store` reads the registry's store directly (the store itself, or a view of it with
+    /// connections of its own).
+    pub fn new(slot: Slot<RegistryMsg>, store: Arc<dyn TaskReader>) -> Self {
         Self {
             slot,
             timeout: Duration::from_secs(10),

@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::memory::MemoryStore;
-use crate::ports::StatusSink;
+use crate::ports::{StatusSink, TaskReader};
 use crate::slot::Slot;
 use crate::{ConfigRequest, TaskQuery};
 use std::time::Duration;
@@ -194,6 +194,15 @@ struct StartedElsewhere {
     raced: std::sync::atomic::AtomicBool,
 }
 
+impl crate::ports::TaskReader for StartedElsewhere {
+    fn get(&self, id: TaskId) -> Result<Option<TaskRecord>, StoreError> {
+        self.inner.get(id)
+    }
+    fn list(&self, query: &TaskQuery) -> Result<crate::TaskPage, StoreError> {
+        self.inner.list(query)
+    }
+}
+
 impl TaskStore for StartedElsewhere {
     fn write_batch(&self, ops: &[WriteOp]) -> Result<(), StoreError> {
         if let [WriteOp::Put(record)] = ops {
@@ -208,9 +217,6 @@ impl TaskStore for StartedElsewhere {
         }
         self.inner.write_batch(ops)
     }
-    fn get(&self, id: TaskId) -> Result<Option<TaskRecord>, StoreError> {
-        self.inner.get(id)
-    }
     fn unfinished(&self) -> Result<Vec<TaskRecord>, StoreError> {
         self.inner.unfinished()
     }
@@ -219,9 +225,6 @@ impl TaskStore for StartedElsewhere {
     }
     fn idempotency(&self, key: &str) -> Result<Option<crate::ports::IdempotencyEntry>, StoreError> {
         self.inner.idempotency(key)
-    }
-    fn list(&self, query: &TaskQuery) -> Result<crate::TaskPage, StoreError> {
-        self.inner.list(query)
     }
     fn counts(&self) -> Result<crate::ports::StoreCounts, StoreError> {
         self.inner.counts()

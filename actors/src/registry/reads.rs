@@ -2,7 +2,7 @@
 //! read never queues behind a change. A completed or cancelled task never changes again, so its
 //! record is kept in memory for a while and answered from there.
 
-use crate::ports::{StoreError, TaskStore};
+use crate::ports::{StoreError, TaskReader};
 use crate::{TaskId, TaskPage, TaskQuery, TaskRecord, TaskStatus};
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -19,12 +19,12 @@ type Finals = HashMap<TaskId, (Arc<TaskRecord>, Instant)>;
 
 #[derive(Clone)]
 pub struct Reads {
-    store: Arc<dyn TaskStore>,
+    store: Arc<dyn TaskReader>,
     finals: Arc<RwLock<Finals>>,
 }
 
 impl Reads {
-    pub fn new(store: Arc<dyn TaskStore>) -> Self {
+    pub fn new(store: Arc<dyn TaskReader>) -> Self {
         Self {
             store,
             finals: Arc::default(),
@@ -80,6 +80,7 @@ async fn blocking<T: Send + 'static>(
 mod tests {
     use super::*;
     use crate::memory::MemoryStore;
+    use crate::ports::TaskStore;
     use crate::{ConfigRequest, EquipmentId, Outcome};
 
     fn stored(store: &MemoryStore, outcome: Option<Outcome>) -> TaskId {

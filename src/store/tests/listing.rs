@@ -3,7 +3,7 @@
 
 use crate::store::file::FileStore;
 use cpe_actors::memory::MemoryStore;
-use cpe_actors::ports::TaskStore;
+use cpe_actors::ports::{TaskReader, TaskStore};
 use cpe_actors::{ConfigRequest, Cursor, EquipmentId, TaskId, TaskQuery, TaskRecord, TaskStatus};
 
 const DEVICES: [&str; 3] = ["abc123", "def456", "ghi789"];
