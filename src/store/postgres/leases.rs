@@ -6,7 +6,7 @@
 use super::connections::Connections;
 use super::rows::uuid;
 use cpe_actors::ports::{Acquired, DeviceLeases, Lease, LeaseError, StoreError};
-use cpe_actors::TaskMessage;
+use cpe_actors::{TaskId, TaskMessage};
 use postgres::Config;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -47,6 +47,12 @@ impl PgLeases {
     }
 }
 
+/// Marks a task whose delivery is let go because its device is not its yet (see outbox::make_next_due).
+fn pass_over(txn: &mut postgres::Transaction<'_>, id: TaskId) -> Result<(), postgres::Error> {
+    txn.execute("UPDATE cpe_tasks SET passed_over = true WHERE id = $1", &[&uuid(id)])?;
+    Ok(())
+}
+
 fn interval(ttl: Duration) -> String {
     format!("{} milliseconds", ttl.as_millis())
 }
@@ -68,11 +74,16 @@ impl DeviceLeases for PgLeases {
             }
             if let Some(row) = &mine {
                 let seq: i64 = row.get(1);
-                let older = txn.query_opt(
-                    "SELECT 1 FROM cpe_tasks WHERE equipment_id = $1 AND status < 2 AND seq < $2 LIMIT 1",
+                // Locked until this commits, so the write that ends the last of them waits and then
+                // sees the mark below: the task is handed on, never left without a message.
+                let older = txn.query(
+                    "SELECT 1 FROM cpe_tasks WHERE equipment_id = $1 AND status < 2 AND seq < $2
+                     ORDER BY seq FOR SHARE",
                     &[&equipment.as_str(), &seq],
                 )?;
-                if older.is_some() {
+                if !older.is_empty() {
+                    pass_over(&mut txn, id)?;
+                    txn.commit()?;
                     return Ok(Acquired::Behind);
                 }
             }
@@ -103,9 +114,12 @@ impl DeviceLeases for PgLeases {
                             &[&equipment.as_str()],
                         )?
                         .map(|row| row.get(0));
-                    Acquired::Busy {
-                        same_task: holding == Some(uuid(id)),
+                    let same_task = holding == Some(uuid(id));
+                    if !same_task && mine.is_some() {
+                        // Should this delivery be given up, the holder's final write hands it on.
+                        pass_over(&mut txn, id)?;
                     }
+                    Acquired::Busy { same_task }
                 }
             };
             txn.commit()?;

@@ -119,7 +119,7 @@ pub struct Claimed {
 }
 
 /// Makes the next task of each device given due for publication now: its oldest unfinished task,
-/// when that one is still queued. Called in the transaction that ended the device's previous
+/// when that one is still queued and a worker let its delivery go (it was behind). Called in the transaction that ended the device's previous
 /// task, so a crash after it leaves the relay of any instance to publish it. Returns how many.
 pub fn make_next_due(txn: &mut postgres::Transaction<'_>, devices: &[String]) -> Result<u64, postgres::Error> {
     if devices.is_empty() {
@@ -127,11 +127,14 @@ pub fn make_next_due(txn: &mut postgres::Transaction<'_>, devices: &[String]) ->
     }
     // Never the create's own due value: a late note of the create's publication must not clear it.
     let now = millis(cpe_actors::domain::now_millis()) - 1;
+    // Only a task whose delivery was let go (`passed_over`): any other still has its message, and a
+    // second one could reach a worker process whose reports Service B has not written yet.
     txn.execute(
-        "UPDATE cpe_tasks t SET publish_due = CASE WHEN t.created_at + $3 = $2 THEN $2 - 1 ELSE $2 END
+        "UPDATE cpe_tasks t SET publish_due = CASE WHEN t.created_at + $3 = $2 THEN $2 - 1 ELSE $2 END,
+                                passed_over = false
          FROM (SELECT DISTINCT ON (equipment_id) id, status FROM cpe_tasks
                WHERE equipment_id = ANY($1) AND status < 2 ORDER BY equipment_id, seq) head
-         WHERE t.id = head.id AND head.status = 0",
+         WHERE t.id = head.id AND head.status = 0 AND t.passed_over",
         &[&devices, &now, &(PUBLISH_GRACE.as_millis() as i64)],
     )
 }

@@ -71,6 +71,9 @@ pub const MIGRATIONS: &[(i32, &str)] = &[
     -- A device's tasks of one status, newest first: a listing with ?status= reads only those,
     -- not every other task of the device.
     CREATE INDEX cpe_tasks_by_device_status ON cpe_tasks (equipment_id, status, created_at DESC, id DESC);
+    -- Set when a worker acknowledged the task's message because an older task of its device was
+    -- unfinished: the write that ends that task hands this one to the queue again (outbox.rs).
+    ALTER TABLE cpe_tasks ADD COLUMN passed_over boolean NOT NULL DEFAULT false;
     ",
     ),
 ];

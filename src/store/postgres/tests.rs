@@ -138,6 +138,8 @@ async fn a_device_has_one_holder_and_tasks_take_it_in_acceptance_order() {
     for record in [&older, &younger, &elsewhere] {
         store.put(record).unwrap();
     }
+    store.mark_published(&[older.id, younger.id, elsewhere.id]);
+    wait_noted(&schema.url, younger.id);
     let one = PgLeases::open(&schema.url, "instance one".into()).unwrap();
     let two = PgLeases::open(&schema.url, "instance two".into()).unwrap();
     let ttl = Duration::from_secs(30);
@@ -164,6 +166,10 @@ async fn a_device_has_one_holder_and_tasks_take_it_in_acceptance_order() {
     let mut done = older.clone();
     assert!(done.move_to(TaskStatus::Running) && done.finish(&Outcome::Completed { attempts: 1 }));
     store.put(&done).unwrap();
+    assert!(
+        handover_state(&schema.url, younger.id).0.is_some(),
+        "the task let go as behind is handed to the queue again"
+    );
     one.release(&lease).await.unwrap();
     assert_eq!(
         one.acquire(&message(&older), ttl, false).await.unwrap(),
@@ -310,6 +316,19 @@ fn finished(record: &TaskRecord) -> TaskRecord {
     done
 }
 
+/// What a worker's lease request leaves on a task that is behind an older one of its device.
+fn pass_over(url: &str, id: TaskId) {
+    let (url, id) = (url.to_owned(), rows::uuid(id));
+    std::thread::spawn(move || {
+        let mut client = url.parse::<Config>().unwrap().connect(postgres::NoTls).unwrap();
+        client
+            .execute("UPDATE cpe_tasks SET passed_over = true WHERE id = $1", &[&id])
+            .unwrap();
+    })
+    .join()
+    .unwrap()
+}
+
 /// Waits until the outbox thread has noted the task published (publish_due cleared).
 fn wait_noted(url: &str, id: TaskId) {
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
@@ -334,6 +353,22 @@ fn the_write_that_ends_a_task_makes_its_devices_next_task_due_and_a_late_note_do
     for id in [first.id, third.id, other.id] {
         wait_noted(&schema.url, id);
     }
+    // A device whose next task still has its message: nothing to hand on.
+    let (earlier, waiting) = (queued("ghi789"), queued("ghi789"));
+    for record in [&earlier, &waiting] {
+        store.put(record).unwrap();
+    }
+    store.mark_published(&[earlier.id, waiting.id]);
+    wait_noted(&schema.url, waiting.id);
+    store.put(&finished(&earlier)).unwrap();
+    assert_eq!(
+        handover_state(&schema.url, waiting.id).0,
+        None,
+        "its own message is on the queue"
+    );
+
+    // A worker let the second task's delivery go: it was behind the first.
+    pass_over(&schema.url, second.id);
     store.put(&finished(&first)).unwrap();
     let now = cpe_actors::domain::now_millis() as i64;
     let (due, _) = handover_state(&schema.url, second.id);
@@ -371,6 +406,8 @@ fn a_due_task_without_a_message_is_handed_on_again_then_fails_and_frees_its_devi
     for id in [stranded.id, next.id, other.id] {
         wait_noted(&schema.url, id);
     }
+    // The next task's delivery came, and was let go: it was behind the stranded one.
+    pass_over(&schema.url, next.id);
     let now = cpe_actors::domain::now_millis();
     let reason = "lost; see q.dlq".to_owned();
     assert_eq!(
