@@ -70,6 +70,12 @@ impl Server {
         self.child.id()
     }
 
+    /// SIGKILL: the process dies at once, as a crashed machine's would.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     pub async fn stop(&mut self) {
         // SAFETY: signals our own child.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };

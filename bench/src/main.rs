@@ -13,6 +13,7 @@ mod p5;
 mod p6;
 mod p7;
 mod p7_busy;
+mod p8;
 mod report;
 mod sys;
 mod waiters;
@@ -132,7 +133,8 @@ fn parse_phase(raw: &str) -> Result<u8, String> {
         "P5" => Ok(5),
         "P6" => Ok(6),
         "P7" => Ok(7),
-        _ => Err(format!("`{raw}` is not a phase: use P1, P2, P3, P4, P5, P6 or P7")),
+        "P8" => Ok(8),
+        _ => Err(format!("`{raw}` is not a phase: use P1, P2, P3, P4, P5, P6, P7 or P8")),
     }
 }
 
@@ -288,6 +290,10 @@ async fn run(options: Options, load: tokio::runtime::Handle) -> anyhow::Result<(
         p7::run(&bench, &mut report).await;
         p7_busy::run(&bench, &mut report).await;
         waiters::run(&bench, &mut report, options.binary.clone()).await;
+    }
+    if options.runs(8) {
+        phase("P8 contention across instances");
+        p8::run(&bench, &mut report, options.binary.clone()).await;
     }
     let _ = std::fs::remove_dir_all(&bench.root);
     println!();
