@@ -1,4 +1,4 @@
-//! cpe-bench: measures cpe-config's figures (P1 to P7 of docs/performance.md) against baselines taken in
+//! cpe-bench: measures cpe-config's figures (P1 to P8 of docs/performance.md) against baselines taken in
 //! the same run, with the app started in this process on port 0, and prints the table.
 
 mod child;
@@ -86,7 +86,7 @@ struct Options {
     #[arg(long, value_parser = parse_duration)]
     fill_limit: Option<Duration>,
 
-    /// The cpe-config binary P6 and P7 start as their server. [default: the one next to cpe-bench]
+    /// The cpe-config binary P6, P7 and P8 start as their server. [default: the one next to cpe-bench]
     #[arg(long)]
     binary: Option<std::path::PathBuf>,
 
@@ -346,6 +346,7 @@ mod tests {
         assert!(parse_size("0").is_err() && parse_size("ten").is_err());
         assert_eq!(parse_phase("p3"), Ok(3));
         assert_eq!(parse_phase("P7"), Ok(7));
-        assert!(parse_phase("P8").is_err());
+        assert_eq!(parse_phase("P8"), Ok(8));
+        assert!(parse_phase("P9").is_err());
     }
 }
