@@ -10,7 +10,35 @@ use tokio::sync::oneshot;
 /// Most changes in one transaction: bounds the latency a large batch adds to its first member.
 const MAX_BATCH: usize = 1024;
 
-type Done = oneshot::Sender<Result<(), StoreError>>;
+/// Told once, with the change's result; a writer that drops it unanswered (its thread panicked)
+/// tells it that the writer stopped, so no submitter waits for ever.
+pub struct Done(Option<Tell>);
+
+type Tell = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
+
+impl Done {
+    fn new(tell: impl FnOnce(Result<(), StoreError>) + Send + 'static) -> Self {
+        Self(Some(Box::new(tell)))
+    }
+
+    fn send(mut self, result: Result<(), StoreError>) {
+        if let Some(tell) = self.0.take() {
+            tell(result);
+        }
+    }
+}
+
+impl Drop for Done {
+    fn drop(&mut self) {
+        if let Some(tell) = self.0.take() {
+            tell(Err(stopped()));
+        }
+    }
+}
+
+fn stopped() -> StoreError {
+    StoreError::Unavailable("the store writer has stopped".into())
+}
 
 /// The sending side; the writer thread ends once every handle is dropped and the queue is empty.
 pub struct GroupCommit {
@@ -34,14 +62,18 @@ impl GroupCommit {
     /// Queues a change; the receiver answers once it is durable (or failed, with the batch).
     pub fn submit(&self, op: WriteOp) -> oneshot::Receiver<Result<(), StoreError>> {
         let (done, answer) = oneshot::channel();
-        let refused = match &self.queue {
-            Some(queue) => queue.send((op, done)).err().map(|mpsc::SendError((_, done))| done),
-            None => Some(done),
-        };
-        if let Some(done) = refused {
-            let _ = done.send(Err(StoreError::Unavailable("the store writer has stopped".into())));
-        }
+        self.submit_then(op, move |result| drop(done.send(result)));
         answer
+    }
+
+    /// Queues a change; `then` runs on the writer's thread once it is durable (or failed), so a
+    /// submitter needs no task of its own to wait. `then` must not block.
+    pub fn submit_then(&self, op: WriteOp, then: impl FnOnce(Result<(), StoreError>) + Send + 'static) {
+        let done = Done::new(then);
+        // Refused (the writer stopped): dropping `done` tells `then` so.
+        if let Some(queue) = &self.queue {
+            let _ = queue.send((op, done));
+        }
     }
 
     /// Clean stop: takes no more changes, lets the writer commit what is queued, and waits for its
@@ -82,8 +114,7 @@ fn write_loop(store: &dyn TaskStore, waiting: mpsc::Receiver<(WriteOp, Done)>) {
                 Err(error) => tracing::error!(%error, "a task change could not be stored"),
                 Ok(()) => {}
             }
-            // A submitter that stopped waiting needs no answer.
-            let _ = answer.send(result);
+            answer.send(result);
         }
     }
 }
@@ -130,6 +161,15 @@ mod tests {
         fn counts(&self) -> Result<crate::ports::StoreCounts, StoreError> {
             self.inner.counts()
         }
+    }
+
+    #[test]
+    fn a_change_dropped_unanswered_is_told_that_the_writer_stopped() {
+        let (tell, told) = std::sync::mpsc::channel();
+        drop(Done::new(move |result| tell.send(result).unwrap()));
+        let error = told.try_recv().expect("told when dropped").unwrap_err();
+        assert!(error.message().contains("writer has stopped"), "{error}");
+        assert!(told.try_recv().is_err(), "told once");
     }
 
     #[tokio::test]

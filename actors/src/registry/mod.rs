@@ -317,10 +317,9 @@ impl RegistryState {
         // Only watched tasks need their final record copied: a watcher cannot register while this
         // change is in flight (its Watch waits behind the busy task), so none is missed.
         let finished = self.watchers.contains_key(&id).then(|| final_record(&op)).flatten();
-        let durable = self.writer.submit(op);
         let myself = myself.clone();
-        tokio::spawn(async move {
-            let result = durable.await.unwrap_or_else(|_| Err(writer_stopped()));
+        // Told on the writer's thread: the answer and the notes go out with no task per change.
+        self.writer.submit_then(op, move |result| {
             if let (Ok(()), Some(record)) = (&result, finished) {
                 let _ = myself.cast(RegistryMsg::Finalized(record));
             }
