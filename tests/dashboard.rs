@@ -217,6 +217,84 @@ async fn an_operator_watches_searches_retries_and_cancels_in_a_browser() {
     browser.end().await;
 }
 
+/// A page of another origin, opened by the operator on the machine that runs Service B (a loopback
+/// client, so without `--api-token` its writes would pass the loopback rule): it auto-submits a
+/// `text/plain` form that creates a task and one that cancels every task, and fires the same as
+/// `no-cors` fetches. None of them may change anything.
+#[tokio::test]
+async fn a_page_of_another_origin_cannot_create_or_cancel_tasks_through_the_operators_browser() {
+    let Some(driver) = Driver::start().await else {
+        return;
+    };
+    let browser = driver.session().await;
+    let app = start(&["--workers=1", "--config-delay=60s", "--call-timeout=120s"]).await;
+    let b = app.service_b_addr;
+    let _busy = create_task(b, "dash0006").await;
+    let queued = create_task(b, "dash0006").await;
+    let target = url(b, "");
+    let page = format!(
+        r#"<!doctype html><body>
+<iframe name="sink1"></iframe><iframe name="sink2"></iframe>
+<form id="create" method="POST" enctype="text/plain" target="sink1" action="{target}/api/v1/equipment/cpe/evil0001">
+<input name='{{"timeoutInSeconds": 1, "parameters": {{"vlan": 666}}, "x": "' value='"}}'></form>
+<form id="cancel" method="POST" enctype="text/plain" target="sink2" action="{target}/api/v1/tasks/cancel">
+<input name='{{"all": true, "x": "' value='"}}'></form>
+<script>
+document.getElementById("create").submit();
+document.getElementById("cancel").submit();
+const body = JSON.stringify({{timeoutInSeconds: 1, parameters: {{vlan: 667}}}});
+fetch("{target}/api/v1/equipment/cpe/evil0002", {{method: "POST", mode: "no-cors", body}});
+fetch("{target}/api/v1/tasks/cancel", {{method: "POST", mode: "no-cors", body: "{{}}"}});
+setTimeout(() => {{ document.title = "sent"; }}, 1500);
+</script></body>"#
+    );
+    let attacker = serve_page(page).await;
+    browser.navigate(&format!("http://{attacker}/")).await;
+    browser
+        .wait_until("the page sent its requests", |b| async move {
+            b.command(reqwest::Method::GET, "/title", Value::Null).await == "sent"
+        })
+        .await;
+    // Once the page is done, the state it tried to change.
+    let (_, page) = send(client().get(url(b, "/api/v1/tasks"))).await;
+    let devices: Vec<&str> = page["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|task| task["equipmentId"].as_str())
+        .collect();
+    assert_eq!(devices, ["dash0006", "dash0006"], "no task created: {page}");
+    assert_eq!(
+        task_status(b, "dash0006", &queued).await["status"],
+        "queued",
+        "nothing cancelled"
+    );
+    app.shutdown().await.unwrap();
+    browser.end().await;
+}
+
+/// Serves `page` to every request on a new loopback port (another origin than Service B's).
+async fn serve_page(page: String) -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let page = page.clone();
+            tokio::spawn(async move {
+                let mut head = [0u8; 4096];
+                let _ = socket.read(&mut head).await;
+                let answer = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: text/html\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{page}",
+                    page.len()
+                );
+                let _ = socket.write_all(answer.as_bytes()).await;
+            });
+        }
+    });
+    addr
+}
+
 fn row_status(task: &str) -> String {
     format!("tr[data-task-id=\"{task}\"] td.status")
 }

@@ -103,7 +103,7 @@ fn replace_bodyless_error(buf: &[u8]) -> Option<Vec<u8>> {
     let reason = rest.get(3..)?.split("\r\n").next()?.trim();
     Some(
         format!(
-            "HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            "HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\nx-content-type-options: nosniff\r\ncache-control: no-store\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
             body.len()
         )
         .into_bytes(),

@@ -26,7 +26,7 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 use warp::filters::BoxedFilter;
-use warp::http::{HeaderMap, Method, StatusCode};
+use warp::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use warp::reply::{Reply, Response};
 use warp::Filter;
 
@@ -55,6 +55,8 @@ pub struct HttpRequest {
     pub body: Bytes,
     /// The connection's TCP peer address; None only when served without the edge (no socket).
     pub peer: Option<std::net::IpAddr>,
+    /// The host and port the client asked for (`Host`, or HTTP/2's `:authority`), when given.
+    pub authority: Option<String>,
 }
 
 #[async_trait]
@@ -112,6 +114,8 @@ pub fn filter(routes: Arc<dyn Routes>, body_timeout: Duration) -> BoxedFilter<(R
         .and(query)
         .and(warp::header::headers_cloned())
         .and(warp::ext::optional::<edge::Peer>())
+        // A `Host` that does not parse is no authority, not a rejection: the routes decide.
+        .and(warp::host::optional().or(warp::any().map(|| None)).unify())
         .and(warp::body::stream())
         .then(
             move |method: Method,
@@ -119,6 +123,7 @@ pub fn filter(routes: Arc<dyn Routes>, body_timeout: Duration) -> BoxedFilter<(R
                   query: String,
                   headers: HeaderMap,
                   peer: Option<edge::Peer>,
+                  authority: Option<warp::host::Authority>,
                   body| {
                 let routes = routes.clone();
                 async move {
@@ -133,6 +138,7 @@ pub fn filter(routes: Arc<dyn Routes>, body_timeout: Duration) -> BoxedFilter<(R
                         headers,
                         body,
                         peer: peer.map(|peer| peer.0.ip()),
+                        authority: authority.map(|authority| authority.as_str().to_ascii_lowercase()),
                     };
                     match AssertUnwindSafe(routes.handle(request)).catch_unwind().await {
                         Ok(response) => response,
@@ -144,7 +150,18 @@ pub fn filter(routes: Arc<dyn Routes>, body_timeout: Duration) -> BoxedFilter<(R
                 }
             },
         );
-    observe::wrap(served, observer)
+    observe::wrap(served.map(secured), observer)
+}
+
+/// Every answer: never sniffed as another type; never kept by a cache (task data, metrics) unless
+/// the route says otherwise (the dashboard's files revalidate).
+fn secured(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    if !headers.contains_key(header::CACHE_CONTROL) {
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    response
 }
 
 enum BodyError {

@@ -15,6 +15,7 @@ mod cli;
 mod client_cli;
 mod compose;
 mod contract;
+mod cross_site;
 mod dropped_clients;
 mod edge;
 mod harness;

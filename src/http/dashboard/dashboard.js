@@ -19,7 +19,11 @@ function headers() {
 
 async function api(method, path, body) {
   const init = { method, headers: headers() };
-  if (body !== undefined) init.body = JSON.stringify(body);
+  if (body !== undefined) {
+    init.body = JSON.stringify(body);
+    // A write's body must say it is JSON: a text/plain one is refused (cross-site forms send those).
+    init.headers["Content-Type"] = "application/json";
+  }
   const response = await fetch(path, init);
   let json = null;
   try { json = await response.json(); } catch (_) { /* not JSON */ }

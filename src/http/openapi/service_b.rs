@@ -37,6 +37,13 @@ pub fn document() -> Value {
     paths.insert("/metrics".into(), metrics_path());
     paths.insert(super::PATH.into(), openapi_path());
     paths.extend(super::dashboard::paths());
+    for path in paths.values_mut() {
+        for (method, operation) in path.as_object_mut().into_iter().flatten() {
+            if method == "post" || method == "delete" {
+                refuse_cross_site(operation);
+            }
+        }
+    }
     frame(
         "cpe-config Service B (config_status_service)",
         "The asynchronous front: create a configuration task, get its id at once, then read its status. \
@@ -69,6 +76,31 @@ pub(super) fn forbidden() -> Value {
         "Without `--api-token`: the client is not on loopback.",
         &[("notLoopback", crate::http::dashboard::WRITE_FORBIDDEN)],
     )
+}
+
+/// Every write: 403 from another site (besides the loopback rule where it applies), 415 for a body
+/// that is not JSON (see `http/service_b/cross_site.rs`).
+fn refuse_cross_site(operation: &mut Value) {
+    let responses = &mut operation["responses"];
+    let cross_site = ("crossSite", crate::http::service_b::CROSS_SITE);
+    let mut forbidden = match responses.get("403") {
+        Some(_) => error_response(
+            403,
+            "Another site's request (`Origin`, `Sec-Fetch-Site`); or, without `--api-token`, a client not on loopback.",
+            &[cross_site, ("notLoopback", crate::http::dashboard::WRITE_FORBIDDEN)],
+        ),
+        None => error_response(
+            403,
+            "Another site's request (`Origin`, `Sec-Fetch-Site`).",
+            &[cross_site],
+        ),
+    };
+    responses["403"] = forbidden.take();
+    responses["415"] = error_response(
+        415,
+        "A body declared as anything but JSON (`Content-Type`).",
+        &[("formBody", crate::http::service_b::NOT_JSON)],
+    );
 }
 
 pub(super) fn task_parameter() -> Value {

@@ -10,6 +10,7 @@ fn request(method: Method, path: &str) -> HttpRequest {
         headers: Default::default(),
         body: Default::default(),
         peer: None,
+        authority: None,
     }
 }
 

@@ -3,6 +3,9 @@
 //! status route and the bearer token have their own files.
 
 mod create;
+mod cross_site;
+
+pub use cross_site::{CROSS_SITE, NOT_JSON};
 mod status;
 mod token;
 
@@ -58,6 +61,11 @@ impl TaskRoute {
     /// Cancel, retry and the bulk actions: without `--api-token`, open to loopback peers only.
     fn is_operator_write(self) -> bool {
         matches!(self, Self::Retry | Self::Bulk(_) | Self::Cancel)
+    }
+
+    /// Every POST and DELETE: refused from another site, and with a body that is not JSON.
+    fn is_write(self) -> bool {
+        matches!(self, Self::Create | Self::Retry | Self::Bulk(_) | Self::Cancel)
     }
 
     /// Routes that queue new tasks: refused with 503 while the process starts or stops.
@@ -191,6 +199,12 @@ impl ServiceB {
         if let Some(denied) = self.check_token(request) {
             return Err(Box::new(denied));
         }
+        if route.is_write() {
+            if let Some(refused) = cross_site::refuse_cross_site(request) {
+                tracing::warn!(path = %request.path, "cross-site write refused");
+                return Err(Box::new(refused));
+            }
+        }
         if route.is_operator_write() && !dashboard::may_write(self.api_token.is_some(), request.peer) {
             return Err(Box::new(dashboard::forbidden()));
         }
@@ -201,6 +215,11 @@ impl ServiceB {
                 Err(_) => return Err(Box::new(error(StatusCode::NOT_FOUND, EQUIPMENT_NOT_FOUND))),
             },
         };
+        if route.is_write() {
+            if let Some(refused) = cross_site::refuse_non_json(request) {
+                return Err(Box::new(refused));
+            }
+        }
         if route.changes_tasks() {
             if let Some(refused) = self.refuse_while_stopping() {
                 if matches!(route, TaskRoute::Create) {

@@ -87,6 +87,25 @@ async fn every_example_is_an_answer_of_the_running_app() {
             send(client().post(cpe(sa, DEVICE)).body(body)).await,
         );
     }
+    // Every write refuses another site's request and a body that is not JSON, before it runs.
+    let task = format!("{device}/task/{second}");
+    for (operation, method, path) in [
+        ("createTask", reqwest::Method::POST, cpe(sb, &device)),
+        ("cancelTask", reqwest::Method::DELETE, cpe(sb, &task)),
+        ("retryTask", reqwest::Method::POST, cpe(sb, &format!("{task}/retry"))),
+        ("retryTasks", reqwest::Method::POST, url(sb, "/api/v1/tasks/retry")),
+        ("cancelTasks", reqwest::Method::POST, url(sb, "/api/v1/tasks/cancel")),
+    ] {
+        let evil = client()
+            .request(method.clone(), &path)
+            .header("origin", "https://evil.example");
+        check.answer(b, operation, "crossSite", send(evil).await);
+        let form = client()
+            .request(method, &path)
+            .header("content-type", "text/plain")
+            .body(object_form.clone());
+        check.answer(b, operation, "formBody", send(form).await);
+    }
     for (service, addr, operation) in [(b, sb, "createTask"), (a, sa, "configureDevice")] {
         let bad = client().post(cpe(addr, "abc")).body(object_form.clone());
         check.answer(service, operation, "equipmentNotFound", send(bad).await);
