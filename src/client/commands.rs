@@ -97,7 +97,8 @@ pub async fn retry(client: &Client, args: &RetryArgs) -> Result<Outcome> {
         (Some(device), Some(task)) => (format!("/api/v1/equipment/cpe/{device}/task/{task}/retry"), None),
         _ if args.all_failed => (
             "/api/v1/tasks/retry".to_owned(),
-            Some(json!({"status": ["failed"], "equipmentIds": args.devices})),
+            // No devices named: every failed task, which the route needs spelled out.
+            Some(json!({"status": ["failed"], "equipmentIds": args.devices, "all": args.devices.is_empty()})),
         ),
         _ => bail!("name a task (DEVICE TASK) or ask for --all-failed"),
     };

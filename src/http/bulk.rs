@@ -20,7 +20,8 @@ const MAX_DEVICES: usize = 1_000;
 /// Tasks read per page while walking the matches.
 const PAGE: usize = 500;
 
-/// The body: which tasks. Both fields are optional; an empty body means every matching task.
+/// The body, an object: which tasks. The devices, or `"all": true`; never nothing, so a body left
+/// empty by mistake does not act on every task.
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct Filter {
@@ -28,6 +29,8 @@ struct Filter {
     status: Vec<String>,
     #[serde(default)]
     equipment_ids: Vec<String>,
+    #[serde(default)]
+    all: bool,
 }
 
 #[derive(Clone, Copy)]
@@ -106,31 +109,46 @@ pub async fn run(
     reply(StatusCode::OK, json!({"code": 200, "done": done, "skipped": skipped}))
 }
 
-/// The devices named by the filter (empty: all); otherwise the status and message of the refusal.
+/// The devices named by the filter, each once (empty: `"all": true`); otherwise the status and
+/// message of the refusal.
 fn read_filter(action: Action, body: &[u8]) -> Result<Vec<EquipmentId>, (StatusCode, String)> {
-    let filter: Filter = if body.iter().all(u8::is_ascii_whitespace) {
-        Filter::default()
-    } else {
-        serde_json::from_slice(body).map_err(|e| {
-            let status = if e.is_syntax() || e.is_eof() {
-                StatusCode::BAD_REQUEST
-            } else {
-                StatusCode::UNPROCESSABLE_ENTITY
-            };
-            (status, format!("Request body is not a valid filter: {e}"))
-        })?
-    };
     let refuse = |message: String| Err((StatusCode::UNPROCESSABLE_ENTITY, message));
     let only = action.status().name();
+    let spelled = format!("give equipmentIds, or {{\"all\": true}} for every {only} task");
+    let not_a_filter = |e: serde_json::Error| {
+        let status = if e.is_syntax() || e.is_eof() {
+            StatusCode::BAD_REQUEST
+        } else {
+            StatusCode::UNPROCESSABLE_ENTITY
+        };
+        (status, format!("Request body is not a valid filter: {e}"))
+    };
+    // serde would read a struct from an array too: `[]` must not mean "every task"; nor may an
+    // empty body.
+    let empty = body.iter().all(u8::is_ascii_whitespace);
+    if empty || body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        if !empty {
+            serde_json::from_slice::<serde::de::IgnoredAny>(body).map_err(not_a_filter)?;
+        }
+        return refuse(format!("The filter must be a JSON object: {spelled}"));
+    }
+    let filter: Filter = serde_json::from_slice(body).map_err(not_a_filter)?;
     if let Some(other) = filter.status.iter().find(|s| s.as_str() != only) {
         return refuse(format!("status may only be [\"{only}\"] here, got `{}`", shown(other)));
     }
     if filter.equipment_ids.len() > MAX_DEVICES {
         return refuse(format!("equipmentIds may name at most {MAX_DEVICES} devices"));
     }
-    let mut devices = Vec::with_capacity(filter.equipment_ids.len());
+    match (filter.all, filter.equipment_ids.is_empty()) {
+        (false, true) => return refuse(format!("The filter names no tasks: {spelled}")),
+        (true, false) => return refuse("\"all\": true and equipmentIds exclude each other: give one".into()),
+        _ => {}
+    }
+    let mut devices: Vec<EquipmentId> = Vec::with_capacity(filter.equipment_ids.len());
     for raw in &filter.equipment_ids {
         match EquipmentId::parse(raw) {
+            // A device named twice is walked once: each task is counted once.
+            Ok(device) if devices.contains(&device) => {}
             Ok(device) => devices.push(device),
             Err(_) => {
                 return refuse(format!(

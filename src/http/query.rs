@@ -34,6 +34,18 @@ pub fn pairs<'q>(query: &'q str, known: &[&str]) -> Result<Vec<(&'q str, &'q str
     Ok(out)
 }
 
+/// A parameter that takes one value, given at most once: which of two would win is a guess.
+fn once(pairs: &[(&str, &str)], name: &str) -> Result<(), String> {
+    match pairs.iter().filter(|(given, _)| *given == name).count() {
+        0 | 1 => Ok(()),
+        _ => Err(repeated(name)),
+    }
+}
+
+fn repeated(name: &str) -> String {
+    format!("Query parameter `{name}` is given more than once; give it once")
+}
+
 /// A listing's page request: statuses (repeatable or comma-separated), limit and cursor.
 #[derive(Debug)]
 pub struct ListParams {
@@ -48,7 +60,11 @@ pub fn list_params(query: &str) -> Result<ListParams, String> {
         limit: DEFAULT_LIMIT,
         before: None,
     };
-    for (name, value) in pairs(query, &["status", "limit", "cursor"])? {
+    let pairs = pairs(query, &["status", "limit", "cursor"])?;
+    for single in ["limit", "cursor"] {
+        once(&pairs, single)?;
+    }
+    for (name, value) in pairs {
         match name {
             "status" => {
                 for one in value.split(',') {
@@ -82,9 +98,13 @@ pub fn list_params(query: &str) -> Result<ListParams, String> {
 /// `?wait=30s` on the status route: None without it; more than [`MAX_WAIT`] is refused.
 /// Other parameters are ignored there, as they always were.
 pub fn wait_param(query: &str) -> Result<Option<Duration>, String> {
-    let Some(value) = query.split('&').find_map(|pair| pair.strip_prefix("wait=")) else {
+    let mut waits = query.split('&').filter_map(|pair| pair.strip_prefix("wait="));
+    let Some(value) = waits.next() else {
         return Ok(None);
     };
+    if waits.next().is_some() {
+        return Err(repeated("wait"));
+    }
     let wait = parse_duration(value).map_err(|why| format!("wait: {why}"))?;
     if wait > MAX_WAIT {
         return Err(format!("wait may be at most 60s, got `{}`", shown(value)));

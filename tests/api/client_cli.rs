@@ -88,6 +88,10 @@ fn a_failed_task_exits_one_and_retry_all_failed_runs_it_again() {
     let retried = client(&url, &["retry", "--all-failed", "--device", "client02"]);
     assert_eq!(retried.status.code(), Some(0), "{}", everything(&retried));
     assert!(stdout(&retried).contains("retried 1"), "{}", everything(&retried));
+    // No device named: every failed task, spelled out to the route as `"all": true`.
+    let all = client(&url, &["retry", "--all-failed"]);
+    assert_eq!(all.status.code(), Some(0), "{}", everything(&all));
+    assert!(stdout(&all).contains("retried "), "{}", everything(&all));
 }
 
 #[test]

@@ -321,6 +321,11 @@ async fn bulk_retry_and_cancel_act_on_what_matches_and_say_how_many_on(store: &s
         (r#"{"equipmentIds": ["bad-id"]}"#, 422, "bad-id"),
         (r#"{"devices": []}"#, 422, "devices"),
         (r#"{"status": "#, 400, "filter"),
+        ("", 422, "all"),
+        ("{}", 422, "names no tasks"),
+        (r#"{"status": ["failed"]}"#, 422, "names no tasks"),
+        ("[]", 422, "JSON object"),
+        (r#"{"all": true, "equipmentIds": ["bulk0001"]}"#, 422, "exclude"),
     ] {
         let (got, answer) = send(http1_client().post(url(b, "/api/v1/tasks/retry")).body(body)).await;
         assert_eq!(got, status, "{body}: {answer}");
@@ -340,10 +345,11 @@ async fn bulk_retry_and_cancel_act_on_what_matches_and_say_how_many_on(store: &s
         create_task(b, "bulk0003").await;
     }
     // One runs; the three behind it on the same device are queued.
+    // A device named twice is walked once: each task counted once.
     let (status, body) = send(
         client()
             .post(url(b, "/api/v1/tasks/cancel"))
-            .body(r#"{"equipmentIds": ["bulk0003"]}"#),
+            .body(r#"{"equipmentIds": ["bulk0003", "bulk0003"]}"#),
     )
     .await;
     assert_eq!((status, body), (200, json!({"code": 200, "done": 3, "skipped": 0})));

@@ -61,8 +61,9 @@ pub fn bulk(operation: &str, verb: &str, only: &str, other: &str) -> Value {
         "tags": ["tasks"],
         "security": token(),
         "requestBody": {
-            "required": false,
-            "description": "Which tasks; an empty body or `{}` means every task in that status.",
+            "required": true,
+            "description": "Which tasks: the devices (each counted once however often named), or `{\"all\": true}` \
+                            for every task in that status. An empty filter is refused.",
             "content": {"application/json": {
                 "schema": {
                     "type": "object",
@@ -70,9 +71,13 @@ pub fn bulk(operation: &str, verb: &str, only: &str, other: &str) -> Value {
                     "properties": {
                         "status": {"type": "array", "items": {"const": only}},
                         "equipmentIds": {"type": "array", "maxItems": 1000, "items": schema_ref("EquipmentId")},
+                        "all": {"type": "boolean", "description": "Every task in that status; not with equipmentIds."},
                     },
                 },
-                "examples": {"devices": {"value": {"status": [only], "equipmentIds": ["abc123"]}}},
+                "examples": {
+                    "devices": {"value": {"status": [only], "equipmentIds": ["abc123"]}},
+                    "everything": {"value": {"all": true}},
+                },
             }},
         },
         "responses": responses(json!({
@@ -91,6 +96,14 @@ pub fn bulk(operation: &str, verb: &str, only: &str, other: &str) -> Value {
                 (
                     "badDevice",
                     "equipmentIds: `abc` is not an equipment id (6 or more letters and digits)",
+                ),
+                (
+                    "noFilter",
+                    &format!("The filter names no tasks: give equipmentIds, or {{\"all\": true}} for every {only} task"),
+                ),
+                (
+                    "notAnObject",
+                    &format!("The filter must be a JSON object: give equipmentIds, or {{\"all\": true}} for every {only} task"),
                 ),
             ]),
             "503": error_response(503, "Not done: starting or stopping, or the store or queue failed.", &unavailable),

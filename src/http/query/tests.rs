@@ -41,3 +41,13 @@ fn a_wait_is_a_duration_of_at_most_a_minute() {
     assert!(wait_param("wait=61s").unwrap_err().contains("at most 60s"));
     assert!(wait_param("wait=30").unwrap_err().contains("unit"));
 }
+
+#[test]
+fn a_single_valued_parameter_given_twice_is_refused_and_status_may_repeat() {
+    for twice in ["limit=50&limit=1", "cursor=a&cursor=b"] {
+        assert!(list_params(twice).unwrap_err().contains("more than once"), "{twice}");
+    }
+    assert!(wait_param("wait=1s&wait=30s").unwrap_err().contains("more than once"));
+    let statuses = list_params("status=failed&status=queued").unwrap().statuses;
+    assert_eq!(statuses, [TaskStatus::Failed, TaskStatus::Queued]);
+}

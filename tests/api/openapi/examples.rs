@@ -195,6 +195,9 @@ async fn every_example_is_an_answer_of_the_running_app() {
     let filter = check.body(b, "cancelTasks", "devices");
     let counts = send(client().post(url(sb, "/api/v1/tasks/cancel")).body(filter)).await;
     check.answer(b, "cancelTasks", "counts", counts);
+    let everything = check.body(b, "cancelTasks", "everything");
+    let counts = send(client().post(url(sb, "/api/v1/tasks/cancel")).body(everything)).await;
+    check.answer(b, "cancelTasks", "counts", counts);
 
     // What the edge answers before any route: HTTP/1.1 requests a normal client never sends.
     let long = format!("GET /{} HTTP/1.1\r\nhost: localhost\r\n\r\n", "a".repeat(70_000));
@@ -285,6 +288,9 @@ async fn every_example_is_an_answer_of_the_running_app() {
         counts.1
     );
     check.answer(b, "retryTasks", "counts", counts);
+    let everything = check.body(b, "retryTasks", "everything");
+    let counts = send(client().post(url(fb, "/api/v1/tasks/retry")).body(everything)).await;
+    check.answer(b, "retryTasks", "counts", counts);
     check.answer(
         a,
         "configureDevice",
@@ -329,6 +335,8 @@ async fn bulk_errors(check: &mut Checker, sb: Option<SocketAddr>) {
             ("notJson", "x".to_owned()),
             ("otherStatus", format!(r#"{{"status": ["{other}"]}}"#)),
             ("badDevice", r#"{"equipmentIds": ["abc"]}"#.to_owned()),
+            ("noFilter", "{}".to_owned()),
+            ("notAnObject", "[]".to_owned()),
         ] {
             let answer = send(client().post(url(sb, path)).body(body)).await;
             check.answer(Service::B, operation, name, answer);
