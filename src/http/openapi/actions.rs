@@ -73,6 +73,11 @@ pub fn bulk(operation: &str, verb: &str, only: &str, other: &str) -> Value {
                         "equipmentIds": {"type": "array", "maxItems": 1000, "items": schema_ref("EquipmentId")},
                         "all": {"type": "boolean", "description": "Every task in that status; not with equipmentIds."},
                     },
+                    // The devices, or every task: one of the two, never both, never neither.
+                    "oneOf": [
+                        {"required": ["equipmentIds"], "properties": {"equipmentIds": {"minItems": 1}, "all": {"const": false}}},
+                        {"required": ["all"], "properties": {"all": {"const": true}, "equipmentIds": {"maxItems": 0}}},
+                    ],
                 },
                 "examples": {
                     "devices": {"value": {"status": [only], "equipmentIds": ["abc123"]}},
