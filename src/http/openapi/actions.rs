@@ -75,8 +75,12 @@ pub fn bulk(operation: &str, verb: &str, only: &str, other: &str) -> Value {
                     },
                     // The devices, or every task: one of the two, never both, never neither.
                     "oneOf": [
-                        {"required": ["equipmentIds"], "properties": {"equipmentIds": {"minItems": 1}, "all": {"const": false}}},
-                        {"required": ["all"], "properties": {"all": {"const": true}, "equipmentIds": {"maxItems": 0}}},
+                        {"required": ["equipmentIds"], "properties": {
+                            "status": {}, "equipmentIds": {"minItems": 1}, "all": {"const": false},
+                        }},
+                        {"required": ["all"], "properties": {
+                            "status": {}, "all": {"const": true}, "equipmentIds": {"maxItems": 0},
+                        }},
                     ],
                 },
                 "examples": {
