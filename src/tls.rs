@@ -75,6 +75,16 @@ fn write_file(path: &Path, contents: &[u8], mode: u32, replace: bool) -> Result<
         .with_context(|| format!("cannot write {}", path.display()))
 }
 
+/// The served certificate (the first of the chain in `dir`): which names Service B answers to.
+pub fn leaf_certificate(dir: &Path) -> Result<CertificateDer<'static>> {
+    let cert_file = dir.join(CERT_FILE);
+    CertificateDer::pem_file_iter(&cert_file)
+        .with_context(|| format!("cannot read {}", cert_file.display()))?
+        .next()
+        .with_context(|| format!("{} holds no certificate", cert_file.display()))?
+        .with_context(|| format!("{} is not a PEM certificate file", cert_file.display()))
+}
+
 /// The server side: the pair in `dir`, HTTP/2 and HTTP/1.1 offered through ALPN.
 pub fn server_config(dir: &Path) -> Result<Arc<rustls::ServerConfig>> {
     let cert_file = dir.join(CERT_FILE);

@@ -1,8 +1,8 @@
 //! The option groups, one per concern, flattened into `Config`: each part of the app takes its own.
 
 use super::parse::{
-    parse_amqp_url, parse_api_token, parse_database_url, parse_fraction, parse_https_url, parse_queue_name,
-    parse_store, QuietParser,
+    parse_amqp_url, parse_api_token, parse_database_url, parse_fraction, parse_https_url, parse_public_host,
+    parse_queue_name, parse_store, QuietParser,
 };
 use super::StoreKind;
 use crate::duration::parse_duration;
@@ -134,6 +134,12 @@ pub struct HttpOptions {
         display_order = 10
     )]
     pub service_b_addr: SocketAddr,
+
+    /// A name or address Service B answers to (repeatable; comma-separated in the variable).
+    /// Default: the names and addresses in the served certificate, and the listen address.
+    /// Any other `Host` gets 421, so a DNS-rebinding page cannot reach it.
+    #[arg(long = "public-host", global = true, env = "PUBLIC_HOST", value_delimiter = ',', value_parser = parse_public_host, display_order = 29)]
+    pub public_hosts: Vec<String>,
 
     /// When set, Service B requires `Authorization: Bearer <token>`.
     #[arg(long, global = true, env = "API_TOKEN", value_parser = QuietParser(parse_api_token), hide_env_values = true, display_order = 28)]

@@ -92,6 +92,19 @@ pub(super) fn parse_queue_name(raw: &str) -> Result<String, String> {
     }
 }
 
+/// A name or address Service B answers to, without a port: `cpe.example.net`, `10.0.0.5`, `::1`.
+pub(super) fn parse_public_host(raw: &str) -> Result<String, String> {
+    let name =
+        !raw.is_empty() && raw.len() <= 253 && raw.chars().all(|c| c.is_ascii_alphanumeric() || "-.".contains(c));
+    if name || raw.parse::<std::net::IpAddr>().is_ok() {
+        Ok(raw.to_ascii_lowercase())
+    } else {
+        Err(format!(
+            "`{raw}` is not a host name or address (letters, digits, - and ., or an IP address; no port)"
+        ))
+    }
+}
+
 pub(super) fn parse_fraction(raw: &str) -> Result<f64, String> {
     raw.parse::<f64>()
         .ok()

@@ -63,6 +63,12 @@ pub struct HttpRequest {
 pub trait Routes: Send + Sync + 'static {
     async fn handle(&self, request: HttpRequest) -> Response;
 
+    /// Whether the service answers to this `Host` (or `:authority`); refused with 421 before any
+    /// route runs, health and metrics included. Every host by default.
+    fn answers_to(&self, _authority: Option<&str>) -> bool {
+        true
+    }
+
     /// Where requests are counted and timed (see `observe.rs`); None: not measured.
     fn observer(&self) -> Option<observe::HttpObserver> {
         None
@@ -140,6 +146,12 @@ pub fn filter(routes: Arc<dyn Routes>, body_timeout: Duration) -> BoxedFilter<(R
                         peer: peer.map(|peer| peer.0.ip()),
                         authority: authority.map(|authority| authority.as_str().to_ascii_lowercase()),
                     };
+                    if !routes.answers_to(request.authority.as_deref()) {
+                        return error(
+                            StatusCode::MISDIRECTED_REQUEST,
+                            "This service does not answer to that Host; see --public-host",
+                        );
+                    }
                     match AssertUnwindSafe(routes.handle(request)).catch_unwind().await {
                         Ok(response) => response,
                         Err(_) => {

@@ -39,6 +39,10 @@ pub fn routes() -> Vec<(Option<Method>, &'static str)> {
 
 #[async_trait]
 impl Routes for Observed {
+    fn answers_to(&self, authority: Option<&str>) -> bool {
+        self.inner.answers_to(authority)
+    }
+
     async fn handle(&self, request: HttpRequest) -> Response {
         match table().lookup(&request) {
             Lookup::Found(..) => {}

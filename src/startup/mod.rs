@@ -116,7 +116,14 @@ impl App {
                     parts.push(service_b::results_consumer(&registry.handle, &transport)?);
                 }
                 let queues = parts.iter().flat_map(|part| part.queue_flags.clone()).collect();
-                let (part, addr) = service_b::part(&config.http, &registry.handle, &transport, queues, &common)?;
+                let (part, addr) = service_b::part(
+                    &config.http,
+                    &config.certs_dir,
+                    &registry.handle,
+                    &transport,
+                    queues,
+                    &common,
+                )?;
                 parts.push(part);
                 Some(addr)
             }

@@ -6,7 +6,7 @@ use super::part::{Part, Stop};
 use super::Common;
 use crate::config::HttpOptions;
 use crate::http::health::Readiness;
-use crate::http::service_b::ServiceB;
+use crate::http::service_b::{KnownHosts, ServiceB};
 use crate::queue::Transport;
 use anyhow::{anyhow, Result};
 use cpe_actors::consumer;
@@ -18,6 +18,7 @@ use std::sync::Arc;
 /// `queues`: every queue subscription of this process; Service B is ready only when all are live.
 pub(super) fn part(
     options: &HttpOptions,
+    certs_dir: &std::path::Path,
     registry: &RegistryHandle,
     transport: &Transport,
     queues: Vec<Arc<AtomicBool>>,
@@ -34,6 +35,11 @@ pub(super) fn part(
         },
         api_token: options.api_token.as_ref().map(|token| token.expose().clone()),
         metrics: common.metrics.clone(),
+        hosts: KnownHosts::new(
+            &options.public_hosts,
+            Some(crate::tls::leaf_certificate(certs_dir)?),
+            addr.ip(),
+        ),
     };
     let mut part = Part::default();
     part.child(

@@ -112,3 +112,34 @@ async fn every_answer_is_neither_sniffed_nor_stored() {
     }
     app.shutdown().await.unwrap();
 }
+
+/// A page on a rebinding domain reaches the service under the attacker's name: every route, health
+/// and metrics included, answers 421 to a `Host` it does not know.
+#[tokio::test]
+async fn a_host_the_service_does_not_know_gets_421_on_every_route() {
+    let app = start(&["--public-host=cpe.example.net"]).await;
+    let b = app.service_b_addr;
+    let port = b.unwrap().port();
+    for path in [
+        "/api/v1/tasks",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+        "/",
+        "/api/v1/equipment/cpe/abc123",
+    ] {
+        let evil = http1_client()
+            .get(url(b, path))
+            .header("host", format!("rebound.evil.example:{port}"));
+        let (code, answer) = send(evil).await;
+        assert_eq!((code, answer["code"].as_u64()), (421, Some(421)), "{path}: {answer}");
+        let named = http1_client()
+            .get(url(b, path))
+            .header("host", format!("cpe.example.net:{port}"));
+        assert_ne!(send(named).await.0, 421, "{path}");
+    }
+    // The machine's own name is always answered: a container's healthcheck asks for it.
+    let (code, _) = send(client().get(url(b, "/healthz"))).await;
+    assert_eq!(code, 200);
+    app.shutdown().await.unwrap();
+}

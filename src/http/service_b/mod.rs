@@ -4,8 +4,10 @@
 
 mod create;
 mod cross_site;
+mod hosts;
 
 pub use cross_site::{CROSS_SITE, NOT_JSON};
+pub use hosts::KnownHosts;
 mod status;
 mod token;
 
@@ -32,6 +34,8 @@ pub struct ServiceB {
     pub api_token: Option<String>,
     /// Counts creates and cancels.
     pub metrics: Arc<Metrics>,
+    /// The `Host` values answered; others get 421.
+    pub hosts: KnownHosts,
 }
 
 /// What answers a row of Service B's table.
@@ -114,6 +118,10 @@ pub fn routes() -> Vec<(Option<Method>, &'static str)> {
 
 #[async_trait]
 impl Routes for ServiceB {
+    fn answers_to(&self, authority: Option<&str>) -> bool {
+        self.hosts.knows(authority)
+    }
+
     async fn handle(&self, request: HttpRequest) -> Response {
         let (handler, params) = match table().lookup(&request) {
             Lookup::Found(handler, params) => (handler, params),
