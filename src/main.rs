@@ -19,6 +19,7 @@ async fn main() -> ExitCode {
     let result = match cli.command {
         Some(Command::Certs { force, if_missing }) => generate_certs(&cli.config.certs_dir, force, if_missing),
         Some(Command::Healthcheck { url }) => cpe_config::healthcheck::run(&cli.config, url).await,
+        Some(Command::Token { action }) => create_token(cli.config.http.tokens_file.as_deref(), action),
         Some(_) => unreachable!("client commands returned above"),
         None => {
             if let Err(problem) = cli.config.validate() {
@@ -59,5 +60,19 @@ fn generate_certs(dir: &std::path::Path, force: bool, if_missing: bool) -> anyho
     }
     tls::generate_pair(dir, force)?;
     tracing::info!(dir = %dir.display(), "generated a self-signed pair for localhost, 127.0.0.1 and ::1");
+    Ok(())
+}
+
+/// `cpe-config token create`: the new token goes to stdout, once; only its hash is kept.
+fn create_token(file: Option<&std::path::Path>, action: cpe_config::config::TokenCommand) -> anyhow::Result<()> {
+    let cpe_config::config::TokenCommand::Create { name, scope, expires } = action;
+    let file = file.context("give --tokens-file (or TOKENS_FILE): the file the token is added to")?;
+    let token = cpe_config::tokens::create(file, &name, scope, expires)?;
+    println!("{token}");
+    eprintln!(
+        "token `{name}` ({}) added to {}; it is shown only now",
+        scope.name(),
+        file.display()
+    );
     Ok(())
 }

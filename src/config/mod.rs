@@ -63,9 +63,30 @@ pub enum Command {
     Cancel(crate::client::args::TaskArgs),
     /// Client: retry a failed task, or every failed task with --all-failed.
     Retry(crate::client::args::RetryArgs),
+    /// Manage the named tokens of --tokens-file.
+    Token {
+        #[command(subcommand)]
+        action: TokenCommand,
+    },
     /// Client: configure every device of a CSV or JSON-lines file; safe to run again after an
     /// interruption (nothing is created twice).
     Campaign(crate::client::args::CampaignArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Add a token to --tokens-file and print it, once: only its SHA-256 is kept. A running
+    /// instance takes it within seconds.
+    Create {
+        /// The token's name, shown in the logs (1 to 64 letters, digits, - _ .).
+        name: String,
+        /// read: every GET; operate: also create, cancel, retry and bulk; admin: everything.
+        #[arg(long)]
+        scope: crate::tokens::Scope,
+        /// How long it is valid (90d, 12h); valid until removed when not given.
+        #[arg(long, value_parser = crate::duration::parse_duration)]
+        expires: Option<std::time::Duration>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

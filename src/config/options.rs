@@ -145,6 +145,11 @@ pub struct HttpOptions {
     #[arg(long, global = true, env = "API_TOKEN", value_parser = QuietParser(parse_api_token), hide_env_values = true, display_order = 28)]
     pub api_token: Option<Secret<String>>,
 
+    /// A file of named tokens with scopes (read, operate, admin), made by `cpe-config token
+    /// create` and read again when it changes; refused when others than its owner may read it.
+    #[arg(long, global = true, env = "TOKENS_FILE", display_order = 29)]
+    pub tokens_file: Option<std::path::PathBuf>,
+
     /// Open HTTPS connections allowed at once in this process (both services); over it new
     /// connections wait in the listen backlog.
     #[arg(long, global = true, env = "MAX_CONNECTIONS", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000), display_order = 30)]

@@ -8,12 +8,17 @@ use crate::config::HttpOptions;
 use crate::http::health::Readiness;
 use crate::http::service_b::{KnownHosts, ServiceB};
 use crate::queue::Transport;
-use anyhow::{anyhow, Result};
+use crate::tokens::Tokens;
+use anyhow::{anyhow, Context, Result};
 use cpe_actors::consumer;
 use cpe_actors::registry::RegistryHandle;
+use cpe_actors::task_guard::AbortOnDrop;
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
+
+/// How often the tokens file is looked at: a token created or removed counts within this.
+const TOKENS_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// `queues`: every queue subscription of this process; Service B is ready only when all are live.
 pub(super) fn part(
@@ -24,6 +29,8 @@ pub(super) fn part(
     queues: Vec<Arc<AtomicBool>>,
     common: &Common,
 ) -> Result<(Part, SocketAddr)> {
+    let api_token = options.api_token.as_ref().map(|token| token.expose().as_str());
+    let tokens = Arc::new(Tokens::open(api_token, options.tokens_file.as_deref()).context("--tokens-file")?);
     let listener = bind(options.service_b_addr, "--service-b-addr")?;
     let addr = listener.local_addr()?;
     let routes = ServiceB {
@@ -33,7 +40,8 @@ pub(super) fn part(
             accepting: common.accepting.clone(),
             queues,
         },
-        api_token: options.api_token.as_ref().map(|token| token.expose().clone()),
+        _tokens_watch: tokens.watch(TOKENS_EVERY).map(AbortOnDrop),
+        tokens: tokens.clone(),
         metrics: common.metrics.clone(),
         hosts: KnownHosts::new(
             &options.public_hosts,

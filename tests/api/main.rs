@@ -28,3 +28,4 @@ mod rabbitmq;
 mod secrets;
 mod service_a_answers;
 mod supervision;
+mod tokens;

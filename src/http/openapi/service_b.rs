@@ -83,16 +83,25 @@ pub(super) fn forbidden() -> Value {
 fn refuse_cross_site(operation: &mut Value) {
     let responses = &mut operation["responses"];
     let cross_site = ("crossSite", crate::http::service_b::CROSS_SITE);
+    let narrow = (
+        "scopeTooNarrow",
+        "Token `wall-screen` has scope read; this route needs operate",
+    );
     let mut forbidden = match responses.get("403") {
         Some(_) => error_response(
             403,
-            "Another site's request (`Origin`, `Sec-Fetch-Site`); or, without `--api-token`, a client not on loopback.",
-            &[cross_site, ("notLoopback", crate::http::dashboard::WRITE_FORBIDDEN)],
+            "Another site's request (`Origin`, `Sec-Fetch-Site`); a token whose scope is `read`; or, without a \
+             token configured, a client not on loopback.",
+            &[
+                cross_site,
+                narrow,
+                ("notLoopback", crate::http::dashboard::WRITE_FORBIDDEN),
+            ],
         ),
         None => error_response(
             403,
-            "Another site's request (`Origin`, `Sec-Fetch-Site`).",
-            &[cross_site],
+            "Another site's request (`Origin`, `Sec-Fetch-Site`), or a token whose scope is `read`.",
+            &[cross_site, narrow],
         ),
     };
     responses["403"] = forbidden.take();

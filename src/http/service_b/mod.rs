@@ -17,6 +17,7 @@ use super::routes::{Lookup, Params, Route, Table};
 use super::{bulk, dashboard, tasks};
 use super::{error, no_route, HttpRequest, Routes, DEVICE_PATH, EQUIPMENT_NOT_FOUND};
 use crate::metrics::{Admission, Metrics};
+use crate::tokens::{Scope, Tokens};
 use async_trait::async_trait;
 use cpe_actors::ports::TaskPublisher;
 use cpe_actors::registry::RegistryHandle;
@@ -30,8 +31,10 @@ pub struct ServiceB {
     pub registry: RegistryHandle,
     pub publisher: Arc<dyn TaskPublisher>,
     pub readiness: Readiness,
-    /// When set, every task route requires `Authorization: Bearer <token>`.
-    pub api_token: Option<String>,
+    /// `--api-token` and `--tokens-file`: when any is set, every task route requires a token.
+    pub tokens: Arc<Tokens>,
+    /// Reads the tokens file again when it changes, for as long as Service B is served.
+    pub _tokens_watch: Option<cpe_actors::task_guard::AbortOnDrop>,
     /// Counts creates and cancels.
     pub metrics: Arc<Metrics>,
     /// The `Host` values answered; others get 421.
@@ -134,9 +137,14 @@ impl Routes for ServiceB {
             Handler::Asset(asset) => dashboard::serve(asset),
             Handler::Mode => {
                 // Answered without a token: the page asks it first, to learn whether it needs one.
-                let writable = self.check_token(&request).is_none()
-                    && dashboard::may_write(self.api_token.is_some(), request.peer);
-                dashboard::mode(writable, self.api_token.is_some())
+                // Writable: a token whose scope covers writes, or no token set and a loopback peer.
+                let required = self.tokens.required();
+                let writable = match self.authorize(&request, Scope::Operate) {
+                    Ok(Some(_)) => true,
+                    Ok(None) => dashboard::may_write(required, request.peer),
+                    Err(_) => false,
+                };
+                dashboard::mode(writable, required)
             }
             Handler::Tasks(TaskRoute::Status) => {
                 // A status request may be held for a minute (`?wait=`): past the checks it keeps
@@ -204,16 +212,15 @@ impl ServiceB {
         request: &HttpRequest,
         params: &Params<'_>,
     ) -> Result<Option<EquipmentId>, Box<Response>> {
-        if let Some(denied) = self.check_token(request) {
-            return Err(Box::new(denied));
-        }
+        let needed = if route.is_write() { Scope::Operate } else { Scope::Read };
+        self.authorize(request, needed)?;
         if route.is_write() {
             if let Some(refused) = cross_site::refuse_cross_site(request) {
                 tracing::warn!(path = %request.path, "cross-site write refused");
                 return Err(Box::new(refused));
             }
         }
-        if route.is_operator_write() && !dashboard::may_write(self.api_token.is_some(), request.peer) {
+        if route.is_operator_write() && !dashboard::may_write(self.tokens.required(), request.peer) {
             return Err(Box::new(dashboard::forbidden()));
         }
         let equipment = match params.get("id") {

@@ -1,33 +1,50 @@
-//! Service B's bearer token: with `--api-token` set, every task route requires
-//! `Authorization: Bearer <token>`.
+//! Service B's bearer tokens: with `--api-token` or `--tokens-file`, every task route requires
+//! `Authorization: Bearer <token>`, and a token's scope must cover the route (`read` for a GET,
+//! `operate` for a write).
 
 use super::ServiceB;
 use crate::http::{error, HttpRequest};
+use crate::tokens::{Holder, Scope};
 use warp::http::{header, StatusCode};
 use warp::reply::Response;
 
 impl ServiceB {
-    /// None when the request may go on (no token set, or the right one given); otherwise the 401,
-    /// with `WWW-Authenticate` so a client learns which scheme to use.
-    pub(super) fn check_token(&self, request: &HttpRequest) -> Option<Response> {
-        let expected = self.api_token.as_deref()?;
-        let given = request
+    /// Ok(None) when no token is configured (then writes are for loopback only); Ok(holder) for
+    /// a token in force whose scope covers `needed`; otherwise the 401 (with `WWW-Authenticate`)
+    /// or the 403 that names the scope missing.
+    pub(super) fn authorize(&self, request: &HttpRequest, needed: Scope) -> Result<Option<Holder>, Box<Response>> {
+        if !self.tokens.required() {
+            return Ok(None);
+        }
+        let presented = request
             .headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(bearer_token);
-        if given.is_some_and(|given| constant_time_eq(given.as_bytes(), expected.as_bytes())) {
-            return None;
+        let Some(holder) = presented.and_then(|token| self.tokens.check(token)) else {
+            let mut denied = error(
+                StatusCode::UNAUTHORIZED,
+                "Missing or wrong bearer token in the Authorization header",
+            );
+            denied.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                "Bearer".parse().expect("a valid header value"),
+            );
+            return Err(Box::new(denied));
+        };
+        if holder.scope < needed {
+            tracing::warn!(token = %holder.name, scope = holder.scope.name(), path = %request.path, "token scope too narrow; refused");
+            return Err(Box::new(error(
+                StatusCode::FORBIDDEN,
+                format!(
+                    "Token `{}` has scope {}; this route needs {}",
+                    holder.name,
+                    holder.scope.name(),
+                    needed.name()
+                ),
+            )));
         }
-        let mut denied = error(
-            StatusCode::UNAUTHORIZED,
-            "Missing or wrong bearer token in the Authorization header",
-        );
-        denied.headers_mut().insert(
-            header::WWW_AUTHENTICATE,
-            "Bearer".parse().expect("a valid header value"),
-        );
-        Some(denied)
+        Ok(Some(holder))
     }
 }
 
@@ -35,16 +52,6 @@ impl ServiceB {
 fn bearer_token(value: &str) -> Option<&str> {
     let (scheme, token) = value.trim().split_once(' ')?;
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim_start())
-}
-
-/// Compares without an early exit, not even on a length mismatch: the time taken depends only on
-/// the expected token's length, so it reveals neither how much of the token matched nor its length.
-fn constant_time_eq(given: &[u8], expected: &[u8]) -> bool {
-    let mut diff = u8::from(given.len() != expected.len());
-    for (i, want) in expected.iter().enumerate() {
-        diff |= given.get(i).copied().unwrap_or(0) ^ want;
-    }
-    diff == 0
 }
 
 #[cfg(test)]

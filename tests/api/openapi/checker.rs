@@ -42,6 +42,10 @@ const NOT_PRODUCED: &[(&str, &str)] = &[
         "needs a store or queue that fails in the middle of a bulk action",
     ),
     (
+        "scopeTooNarrow",
+        "needs a tokens file with a read token; tests/api/tokens.rs shows it",
+    ),
+    (
         "notLoopback",
         "needs a client off loopback; tests/dashboard.rs shows it",
     ),
