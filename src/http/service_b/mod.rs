@@ -5,11 +5,11 @@
 mod create;
 mod cross_site;
 mod hosts;
+mod status;
+mod token;
 
 pub use cross_site::{CROSS_SITE, NOT_JSON};
 pub use hosts::KnownHosts;
-mod status;
-mod token;
 
 use super::health::{self, Probe, Readiness};
 use super::openapi;
@@ -65,7 +65,7 @@ enum TaskRoute {
 }
 
 impl TaskRoute {
-    /// Cancel, retry and the bulk actions: without `--api-token`, open to loopback peers only.
+    /// Cancel, retry and the bulk actions: without a token configured, open to loopback peers only.
     fn is_operator_write(self) -> bool {
         matches!(self, Self::Retry | Self::Bulk(_) | Self::Cancel)
     }
