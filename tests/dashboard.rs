@@ -55,20 +55,29 @@ async fn the_page_is_served_with_a_strict_policy_and_the_mode_route_answers() {
     let (status, body) = send(client().post(url(b, "/"))).await;
     assert_eq!((status, body["code"].clone()), (405, json!(405)), "{body}");
     let (_, mode) = send(client().get(url(b, "/api/v1/dashboard"))).await;
-    assert_eq!(mode, json!({"code": 200, "writable": true, "tokenRequired": false}));
+    assert_eq!(
+        mode,
+        json!({"code": 200, "writable": true, "tokenRequired": false, "scope": null})
+    );
     app.shutdown().await.unwrap();
 
     let app = start(&["--api-token=dashboard-token-0123456789"]).await;
     let b = app.service_b_addr;
     let (_, mode) = send(client().get(url(b, "/api/v1/dashboard"))).await;
-    assert_eq!(mode, json!({"code": 200, "writable": false, "tokenRequired": true}));
+    assert_eq!(
+        mode,
+        json!({"code": 200, "writable": false, "tokenRequired": true, "scope": null})
+    );
     let (_, mode) = send(
         client()
             .get(url(b, "/api/v1/dashboard"))
             .bearer_auth("dashboard-token-0123456789"),
     )
     .await;
-    assert_eq!(mode, json!({"code": 200, "writable": true, "tokenRequired": true}));
+    assert_eq!(
+        mode,
+        json!({"code": 200, "writable": true, "tokenRequired": true, "scope": "admin"})
+    );
     assert_eq!(
         client().get(url(b, "/")).send().await.unwrap().status(),
         200,
@@ -95,7 +104,10 @@ async fn without_a_token_writes_are_refused_off_loopback() {
     let task = create_task(b, "remote01").await;
     let remote = client_built(|builder| builder.resolve("localhost", std::net::SocketAddr::new(own, port)));
     let (_, mode) = send(remote.get(url(b, "/api/v1/dashboard"))).await;
-    assert_eq!(mode, json!({"code": 200, "writable": false, "tokenRequired": false}));
+    assert_eq!(
+        mode,
+        json!({"code": 200, "writable": false, "tokenRequired": false, "scope": null})
+    );
     let (status, listed) = send(remote.get(url(b, "/api/v1/tasks"))).await;
     assert_eq!(status, 200, "reading is open: {listed}");
     let task_path = format!("/api/v1/equipment/cpe/remote01/task/{task}");

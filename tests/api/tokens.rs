@@ -48,6 +48,13 @@ async fn a_token_made_by_the_cli_works_at_once_within_its_scope_and_not_after_it
         401,
         "no token, no answer"
     );
+    // The dashboard learns the scope, and that it may not write.
+    let (_, mode) = send(client().get(url(b, "/api/v1/dashboard")).bearer_auth(&reader)).await;
+    assert_eq!(
+        (mode["scope"].as_str(), mode["writable"].as_bool()),
+        (Some("read"), Some(false)),
+        "{mode}"
+    );
 
     // Made while the instance runs: taken within seconds, no restart.
     let operator = create_token(&file, "provisioning", "operate", &[]);

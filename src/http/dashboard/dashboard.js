@@ -46,10 +46,11 @@ async function loadMode() {
   state.writable = json.writable;
   state.tokenRequired = json.tokenRequired;
   const mode = $("mode");
-  text(mode, json.writable ? "read-write" : "read-only");
+  text(mode, (json.writable ? "read-write" : "read-only") + (json.scope ? ` (${json.scope} token)` : ""));
   mode.className = "badge " + (json.writable ? "rw" : "ro");
   document.body.classList.toggle("read-only", !json.writable);
-  const needToken = json.tokenRequired && !json.writable;
+  // A token in force with a narrow scope is not asked for again: the page is read-only by design.
+  const needToken = json.tokenRequired && !json.scope;
   $("token-form").hidden = !needToken;
   if (needToken) text($("token-note"), sessionStorage.getItem("cpe-config-token") ? "token refused" : "this service needs its API token");
 }

@@ -72,11 +72,17 @@ pub fn forbidden() -> Response {
 }
 
 /// `GET /api/v1/dashboard`: the page's mode. `writable` is false with a token required and not
-/// (or wrongly) given, so the page can tell a wrong token apart.
-pub fn mode(writable: bool, token_required: bool) -> Response {
+/// (or wrongly) given, or with a `read` token; `scope` is the given token's, null without one in
+/// force, so the page can tell a wrong token from a narrow one.
+pub fn mode(writable: bool, token_required: bool, scope: Option<crate::tokens::Scope>) -> Response {
     reply(
         StatusCode::OK,
-        json!({"code": 200, "writable": writable, "tokenRequired": token_required}),
+        json!({
+            "code": 200,
+            "writable": writable,
+            "tokenRequired": token_required,
+            "scope": scope.map(crate::tokens::Scope::name),
+        }),
     )
 }
 

@@ -42,24 +42,29 @@ pub fn paths() -> Map<String, Value> {
         json!({"get": {
             "operationId": "dashboardMode",
             "summary": "Whether this client may cancel and retry (`writable`), and whether the service needs a token.",
-            "description": "No token needed. With `--api-token`, `writable` is true when the request carries the \
-                            right token; without, when the client connects from loopback.",
+            "description": "No token needed. With `--api-token` or `--tokens-file`, `writable` is true when the \
+                            request carries a token whose scope is `operate` or `admin`; without, when the client \
+                            connects from loopback.",
             "tags": ["dashboard"],
             "security": [],
             "responses": responses(json!({"200": json_response(
                 "The dashboard's mode.",
                 json!({
                     "type": "object",
-                    "required": ["code", "writable", "tokenRequired"],
+                    "required": ["code", "writable", "tokenRequired", "scope"],
                     "properties": {
                         "code": {"const": 200},
                         "writable": {"type": "boolean"},
                         "tokenRequired": {"type": "boolean"},
+                        "scope": {
+                            "enum": ["read", "operate", "admin", null],
+                            "description": "The scope of the token given, null without a token in force.",
+                        },
                     },
                 }),
                 &[
-                    ("loopback", json!({"code": 200, "writable": true, "tokenRequired": false})),
-                    ("needsToken", json!({"code": 200, "writable": false, "tokenRequired": true})),
+                    ("loopback", json!({"code": 200, "writable": true, "tokenRequired": false, "scope": null})),
+                    ("needsToken", json!({"code": 200, "writable": false, "tokenRequired": true, "scope": null})),
                 ],
             )})),
         }}),

@@ -139,12 +139,12 @@ impl Routes for ServiceB {
                 // Answered without a token: the page asks it first, to learn whether it needs one.
                 // Writable: a token whose scope covers writes, or no token set and a loopback peer.
                 let required = self.tokens.required();
-                let writable = match self.authorize(&request, Scope::Operate) {
-                    Ok(Some(_)) => true,
-                    Ok(None) => dashboard::may_write(required, request.peer),
-                    Err(_) => false,
+                let (writable, scope) = match self.authorize(&request, Scope::Read) {
+                    Ok(Some(holder)) => (holder.scope >= Scope::Operate, Some(holder.scope)),
+                    Ok(None) => (dashboard::may_write(required, request.peer), None),
+                    Err(_) => (false, None),
                 };
-                dashboard::mode(writable, required)
+                dashboard::mode(writable, required, scope)
             }
             Handler::Tasks(TaskRoute::Status) => {
                 // A status request may be held for a minute (`?wait=`): past the checks it keeps
