@@ -343,7 +343,9 @@ impl Driver {
             .local_addr()
             .unwrap()
             .port();
-        let child = Command::new(CHROMEDRIVER)
+        // A process group of its own: dropping the driver stops the browsers it started too, even
+        // when a failed test never ended its session.
+        let child = std::os::unix::process::CommandExt::process_group(&mut Command::new(CHROMEDRIVER), 0)
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -403,6 +405,8 @@ impl Driver {
 
 impl Drop for Driver {
     fn drop(&mut self) {
+        // SAFETY: signals the process group this test started (chromedriver and its browsers).
+        unsafe { libc::kill(-(self.child.id() as i32), libc::SIGKILL) };
         let _ = self.child.kill();
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.profile);
