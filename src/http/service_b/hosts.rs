@@ -5,7 +5,13 @@
 //! `localhost` and the loopback addresses always.
 
 use rustls::pki_types::{CertificateDer, ServerName};
+use std::collections::HashSet;
 use std::net::IpAddr;
+use std::sync::Mutex;
+
+/// Most hosts remembered as named by the certificate. Only names it covers are kept, so another
+/// site's names cannot fill the memory; they are checked each time.
+const REMEMBERED: usize = 64;
 
 pub struct KnownHosts {
     /// `--public-host`: when given, exactly these (lower-case, without a port).
@@ -13,6 +19,8 @@ pub struct KnownHosts {
     /// The served certificate's leaf: a host it is valid for is known.
     certificate: Option<CertificateDer<'static>>,
     listen: IpAddr,
+    /// Hosts the certificate names, so a request for them does not parse the certificate again.
+    named: Mutex<HashSet<String>>,
 }
 
 impl KnownHosts {
@@ -21,6 +29,7 @@ impl KnownHosts {
             listed: listed.iter().map(|host| host.to_ascii_lowercase()).collect(),
             certificate,
             listen,
+            named: Mutex::default(),
         }
     }
 
@@ -45,6 +54,18 @@ impl KnownHosts {
         {
             return true;
         }
+        if self.named.lock().expect("hosts lock").contains(address) {
+            return true;
+        }
+        let known = self.certificate_names(address);
+        let mut named = self.named.lock().expect("hosts lock");
+        if known && named.len() < REMEMBERED {
+            named.insert(address.to_owned());
+        }
+        known
+    }
+
+    fn certificate_names(&self, address: &str) -> bool {
         let (Some(certificate), Ok(name)) = (&self.certificate, ServerName::try_from(address)) else {
             return false;
         };
