@@ -122,45 +122,20 @@ fn write_loop(store: &dyn TaskStore, waiting: mpsc::Receiver<(WriteOp, Done)>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::memory::MemoryStore;
     use crate::ports::TaskReader;
     use crate::{ConfigRequest, EquipmentId, TaskId, TaskRecord};
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     /// Counts transactions, so batching is visible.
-    #[derive(Default)]
-    struct Counting {
-        inner: MemoryStore,
-        batches: AtomicUsize,
-    }
-
-    impl crate::ports::TaskReader for Counting {
-        fn get(&self, id: TaskId) -> Result<Option<TaskRecord>, StoreError> {
-            self.inner.get(id)
-        }
-        fn list(&self, query: &crate::TaskQuery) -> Result<crate::TaskPage, StoreError> {
-            self.inner.list(query)
-        }
-    }
-
-    impl TaskStore for Counting {
-        fn write_batch(&self, ops: &[WriteOp]) -> Result<(), StoreError> {
-            self.batches.fetch_add(1, Ordering::SeqCst);
+    fn counting() -> (Arc<impl TaskStore>, Arc<AtomicUsize>) {
+        let batches = Arc::new(AtomicUsize::new(0));
+        let counted = batches.clone();
+        let store = crate::memory::Intercepted::new(move |_, _| {
+            counted.fetch_add(1, Ordering::SeqCst);
             std::thread::sleep(std::time::Duration::from_millis(5));
-            self.inner.write_batch(ops)
-        }
-        fn unfinished(&self) -> Result<Vec<TaskRecord>, StoreError> {
-            self.inner.unfinished()
-        }
-        fn remove_final_before(&self, cutoff: u64) -> Result<usize, StoreError> {
-            self.inner.remove_final_before(cutoff)
-        }
-        fn idempotency(&self, key: &str) -> Result<Option<crate::ports::IdempotencyEntry>, StoreError> {
-            self.inner.idempotency(key)
-        }
-        fn counts(&self) -> Result<crate::ports::StoreCounts, StoreError> {
-            self.inner.counts()
-        }
+            None
+        });
+        (Arc::new(store), batches)
     }
 
     #[test]
@@ -174,7 +149,7 @@ mod tests {
 
     #[tokio::test]
     async fn concurrent_changes_share_commits_and_each_learns_when_it_is_durable() {
-        let store = Arc::new(Counting::default());
+        let (store, batches) = counting();
         let writer = GroupCommit::start(store.clone());
         let request = ConfigRequest::from_json(br#"{"timeoutInSeconds": 1, "parameters": {}}"#).unwrap();
         let records: Vec<_> = (0..200)
@@ -187,13 +162,13 @@ mod tests {
         for record in &records {
             assert!(store.get(record.id).unwrap().is_some());
         }
-        let batches = store.batches.load(Ordering::SeqCst);
+        let batches = batches.load(Ordering::SeqCst);
         assert!(batches < 200, "200 changes took {batches} commits");
     }
 
     #[tokio::test]
     async fn stop_commits_what_is_queued_then_joins_the_writer() {
-        let store = Arc::new(Counting::default());
+        let (store, _) = counting();
         let mut writer = GroupCommit::start(store.clone());
         let request = ConfigRequest::from_json(br#"{"timeoutInSeconds": 1, "parameters": {}}"#).unwrap();
         let record = TaskRecord::queued(TaskId::new(), EquipmentId::parse("abc123").unwrap(), request);

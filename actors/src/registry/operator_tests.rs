@@ -5,6 +5,7 @@ use crate::memory::MemoryStore;
 use crate::ports::{StatusSink, TaskReader};
 use crate::slot::Slot;
 use crate::{ConfigRequest, TaskQuery};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 async fn registry() -> RegistryHandle {
@@ -187,53 +188,28 @@ async fn a_failed_task_is_retried_once_as_a_new_task_and_an_undo_takes_it_back()
 }
 
 /// Starts the task as another instance would, in the moment between the registry's read and its
-/// cancel's write, and refuses that write as PostgreSQL does: a conflict.
-#[derive(Default)]
-struct StartedElsewhere {
-    inner: MemoryStore,
-    raced: std::sync::atomic::AtomicBool,
-}
-
-impl crate::ports::TaskReader for StartedElsewhere {
-    fn get(&self, id: TaskId) -> Result<Option<TaskRecord>, StoreError> {
-        self.inner.get(id)
-    }
-    fn list(&self, query: &TaskQuery) -> Result<crate::TaskPage, StoreError> {
-        self.inner.list(query)
-    }
-}
-
-impl TaskStore for StartedElsewhere {
-    fn write_batch(&self, ops: &[WriteOp]) -> Result<(), StoreError> {
-        if let [WriteOp::Put(record)] = ops {
-            if record.status == TaskStatus::Cancelled && !self.raced.swap(true, std::sync::atomic::Ordering::SeqCst) {
-                let mut started = self.inner.get(record.id)?.expect("the task is stored");
-                started.status = TaskStatus::Running;
-                self.inner.put(&started)?;
-                return Err(StoreError::Conflict(
-                    "task was changed by another instance meanwhile".into(),
-                ));
-            }
+/// cancel's write, and refuses that write as PostgreSQL does: a conflict. Says whether it raced.
+fn started_elsewhere() -> (Arc<impl TaskStore>, Arc<AtomicBool>) {
+    let raced = Arc::new(AtomicBool::new(false));
+    let once = raced.clone();
+    let store = crate::memory::Intercepted::new(move |inner, ops| {
+        let [WriteOp::Put(record)] = ops else { return None };
+        if record.status != TaskStatus::Cancelled || once.swap(true, Ordering::SeqCst) {
+            return None;
         }
-        self.inner.write_batch(ops)
-    }
-    fn unfinished(&self) -> Result<Vec<TaskRecord>, StoreError> {
-        self.inner.unfinished()
-    }
-    fn remove_final_before(&self, cutoff: u64) -> Result<usize, StoreError> {
-        self.inner.remove_final_before(cutoff)
-    }
-    fn idempotency(&self, key: &str) -> Result<Option<crate::ports::IdempotencyEntry>, StoreError> {
-        self.inner.idempotency(key)
-    }
-    fn counts(&self) -> Result<crate::ports::StoreCounts, StoreError> {
-        self.inner.counts()
-    }
+        let mut started = inner.get(record.id).ok()?.expect("the task is stored");
+        started.status = TaskStatus::Running;
+        inner.put(&started).ok()?;
+        Some(Err(StoreError::Conflict(
+            "task was changed by another instance meanwhile".into(),
+        )))
+    });
+    (Arc::new(store), raced)
 }
 
 #[tokio::test]
 async fn a_cancel_that_loses_to_a_start_elsewhere_is_answered_as_running() {
-    let store = Arc::new(StartedElsewhere::default());
+    let (store, raced) = started_elsewhere();
     let (actor, _) = Actor::spawn(None, Registry, store.clone() as Arc<dyn TaskStore>)
         .await
         .unwrap();
@@ -249,6 +225,6 @@ async fn a_cancel_that_loses_to_a_start_elsewhere_is_answered_as_running() {
         Ok(Cancel::Running),
         "the cancel reads the task again after the conflict"
     );
-    assert!(store.raced.load(std::sync::atomic::Ordering::SeqCst));
+    assert!(raced.load(Ordering::SeqCst));
     assert_eq!(store.get(task.task_id).unwrap().unwrap().status, TaskStatus::Running);
 }
