@@ -18,6 +18,7 @@ pub mod sweeper;
 pub mod task_guard;
 
 pub use domain::{
-    ConfigRequest, Cursor, EquipmentId, Outcome, ParamValue, Parameters, RequestError, StatusUpdate, TaskId,
-    TaskMessage, TaskPage, TaskQuery, TaskRecord, TaskStatus,
+    AuditAction, AuditPage, AuditQuery, AuditRecord, BulkCounts, ConfigRequest, Cursor, EquipmentId, Outcome,
+    ParamValue, Parameters, RequestError, StatusUpdate, TaskId, TaskMessage, TaskPage, TaskQuery, TaskRecord,
+    TaskStatus,
 };

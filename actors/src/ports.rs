@@ -1,7 +1,10 @@
 //! Ports: what the actors need from the outside world. Adapters live in the `cpe-config` crate;
 //! in-memory ones live in [`crate::memory`].
 
-use crate::{ConfigRequest, EquipmentId, Outcome, TaskId, TaskMessage, TaskPage, TaskQuery, TaskRecord, TaskStatus};
+use crate::{
+    AuditPage, AuditQuery, AuditRecord, ConfigRequest, EquipmentId, Outcome, TaskId, TaskMessage, TaskPage, TaskQuery,
+    TaskRecord, TaskStatus,
+};
 use async_trait::async_trait;
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,6 +16,8 @@ pub trait TaskReader: Send + Sync + 'static {
     /// One page of tasks, newest first, read from indexes so a page costs about the same however
     /// many tasks are kept.
     fn list(&self, query: &TaskQuery) -> Result<TaskPage, StoreError>;
+    /// One page of the audit trail, newest first.
+    fn audit(&self, query: &AuditQuery) -> Result<AuditPage, StoreError>;
 }
 
 /// Durable (or not) home of task records. Reads are short and synchronous; writes go through
@@ -22,8 +27,8 @@ pub trait TaskStore: TaskReader {
     fn write_batch(&self, ops: &[WriteOp]) -> Result<(), StoreError>;
     /// Records that are neither completed nor failed, oldest first: the work to resume after a restart.
     fn unfinished(&self) -> Result<Vec<TaskRecord>, StoreError>;
-    /// Removes final records last updated before `cutoff_millis`, and idempotency keys created
-    /// before it; returns how many records went.
+    /// Removes final records last updated before `cutoff_millis`, and idempotency keys and audit
+    /// records created before it; returns how many task records went.
     fn remove_final_before(&self, cutoff_millis: u64) -> Result<usize, StoreError>;
     /// The task an idempotency key was first used for.
     fn idempotency(&self, key: &str) -> Result<Option<IdempotencyEntry>, StoreError>;
@@ -88,6 +93,8 @@ pub enum WriteOp {
     /// Several changes that stand or fall together (a retry: the new task and the failed one
     /// that names it).
     All(Vec<WriteOp>),
+    /// Appends a record to the audit trail; the store gives it its id.
+    Audit(Box<AuditRecord>),
 }
 
 /// What an `Idempotency-Key` points to: the task, and a fingerprint of the request that created it.

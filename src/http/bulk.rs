@@ -1,14 +1,15 @@
 //! Bulk operator actions on Service B: `POST /api/v1/tasks/retry` re-runs every failed task that
 //! matches a filter, `POST /api/v1/tasks/cancel` cancels every queued one ("Service A was down for
-//! an hour: re-run everything that failed").
+//! an hour: re-run everything that failed"). One audit record tells what a call did: its filter
+//! and its counts, written once the walk ends (or stops midway).
 
 use super::query::shown;
-use super::tasks::{retry_one, unavailable};
+use super::tasks::{retry_one, unavailable, By};
 use super::{error, reply};
 use cpe_actors::observe::{Finished, Observer};
 use cpe_actors::ports::TaskPublisher;
 use cpe_actors::registry::{Cancel, RegistryHandle, Retry};
-use cpe_actors::{EquipmentId, TaskQuery, TaskStatus};
+use cpe_actors::{AuditAction, AuditRecord, BulkCounts, EquipmentId, TaskQuery, TaskStatus};
 use serde::Deserialize;
 use serde_json::json;
 use std::sync::Arc;
@@ -40,6 +41,13 @@ pub enum Action {
 }
 
 impl Action {
+    pub fn audit_action(self) -> AuditAction {
+        match self {
+            Self::Retry => AuditAction::BulkRetry,
+            Self::Cancel => AuditAction::BulkCancel,
+        }
+    }
+
     /// The one status the action applies to.
     fn status(self) -> TaskStatus {
         match self {
@@ -49,18 +57,54 @@ impl Action {
     }
 }
 
+/// `draft` is the call's audit record, completed with the filter and the counts.
 pub async fn run(
     registry: &RegistryHandle,
     publisher: &Arc<dyn TaskPublisher>,
     observer: &dyn Observer,
     action: Action,
     body: &[u8],
+    mut draft: AuditRecord,
 ) -> Response {
     let devices = match read_filter(action, body) {
         Ok(devices) => devices,
         Err((status, message)) => return error(status, message),
     };
-    let (mut done, mut skipped) = (0u64, 0u64);
+    draft.filter = Some(match devices.is_empty() {
+        true => json!({"all": true}),
+        false => json!({"equipmentIds": devices.iter().map(EquipmentId::as_str).collect::<Vec<_>>()}),
+    });
+    draft.equipment_ids = devices.clone();
+    let walked = walk(registry, publisher, observer, action, devices, &draft.actor).await;
+    let (answer, counts, outcome) = match walked {
+        Ok(counts) => (
+            reply(
+                StatusCode::OK,
+                json!({"code": 200, "done": counts.done, "skipped": counts.skipped}),
+            ),
+            counts,
+            "done",
+        ),
+        Err((cause, counts)) => (partial(cause, counts), counts, "stopped midway"),
+    };
+    draft.counts = Some(counts);
+    let record = draft.ended(answer.status().as_u16(), outcome);
+    if let Err(store_error) = registry.record(record).await {
+        tracing::warn!(%store_error, "could not record a bulk action in the audit trail");
+    }
+    answer
+}
+
+/// Acts on each matching task; the counts so far, and the cause, when it stops midway.
+async fn walk(
+    registry: &RegistryHandle,
+    publisher: &Arc<dyn TaskPublisher>,
+    observer: &dyn Observer,
+    action: Action,
+    devices: Vec<EquipmentId>,
+    actor: &str,
+) -> Result<BulkCounts, (Response, BulkCounts)> {
+    let mut counts = BulkCounts::default();
     let scopes: Vec<Option<EquipmentId>> = if devices.is_empty() {
         vec![None]
     } else {
@@ -74,30 +118,36 @@ pub async fn run(
             before: None,
         };
         loop {
-            let page = match registry.list(query.clone()).await {
-                Ok(page) => page,
-                Err(store_error) => return unavailable(store_error),
-            };
+            let page = registry
+                .list(query.clone())
+                .await
+                .map_err(|store_error| (unavailable(store_error), counts))?;
             for task in &page.tasks {
                 let acted = match action {
-                    Action::Retry => match retry_one(registry, publisher, task.equipment_id.clone(), task.id).await {
-                        Ok(Retry::Created(_)) => true,
-                        Ok(_) => false,
-                        Err(response) => return partial(response, done, skipped),
-                    },
-                    Action::Cancel => match registry.cancel(task.id, task.equipment_id.clone()).await {
+                    Action::Retry => {
+                        let by = By {
+                            actor: actor.to_owned(),
+                            audit: None,
+                        };
+                        match retry_one(registry, publisher, task.equipment_id.clone(), task.id, by).await {
+                            Ok(Retry::Created(_)) => true,
+                            Ok(_) => false,
+                            Err(response) => return Err((response, counts)),
+                        }
+                    }
+                    Action::Cancel => match registry.cancel(task.id, task.equipment_id.clone(), None).await {
                         Ok(Cancel::Cancelled) => {
                             observer.task_finished(Finished::Cancelled);
                             true
                         }
                         Ok(_) => false,
-                        Err(store_error) => return partial(unavailable(store_error), done, skipped),
+                        Err(store_error) => return Err((unavailable(store_error), counts)),
                     },
                 };
                 if acted {
-                    done += 1;
+                    counts.done += 1;
                 } else {
-                    skipped += 1;
+                    counts.skipped += 1;
                 }
             }
             match page.next {
@@ -106,7 +156,7 @@ pub async fn run(
             }
         }
     }
-    reply(StatusCode::OK, json!({"code": 200, "done": done, "skipped": skipped}))
+    Ok(counts)
 }
 
 /// The devices named by the filter, each once (empty: `"all": true`); otherwise the status and
@@ -162,7 +212,7 @@ fn read_filter(action: Action, body: &[u8]) -> Result<Vec<EquipmentId>, (StatusC
 }
 
 /// A failure midway: nothing is undone, and the same call may be made again (it skips what is done).
-fn partial(cause: Response, done: u64, skipped: u64) -> Response {
+fn partial(cause: Response, BulkCounts { done, skipped }: BulkCounts) -> Response {
     tracing::warn!(done, skipped, status = %cause.status(), "bulk action stopped midway");
     error(
         StatusCode::SERVICE_UNAVAILABLE,

@@ -1,6 +1,7 @@
 //! HTTP: the shared request shape and JSON replies, the routes of Services A and B, and the
 //! TLS server that serves them.
 
+pub mod audit;
 pub mod bulk;
 pub mod connections;
 pub mod dashboard;

@@ -6,7 +6,7 @@ use super::{error, reply, TASK_NOT_FOUND};
 use cpe_actors::observe::{Finished, Observer};
 use cpe_actors::ports::TaskPublisher;
 use cpe_actors::registry::{Cancel, RegistryHandle, Retry};
-use cpe_actors::{EquipmentId, TaskId, TaskQuery, TaskRecord};
+use cpe_actors::{AuditRecord, EquipmentId, TaskId, TaskQuery, TaskRecord};
 use serde_json::{json, Value};
 use std::sync::Arc;
 use warp::http::StatusCode;
@@ -38,17 +38,20 @@ pub async fn list(registry: &RegistryHandle, equipment: Option<EquipmentId>, que
 }
 
 /// `DELETE /api/v1/equipment/cpe/{id}/task/{task}`: a queued task is cancelled and never runs.
-/// A cancel is a task's final outcome: `observer` counts it with the others.
+/// A cancel is a task's final outcome: `observer` counts it with the others. `draft` is its audit
+/// record, written with the cancel.
 pub async fn cancel(
     registry: &RegistryHandle,
     observer: &dyn Observer,
     equipment: EquipmentId,
     task: &str,
+    draft: AuditRecord,
 ) -> Response {
     let Some(task_id) = TaskId::parse(task) else {
         return error(StatusCode::NOT_FOUND, TASK_NOT_FOUND);
     };
-    match registry.cancel(task_id, equipment).await {
+    let audit = Some(Box::new(draft.ended(200, "cancelled")));
+    match registry.cancel(task_id, equipment, audit).await {
         Ok(Cancel::Cancelled) => {
             observer.task_finished(Finished::Cancelled);
             reply(
@@ -70,18 +73,24 @@ pub async fn cancel(
 }
 
 /// `POST /api/v1/equipment/cpe/{id}/task/{task}/retry`: a failed task's request runs again as a
-/// new task, stored and queued before the answer (promise 1), like a create.
+/// new task, stored and queued before the answer (promise 1), like a create. `draft` is its audit
+/// record, written with the retry; its actor is the new task's requester.
 pub async fn retry(
     registry: &RegistryHandle,
     publisher: &Arc<dyn TaskPublisher>,
     equipment: EquipmentId,
     task: &str,
+    draft: AuditRecord,
 ) -> Response {
     let Some(task_id) = TaskId::parse(task) else {
         return error(StatusCode::NOT_FOUND, TASK_NOT_FOUND);
     };
     // Detached, so a client that leaves cannot strand a stored retry that was never queued.
-    let work = tokio::spawn(retry_detached(registry.clone(), publisher.clone(), equipment, task_id));
+    let (registry, publisher) = (registry.clone(), publisher.clone());
+    let work = tokio::spawn(async move {
+        let by = By::audited(draft.ended(200, "retried"));
+        answer_retry(retry_one(&registry, &publisher, equipment, task_id, by).await)
+    });
     work.await.unwrap_or_else(|_| {
         error(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -90,13 +99,8 @@ pub async fn retry(
     })
 }
 
-async fn retry_detached(
-    registry: RegistryHandle,
-    publisher: Arc<dyn TaskPublisher>,
-    equipment: EquipmentId,
-    task_id: TaskId,
-) -> Response {
-    match retry_one(&registry, &publisher, equipment, task_id).await {
+fn answer_retry(retried: Result<Retry, Response>) -> Response {
+    match retried {
         Ok(Retry::Created(task)) => reply(StatusCode::OK, json!({"code": 200, "taskId": task.task_id.to_string()})),
         Ok(Retry::NotFound) => error(StatusCode::NOT_FOUND, TASK_NOT_FOUND),
         Ok(Retry::NotFailed(status)) => error(
@@ -111,19 +115,48 @@ async fn retry_detached(
     }
 }
 
-/// Stores the retry and queues its new task; undoes the retry when the queue refuses it.
+/// Who asks for a retry: the new task's requester, and the retry's own audit record unless the
+/// caller records the change itself (a bulk action, once for all its tasks).
+pub struct By {
+    pub actor: String,
+    pub audit: Option<AuditRecord>,
+}
+
+impl By {
+    pub fn audited(record: AuditRecord) -> Self {
+        Self {
+            actor: record.actor.clone(),
+            audit: Some(record),
+        }
+    }
+}
+
+/// Stores the retry and queues its new task; undoes the retry when the queue refuses it (and
+/// records the undoing, when the retry was recorded).
 pub async fn retry_one(
     registry: &RegistryHandle,
     publisher: &Arc<dyn TaskPublisher>,
     equipment: EquipmentId,
     task_id: TaskId,
+    by: By,
 ) -> Result<Retry, Response> {
-    let retry = registry.retry(task_id, equipment).await.map_err(unavailable)?;
+    let audit = by.audit.clone().map(Box::new);
+    let retry = registry
+        .retry(task_id, equipment, Some(by.actor), audit)
+        .await
+        .map_err(unavailable)?;
     if let Retry::Created(task) = &retry {
         if let Err(queue_error) = publisher.publish(task).await {
             tracing::error!(%task_id, %queue_error, "could not queue a retry; undone");
             if let Err(store_error) = registry.undo_retry(task_id, task.task_id).await {
                 tracing::warn!(%task_id, %store_error, "could not undo the unqueued retry");
+            }
+            if let Some(mut undone) = by.audit {
+                undone.task_ids = vec![task.task_id, task_id];
+                let undone = undone.ended(503, "withdrawn: the task queue was unavailable");
+                if let Err(store_error) = registry.record(undone).await {
+                    tracing::warn!(%task_id, %store_error, "could not record the withdrawn retry");
+                }
             }
             return Err(error(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -157,6 +190,7 @@ pub fn task_json(record: &TaskRecord) -> Value {
         "updatedAt": rfc3339(record.updated_at),
         "lastError": record.last_error,
         "retriedAs": record.retried_as.map(|id| id.to_string()),
+        "requestedBy": record.requested_by,
     })
 }
 

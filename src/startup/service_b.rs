@@ -48,6 +48,7 @@ pub(super) fn part(
             Some(crate::tls::leaf_certificate(certs_dir)?),
             addr.ip(),
         ),
+        refusals: Default::default(),
     };
     let mut part = Part::default();
     part.child(

@@ -7,17 +7,19 @@
 //! - `final_by_update`: updated_at (big-endian) ++ task id → (), for completed and failed tasks, so a
 //!   sweep reads only the entries it deletes;
 //! - `idempotency_keys`: `Idempotency-Key` → task id, request fingerprint and created_at (32 bytes), and
-//!   `idempotency_keys_by_time`: created_at (big-endian) ++ key → (), so keys expire without a scan.
+//!   `idempotency_keys_by_time`: created_at (big-endian) ++ key → (), so keys expire without a scan;
+//! - `audit`: the audit trail (see `file/audit.rs`).
 //!
 //! Readers double-check an index entry against its record and skip one that no longer matches, so an
 //! index entry left behind by a record that could not be decoded can never resurrect or delete a task.
 
+mod audit;
 mod browse;
 mod codec;
 
 use codec::{decode, decode_key_entry, encode, encode_key_entry, Header};
 use cpe_actors::ports::{IdempotencyEntry, StoreCounts, StoreError, TaskReader, TaskStore, WriteOp};
-use cpe_actors::{TaskId, TaskPage, TaskQuery, TaskRecord};
+use cpe_actors::{AuditPage, AuditQuery, TaskId, TaskPage, TaskQuery, TaskRecord};
 use redb::{
     Database, DatabaseError, ReadableDatabase, ReadableTable, ReadableTableMetadata, Table, TableDefinition,
     WriteTransaction,
@@ -99,6 +101,7 @@ impl FileStore {
         txn.open_table(KEYS).map_err(db)?;
         txn.open_table(KEYS_BY_TIME).map_err(db)?;
         browse::prepare(&txn)?;
+        audit::prepare(&txn)?;
         txn.commit().map_err(db)
     }
 
@@ -222,6 +225,10 @@ impl TaskReader for FileStore {
         let read = || browse::list(&self.db.begin_read().map_err(db)?, query);
         read().map_err(|e| self.wrap(format_args!("cannot list tasks"), e))
     }
+    fn audit(&self, query: &AuditQuery) -> Result<AuditPage, StoreError> {
+        let read = || audit::page(&self.db.begin_read().map_err(db)?, query);
+        read().map_err(|e| self.wrap(format_args!("cannot read the audit trail"), e))
+    }
 }
 
 impl TaskStore for FileStore {
@@ -261,6 +268,18 @@ impl TaskStore for FileStore {
                 )
             })?;
             if seen < SWEEP_BATCH {
+                break;
+            }
+        }
+        loop {
+            let sweep = || -> Result<usize, StoreError> {
+                let txn = self.db.begin_write().map_err(db)?;
+                let removed = audit::sweep_step(&txn, cutoff_millis, SWEEP_BATCH)?;
+                txn.commit().map_err(db)?;
+                Ok(removed)
+            };
+            let removed = sweep().map_err(|e| self.wrap(format_args!("cannot expire audit records"), e))?;
+            if removed < SWEEP_BATCH {
                 return Ok(total);
             }
         }
@@ -297,6 +316,7 @@ fn apply(txn: &WriteTransaction, ops: &[WriteOp]) -> Result<(), StoreError> {
                 remove_key(txn, key)?;
             }
             WriteOp::All(ops) => apply(txn, ops)?,
+            WriteOp::Audit(record) => audit::append(txn, record)?,
         }
     }
     Ok(())

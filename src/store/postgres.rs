@@ -7,6 +7,7 @@
 //! A write that makes a task final also announces it (`NOTIFY cpe_config_final`), so a waiter on
 //! any instance wakes at once (see `listen.rs`).
 
+mod audit;
 mod connections;
 mod instances;
 pub mod leases;
@@ -20,7 +21,7 @@ pub mod scratch;
 
 use connections::{prepared, Connections};
 use cpe_actors::ports::{FinalListener, IdempotencyEntry, StoreCounts, StoreError, TaskReader, TaskStore, WriteOp};
-use cpe_actors::{TaskId, TaskPage, TaskQuery, TaskRecord, TaskStatus};
+use cpe_actors::{AuditPage, AuditQuery, AuditRecord, TaskId, TaskPage, TaskQuery, TaskRecord, TaskStatus};
 use postgres::{Config, Transaction};
 use rows::{millis, record, request_json, status_code, task_id, uuid, COLUMNS};
 use std::str::FromStr;
@@ -132,6 +133,9 @@ impl TaskReader for PgStore {
     fn list(&self, query: &TaskQuery) -> Result<TaskPage, StoreError> {
         reads::page(&self.connections, query)
     }
+    fn audit(&self, query: &AuditQuery) -> Result<AuditPage, StoreError> {
+        audit::page(&self.readers, query)
+    }
 }
 
 impl TaskStore for PgStore {
@@ -141,14 +145,21 @@ impl TaskStore for PgStore {
         let ops = ops.to_vec();
         let handed_on = self.connections.run("write tasks", move |client| {
             let mut txn = client.transaction()?;
-            let mut puts = Vec::new();
-            let mut freed = Vec::new();
+            let mut batch = Batch::default();
             for op in &ops {
-                if let Err(refused) = apply(&mut txn, op, &mut puts, &mut freed)? {
+                if let Err(refused) = apply(&mut txn, op, &mut batch)? {
                     return Ok(Err(refused));
                 }
             }
+            let Batch {
+                puts,
+                mut freed,
+                audits,
+            } = batch;
             if let Err(refused) = put_all(&mut txn, &puts)? {
+                return Ok(Err(refused));
+            }
+            if let Err(refused) = audit::append(&mut txn, &audits)? {
                 return Ok(Err(refused));
             }
             freed.extend(
@@ -190,6 +201,7 @@ impl TaskStore for PgStore {
                 }
             }
             client.execute("DELETE FROM cpe_idempotency_keys WHERE created_at < $1", &[&cutoff])?;
+            client.execute("DELETE FROM cpe_audit WHERE at < $1", &[&cutoff])?;
             Ok(removed)
         })
     }
@@ -249,16 +261,24 @@ fn refused(what: String) -> Result<Result<(), StoreError>, postgres::Error> {
     ))))
 }
 
-/// One change inside the batch's transaction; the records it stores are added to `puts`, written
-/// together at the end (one statement for the whole batch). `Ok(Err(_))` refuses the batch.
+/// What a batch writes at its end, one statement each, after its other changes.
+#[derive(Default)]
+struct Batch<'a> {
+    puts: Vec<&'a TaskRecord>,
+    /// Devices whose unfinished task went: their next task may be due.
+    freed: Vec<String>,
+    audits: Vec<&'a AuditRecord>,
+}
+
+/// One change inside the batch's transaction; the task and audit records it stores are added to
+/// `batch`, written together at the end. `Ok(Err(_))` refuses the batch.
 fn apply<'a>(
     txn: &mut Transaction<'_>,
     op: &'a WriteOp,
-    puts: &mut Vec<&'a TaskRecord>,
-    freed: &mut Vec<String>,
+    batch: &mut Batch<'a>,
 ) -> Result<Result<(), StoreError>, postgres::Error> {
     match op {
-        WriteOp::Put(record) => puts.push(record),
+        WriteOp::Put(record) => batch.puts.push(record),
         WriteOp::PutWithKey(record, key, entry) => {
             let inserted = txn.execute(
                 "INSERT INTO cpe_idempotency_keys (key, task_id, fingerprint, created_at)
@@ -273,11 +293,11 @@ fn apply<'a>(
             if inserted == 0 {
                 return refused("the idempotency key".into());
             }
-            puts.push(record);
+            batch.puts.push(record);
         }
-        WriteOp::Remove(id) => freed.extend(remove(txn, *id)?),
+        WriteOp::Remove(id) => batch.freed.extend(remove(txn, *id)?),
         WriteOp::RemoveWithKey(id, key) => {
-            freed.extend(remove(txn, *id)?);
+            batch.freed.extend(remove(txn, *id)?);
             txn.execute(
                 "DELETE FROM cpe_idempotency_keys WHERE key = $1 AND task_id = $2",
                 &[key, &uuid(*id)],
@@ -285,11 +305,12 @@ fn apply<'a>(
         }
         WriteOp::All(ops) => {
             for op in ops {
-                if let Err(refused) = apply(txn, op, puts, freed)? {
+                if let Err(refused) = apply(txn, op, batch)? {
                     return Ok(Err(refused));
                 }
             }
         }
+        WriteOp::Audit(record) => batch.audits.push(record),
     }
     Ok(Ok(()))
 }
@@ -322,9 +343,10 @@ fn put_all(txn: &mut Transaction<'_>, records: &[&TaskRecord]) -> Result<Result<
     let column = |field: fn(&TaskRecord) -> i64| records.iter().map(|r| field(r)).collect::<Vec<i64>>();
     let written = txn.execute(
         "INSERT INTO cpe_tasks
-             (id, equipment_id, request, status, attempts, last_error, created_at, updated_at, retried_as, publish_due)
+             (id, equipment_id, request, status, attempts, last_error, created_at, updated_at, retried_as,
+              publish_due, requested_by)
          SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::int2[], $5::int4[], $6::text[],
-                              $7::int8[], $8::int8[], $9::uuid[], $10::int8[])
+                              $7::int8[], $8::int8[], $9::uuid[], $10::int8[], $11::text[])
          ON CONFLICT (id) DO UPDATE SET
              request = EXCLUDED.request, status = EXCLUDED.status, attempts = EXCLUDED.attempts,
              last_error = EXCLUDED.last_error, updated_at = EXCLUDED.updated_at, retried_as = EXCLUDED.retried_as,
@@ -348,6 +370,7 @@ fn put_all(txn: &mut Transaction<'_>, records: &[&TaskRecord]) -> Result<Result<
                 .iter()
                 .map(|r| (r.status == TaskStatus::Queued).then(|| outbox::due_for(r.created_at)))
                 .collect::<Vec<_>>(),
+            &records.iter().map(|r| r.requested_by.as_deref()).collect::<Vec<_>>(),
         ],
     )?;
     if written < records.len() as u64 {

@@ -1,5 +1,6 @@
 //! Domain types: parsed once at the edge, trusted everywhere inside.
 
+mod audit;
 mod equipment_id;
 mod message;
 mod query;
@@ -7,6 +8,7 @@ mod request;
 mod strict_json;
 mod task;
 
+pub use audit::{AuditAction, AuditPage, AuditQuery, AuditRecord, BulkCounts};
 pub use equipment_id::{EquipmentId, InvalidEquipmentId};
 pub use message::{StatusUpdate, TaskMessage};
 pub use query::{Cursor, TaskPage, TaskQuery};

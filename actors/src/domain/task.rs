@@ -123,6 +123,9 @@ pub struct TaskRecord {
     pub updated_at: u64,
     /// The task an operator's retry created from this failed one.
     pub retried_as: Option<TaskId>,
+    /// Who created the task (a token's name, or `loopback`); None for a task adopted from its
+    /// queue message or stored before the audit trail.
+    pub requested_by: Option<String>,
 }
 
 impl TaskRecord {
@@ -138,6 +141,7 @@ impl TaskRecord {
             created_at: now,
             updated_at: now,
             retried_as: None,
+            requested_by: None,
         }
     }
 

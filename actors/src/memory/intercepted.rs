@@ -3,7 +3,7 @@
 
 use super::MemoryStore;
 use crate::ports::{IdempotencyEntry, StoreCounts, StoreError, TaskReader, TaskStore, WriteOp};
-use crate::{TaskId, TaskPage, TaskQuery, TaskRecord};
+use crate::{AuditPage, AuditQuery, TaskId, TaskPage, TaskQuery, TaskRecord};
 
 /// The hook sees the store and the batch; Some(answer) answers instead of writing.
 pub struct Intercepted<H> {
@@ -29,6 +29,9 @@ impl<H: Send + Sync + 'static> TaskReader for Intercepted<H> {
     }
     fn list(&self, query: &TaskQuery) -> Result<TaskPage, StoreError> {
         self.inner.list(query)
+    }
+    fn audit(&self, query: &AuditQuery) -> Result<AuditPage, StoreError> {
+        self.inner.audit(query)
     }
 }
 

@@ -1,14 +1,25 @@
 //! A task store in a map: fast, and gone with the process (like the original system).
 
 use crate::ports::{IdempotencyEntry, StoreCounts, StoreError, TaskReader, TaskStore, WriteOp};
-use crate::{Cursor, EquipmentId, TaskId, TaskPage, TaskQuery, TaskRecord, TaskStatus};
-use std::collections::{BTreeSet, HashMap};
+use crate::{
+    AuditPage, AuditQuery, AuditRecord, Cursor, EquipmentId, TaskId, TaskPage, TaskQuery, TaskRecord, TaskStatus,
+};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::Mutex;
 
 #[derive(Default)]
 pub struct MemoryStore {
     records: Mutex<Records>,
     keys: Mutex<HashMap<String, IdempotencyEntry>>,
+    audit: Mutex<Trail>,
+}
+
+/// The audit trail, oldest first, and the id the next record gets (ids count up from 1 and are
+/// never reused, so a cursor stays valid after a sweep).
+#[derive(Default)]
+struct Trail {
+    records: VecDeque<AuditRecord>,
+    last_id: u64,
 }
 
 /// The records, their indexes (creation order overall, per status and per device) and the tallies
@@ -75,6 +86,10 @@ impl MemoryStore {
     fn keys(&self) -> std::sync::MutexGuard<'_, HashMap<String, IdempotencyEntry>> {
         self.keys.lock().unwrap_or_else(|e| e.into_inner())
     }
+
+    fn trail(&self) -> std::sync::MutexGuard<'_, Trail> {
+        self.audit.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 impl TaskReader for MemoryStore {
@@ -112,12 +127,22 @@ impl TaskReader for MemoryStore {
             .collect();
         Ok(TaskPage::from_candidates(candidates, query.limit))
     }
+
+    fn audit(&self, query: &AuditQuery) -> Result<AuditPage, StoreError> {
+        let trail = &self.trail().records;
+        // Ids count up by one from the first record kept: the page's start is found by position.
+        let end = match (query.before, trail.front()) {
+            (Some(before), Some(first)) => (before.saturating_sub(first.id) as usize).min(trail.len()),
+            _ => trail.len(),
+        };
+        Ok(AuditPage::walk(trail.range(..end).rev().cloned(), query))
+    }
 }
 
 impl TaskStore for MemoryStore {
     fn write_batch(&self, ops: &[WriteOp]) -> Result<(), StoreError> {
-        let (mut records, mut keys) = (self.records(), self.keys());
-        apply(&mut records, &mut keys, ops);
+        let (mut records, mut keys, mut trail) = (self.records(), self.keys(), self.trail());
+        apply(&mut records, &mut keys, &mut trail, ops);
         Ok(())
     }
 
@@ -142,6 +167,12 @@ impl TaskStore for MemoryStore {
             .collect();
         due.iter().for_each(|id| records.remove(id));
         self.keys().retain(|_, entry| entry.created_at >= cutoff_millis);
+        let trail = &mut self.trail().records;
+        // The trail is in write order; a record stamped late may sit behind a newer one: kept a
+        // sweep longer.
+        while trail.front().is_some_and(|r| r.at < cutoff_millis) {
+            trail.pop_front();
+        }
         Ok(due.len())
     }
 
@@ -160,7 +191,7 @@ impl TaskStore for MemoryStore {
     }
 }
 
-fn apply(records: &mut Records, keys: &mut HashMap<String, IdempotencyEntry>, ops: &[WriteOp]) {
+fn apply(records: &mut Records, keys: &mut HashMap<String, IdempotencyEntry>, trail: &mut Trail, ops: &[WriteOp]) {
     for op in ops {
         match op {
             WriteOp::Put(record) => records.insert(record),
@@ -173,7 +204,15 @@ fn apply(records: &mut Records, keys: &mut HashMap<String, IdempotencyEntry>, op
                 records.remove(id);
                 keys.remove(key);
             }
-            WriteOp::All(ops) => apply(records, keys, ops),
+            WriteOp::All(ops) => apply(records, keys, trail, ops),
+            WriteOp::Audit(record) => {
+                trail.last_id += 1;
+                let id = trail.last_id;
+                trail.records.push_back(AuditRecord {
+                    id,
+                    ..(**record).clone()
+                });
+            }
         }
     }
 }

@@ -2,10 +2,13 @@
 //! been restarted) and bounds every call, and the registry as the workers' status sink.
 
 use super::reads::Reads;
-use super::{restarting, BeginAsk, Cancel, Created, RegistryMsg, Reply, Retry, Watch};
+use super::{restarting, Audit, BeginAsk, Cancel, Created, RegistryMsg, Reply, Retry, Watch};
 use crate::ports::{Begin, SinkError, StatusSink, StoreError, TaskReader};
 use crate::slot::Slot;
-use crate::{EquipmentId, Outcome, StatusUpdate, TaskId, TaskMessage, TaskPage, TaskQuery, TaskRecord};
+use crate::{
+    AuditPage, AuditQuery, AuditRecord, EquipmentId, Outcome, StatusUpdate, TaskId, TaskMessage, TaskPage, TaskQuery,
+    TaskRecord,
+};
 use async_trait::async_trait;
 use std::sync::Arc;
 use std::time::Duration;
@@ -73,8 +76,9 @@ impl RegistryHandle {
         }
     }
 
+    /// Stores a new task, with no audit record (a task adopted from the queue, a test's).
     pub async fn create(&self, record: TaskRecord) -> Result<(), StoreError> {
-        self.start_create(record).await
+        self.start_create(record, None).await
     }
 
     /// Tells the store that the queue confirmed a task already stored; nothing to wait for (a
@@ -88,13 +92,28 @@ impl RegistryHandle {
     /// Puts the create in the registry's mailbox now and returns the wait for its answer, so the
     /// caller can publish the task while the create is being made durable: any later request
     /// about the task (a worker's `Begin`) queues behind the create.
-    pub fn start_create(&self, record: TaskRecord) -> impl std::future::Future<Output = Result<(), StoreError>> {
-        self.send(|reply| RegistryMsg::Create(record, reply))
+    pub fn start_create(
+        &self,
+        record: TaskRecord,
+        audit: Audit,
+    ) -> impl std::future::Future<Output = Result<(), StoreError>> {
+        self.send(|reply| RegistryMsg::Create(record, audit, reply))
     }
 
-    pub async fn create_with_key(&self, record: TaskRecord, key: String) -> Result<Created, StoreError> {
-        self.ask(|reply| RegistryMsg::CreateWithKey(record.clone(), key.clone(), reply))
+    pub async fn create_with_key(&self, record: TaskRecord, key: String, audit: Audit) -> Result<Created, StoreError> {
+        self.ask(|reply| RegistryMsg::CreateWithKey(record.clone(), key.clone(), audit.clone(), reply))
             .await
+    }
+
+    /// Appends a record to the audit trail; Ok once it is durable.
+    pub async fn record(&self, record: AuditRecord) -> Result<(), StoreError> {
+        let record = Box::new(record);
+        self.ask(|reply| RegistryMsg::Record(record.clone(), reply)).await
+    }
+
+    /// A page of the audit trail, read around the registry like tasks.
+    pub async fn audit(&self, query: AuditQuery) -> Result<AuditPage, StoreError> {
+        self.reads.audit(query).await
     }
 
     pub async fn get(&self, id: TaskId) -> Result<Option<Arc<TaskRecord>>, StoreError> {
@@ -123,8 +142,8 @@ impl RegistryHandle {
         self.ask(|reply| RegistryMsg::Sweep(cutoff_millis, reply)).await
     }
 
-    pub async fn cancel(&self, id: TaskId, equipment: EquipmentId) -> Result<Cancel, StoreError> {
-        self.ask(|reply| RegistryMsg::Cancel(id, equipment.clone(), reply))
+    pub async fn cancel(&self, id: TaskId, equipment: EquipmentId, audit: Audit) -> Result<Cancel, StoreError> {
+        self.ask(|reply| RegistryMsg::Cancel(id, equipment.clone(), audit.clone(), reply))
             .await
     }
 
@@ -133,8 +152,16 @@ impl RegistryHandle {
         self.ask(|reply| RegistryMsg::Watch(id, reply)).await
     }
 
-    pub async fn retry(&self, id: TaskId, equipment: EquipmentId) -> Result<Retry, StoreError> {
-        self.ask(|reply| RegistryMsg::Retry(id, equipment.clone(), reply)).await
+    /// Retries a failed task; the new task is `requested_by` that name.
+    pub async fn retry(
+        &self,
+        id: TaskId,
+        equipment: EquipmentId,
+        requested_by: Option<String>,
+        audit: Audit,
+    ) -> Result<Retry, StoreError> {
+        self.ask(|reply| RegistryMsg::Retry(id, equipment.clone(), requested_by.clone(), audit.clone(), reply))
+            .await
     }
 
     pub async fn undo_retry(&self, id: TaskId, new_task: TaskId) -> Result<(), StoreError> {

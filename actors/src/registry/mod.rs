@@ -14,7 +14,7 @@ use crate::group_commit::GroupCommit;
 use crate::ports::{Begin, StoreError, TaskStore, WriteOp};
 use crate::slot::Slot;
 use crate::supervisor::Spec;
-use crate::{EquipmentId, Outcome, StatusUpdate, TaskId, TaskMessage, TaskRecord, TaskStatus};
+use crate::{AuditRecord, EquipmentId, Outcome, StatusUpdate, TaskId, TaskMessage, TaskRecord, TaskStatus};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
@@ -26,10 +26,14 @@ type Reply<T> = RpcReplyPort<Result<T, StoreError>>;
 /// A decision, or the store's error when what it needed could not be read.
 type Plan<T> = Result<Decision<T>, StoreError>;
 
+/// The audit record of a change, drafted by whoever asked for it: written in the same store write
+/// as the change, with the tasks the change wrote, and not at all when nothing changes.
+pub type Audit = Option<Box<AuditRecord>>;
+
 pub enum RegistryMsg {
-    Create(TaskRecord, Reply<()>),
+    Create(TaskRecord, Audit, Reply<()>),
     /// Create under an `Idempotency-Key`: the key's first task wins for the retention period.
-    CreateWithKey(TaskRecord, String, Reply<Created>),
+    CreateWithKey(TaskRecord, String, Audit, Reply<Created>),
     /// Forget a task that could not be queued (its creator answered 503), and its idempotency key.
     Remove(TaskId, Option<String>, Reply<()>),
     /// A worker takes the task: running, unless it is final already or the message does not
@@ -49,7 +53,7 @@ pub enum RegistryMsg {
     /// A change reached the store (or failed): the task, and its key, take requests again.
     Settled(TaskId, Option<String>),
     /// Cancels a queued task of this device.
-    Cancel(TaskId, EquipmentId, Reply<Cancel>),
+    Cancel(TaskId, EquipmentId, Audit, Reply<Cancel>),
     /// The task's record, and, unless it is final, a receiver that gets it once it is.
     Watch(TaskId, Reply<Option<Watch>>),
     /// A change that made a task final is durable: its watchers are told.
@@ -59,8 +63,10 @@ pub enum RegistryMsg {
     /// Another instance sharing the store made this task final (None: some such news may have been
     /// missed, so every watched task is read again).
     FinalElsewhere(Option<TaskId>),
-    /// Runs a failed task of this device again as a new task.
-    Retry(TaskId, EquipmentId, Reply<Retry>),
+    /// Runs a failed task of this device again as a new task, requested by the name given.
+    Retry(TaskId, EquipmentId, Option<String>, Audit, Reply<Retry>),
+    /// Appends a record to the audit trail on its own (a refused write, a bulk action's summary).
+    Record(Box<AuditRecord>, Reply<()>),
     /// The retry's new task (second id) could not be queued: forget it.
     UndoRetry(TaskId, TaskId, Reply<()>),
 }
@@ -98,14 +104,14 @@ impl RegistryMsg {
     /// The task (and idempotency key) a change request is about; None for reads and sweeps.
     fn target(&self) -> Option<(TaskId, Option<&str>)> {
         match self {
-            Self::Create(record, _) => Some((record.id, None)),
-            Self::CreateWithKey(record, key, _) => Some((record.id, Some(key))),
+            Self::Create(record, ..) => Some((record.id, None)),
+            Self::CreateWithKey(record, key, ..) => Some((record.id, Some(key))),
             Self::Remove(id, key, _) => Some((*id, key.as_deref())),
             Self::Renew(id, _) | Self::NextAttempt(id, _, _) => Some((*id, None)),
             Self::Begin(task, _, _) | Self::Finish(task, _, _) => Some((task.task_id, None)),
             Self::Apply(update, _) => Some((update_task(update), None)),
             // Behind a change in flight, so a watcher never misses the change that made it final.
-            Self::Cancel(id, _, _) | Self::Watch(id, _) | Self::Retry(id, _, _) | Self::UndoRetry(id, _, _) => {
+            Self::Cancel(id, ..) | Self::Watch(id, _) | Self::Retry(id, ..) | Self::UndoRetry(id, ..) => {
                 Some((*id, None))
             }
             _ => None,
@@ -227,15 +233,17 @@ impl RegistryState {
         let store = store.as_ref();
         let now = crate::domain::now_millis();
         match msg {
-            RegistryMsg::Create(record, reply) => {
+            RegistryMsg::Create(record, audit, reply) => {
                 let id = record.id;
-                self.commit(myself, id, None, Ok((Some(WriteOp::Put(record)), ())), reply)
+                let plan = Ok((Some(audited(WriteOp::Put(record), audit)), ()));
+                self.commit(myself, id, None, plan, reply)
             }
-            RegistryMsg::CreateWithKey(record, key, reply) => {
+            RegistryMsg::CreateWithKey(record, key, audit, reply) => {
                 let id = record.id;
                 let plan = store
                     .idempotency(&key)
-                    .map(|existing| transitions::create_with_key(existing, record, key.clone()));
+                    .map(|existing| transitions::create_with_key(existing, record, key.clone()))
+                    .map(|(op, answer)| (op.map(|op| audited(op, audit)), answer));
                 self.commit(myself, id, Some(key), plan, reply)
             }
             RegistryMsg::Remove(id, key, reply) => {
@@ -244,6 +252,11 @@ impl RegistryState {
                     None => WriteOp::Remove(id),
                 };
                 self.commit(myself, id, key, Ok((Some(op), ())), reply)
+            }
+            RegistryMsg::Record(record, reply) => {
+                self.writer.submit_then(WriteOp::Audit(record), move |result| {
+                    let _ = reply.send(result);
+                });
             }
             RegistryMsg::Begin(task, ask, reply) => {
                 let plan = store
@@ -275,16 +288,22 @@ impl RegistryState {
             RegistryMsg::Unfinished(reply) => drop(reply.send(store.unfinished())),
             RegistryMsg::Sweep(cutoff, reply) => drop(reply.send(store.remove_final_before(cutoff))),
             RegistryMsg::ExpireLeases(cutoff, reply) => self.expire_leases(myself, cutoff, now, reply),
-            RegistryMsg::Cancel(id, equipment, reply) => {
-                let plan = store.get(id).map(|stored| transitions::cancel(stored, &equipment, now));
+            RegistryMsg::Cancel(id, equipment, audit, reply) => {
+                let plan = store
+                    .get(id)
+                    .map(|stored| transitions::cancel(stored, &equipment, now))
+                    .map(|(op, answer)| (op.map(|op| audited(op, audit)), answer));
                 self.commit(myself, id, None, plan, reply)
             }
             RegistryMsg::Watch(id, reply) => drop(reply.send(self.watch(id))),
             RegistryMsg::Finalized(record) => self.tell_watchers(record),
             RegistryMsg::Published(id) => store.mark_published(&[id]),
             RegistryMsg::FinalElsewhere(id) => self.wake_finished_elsewhere(id),
-            RegistryMsg::Retry(id, equipment, reply) => {
-                let plan = store.get(id).map(|stored| transitions::retry(stored, &equipment, now));
+            RegistryMsg::Retry(id, equipment, requested_by, audit, reply) => {
+                let plan = store
+                    .get(id)
+                    .map(|stored| transitions::retry(stored, &equipment, requested_by, now))
+                    .map(|(op, answer)| (op.map(|op| audited(op, audit)), answer));
                 self.commit(myself, id, None, plan, reply)
             }
             RegistryMsg::UndoRetry(id, new_task, reply) => {
@@ -404,7 +423,26 @@ impl RegistryState {
 fn final_record(op: &WriteOp) -> Option<TaskRecord> {
     match op {
         WriteOp::Put(record) | WriteOp::PutWithKey(record, ..) if record.status.is_final() => Some(record.clone()),
+        WriteOp::All(ops) => ops.iter().find_map(final_record),
         _ => None,
+    }
+}
+
+/// The change, and with it its audit record naming the tasks it writes.
+fn audited(op: WriteOp, audit: Audit) -> WriteOp {
+    let Some(mut record) = audit else {
+        return op;
+    };
+    written(&op, &mut record.task_ids);
+    WriteOp::All(vec![op, WriteOp::Audit(record)])
+}
+
+/// The ids of the tasks `op` stores, in order.
+fn written(op: &WriteOp, ids: &mut Vec<TaskId>) {
+    match op {
+        WriteOp::Put(record) | WriteOp::PutWithKey(record, ..) => ids.push(record.id),
+        WriteOp::All(ops) => ops.iter().for_each(|op| written(op, ids)),
+        _ => {}
     }
 }
 
@@ -413,3 +451,6 @@ mod tests;
 
 #[cfg(test)]
 mod operator_tests;
+
+#[cfg(test)]
+mod audit_tests;

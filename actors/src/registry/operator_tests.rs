@@ -33,13 +33,16 @@ async fn only_a_queued_task_of_the_named_device_is_cancelled() {
     let queued = created(&registry, "abc123").await;
     let device = queued.equipment_id.clone();
     let other = EquipmentId::parse("zzz999").unwrap();
-    assert_eq!(registry.cancel(queued.task_id, other).await.unwrap(), Cancel::NotFound);
     assert_eq!(
-        registry.cancel(TaskId::new(), device.clone()).await.unwrap(),
+        registry.cancel(queued.task_id, other, None).await.unwrap(),
         Cancel::NotFound
     );
     assert_eq!(
-        registry.cancel(queued.task_id, device.clone()).await.unwrap(),
+        registry.cancel(TaskId::new(), device.clone(), None).await.unwrap(),
+        Cancel::NotFound
+    );
+    assert_eq!(
+        registry.cancel(queued.task_id, device.clone(), None).await.unwrap(),
         Cancel::Cancelled
     );
     let record = registry.get(queued.task_id).await.unwrap().unwrap();
@@ -49,7 +52,7 @@ async fn only_a_queued_task_of_the_named_device_is_cancelled() {
         "a cancelled task keeps no parameters"
     );
     assert_eq!(
-        registry.cancel(queued.task_id, device.clone()).await.unwrap(),
+        registry.cancel(queued.task_id, device.clone(), None).await.unwrap(),
         Cancel::Final(TaskStatus::Cancelled)
     );
     // A worker that meets the cancelled task's message acknowledges it without a call.
@@ -57,7 +60,10 @@ async fn only_a_queued_task_of_the_named_device_is_cancelled() {
 
     let running = created(&registry, "abc123").await;
     registry.begin(&running, false).await.unwrap();
-    assert_eq!(registry.cancel(running.task_id, device).await.unwrap(), Cancel::Running);
+    assert_eq!(
+        registry.cancel(running.task_id, device, None).await.unwrap(),
+        Cancel::Running
+    );
 }
 
 #[tokio::test]
@@ -94,7 +100,7 @@ async fn a_watcher_is_told_of_a_cancel_and_of_an_expired_lease() {
         .finished
         .unwrap();
     registry
-        .cancel(cancelled.task_id, cancelled.equipment_id.clone())
+        .cancel(cancelled.task_id, cancelled.equipment_id.clone(), None)
         .await
         .unwrap();
     assert_eq!(finished.await.unwrap().status, TaskStatus::Cancelled);
@@ -150,9 +156,12 @@ async fn a_failed_task_is_retried_once_as_a_new_task_and_an_undo_takes_it_back()
     };
     registry.finish(&task, failed).await.unwrap();
     let other = EquipmentId::parse("zzz999").unwrap();
-    assert_eq!(registry.retry(task.task_id, other).await.unwrap(), Retry::NotFound);
+    assert_eq!(
+        registry.retry(task.task_id, other, None, None).await.unwrap(),
+        Retry::NotFound
+    );
 
-    let Retry::Created(retry) = registry.retry(task.task_id, device.clone()).await.unwrap() else {
+    let Retry::Created(retry) = registry.retry(task.task_id, device.clone(), None, None).await.unwrap() else {
         panic!("a failed task can be retried");
     };
     assert_ne!(retry.task_id, task.task_id);
@@ -164,14 +173,14 @@ async fn a_failed_task_is_retried_once_as_a_new_task_and_an_undo_takes_it_back()
         TaskStatus::Queued
     );
     assert_eq!(
-        registry.retry(task.task_id, device.clone()).await.unwrap(),
+        registry.retry(task.task_id, device.clone(), None, None).await.unwrap(),
         Retry::AlreadyRetried(retry.task_id)
     );
 
     registry.undo_retry(task.task_id, retry.task_id).await.unwrap();
     assert!(registry.get(retry.task_id).await.unwrap().is_none());
     assert!(matches!(
-        registry.retry(task.task_id, device.clone()).await.unwrap(),
+        registry.retry(task.task_id, device.clone(), None, None).await.unwrap(),
         Retry::Created(_)
     ));
 
@@ -182,7 +191,7 @@ async fn a_failed_task_is_retried_once_as_a_new_task_and_an_undo_takes_it_back()
         .await
         .unwrap();
     assert_eq!(
-        registry.retry(done.task_id, device).await.unwrap(),
+        registry.retry(done.task_id, device, None, None).await.unwrap(),
         Retry::NotFailed(TaskStatus::Completed)
     );
 }
@@ -218,7 +227,7 @@ async fn a_cancel_that_loses_to_a_start_elsewhere_is_answered_as_running() {
     let registry = RegistryHandle::new(slot, store.clone());
     let task = created(&registry, "abc123").await;
 
-    let answer = registry.cancel(task.task_id, task.equipment_id.clone()).await;
+    let answer = registry.cancel(task.task_id, task.equipment_id.clone(), None).await;
 
     assert_eq!(
         answer,

@@ -3,7 +3,7 @@
 //! record is kept in memory for a while and answered from there.
 
 use crate::ports::{StoreError, TaskReader};
-use crate::{TaskId, TaskPage, TaskQuery, TaskRecord, TaskStatus};
+use crate::{AuditPage, AuditQuery, TaskId, TaskPage, TaskQuery, TaskRecord, TaskStatus};
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -46,6 +46,11 @@ impl Reads {
     pub async fn list(&self, query: TaskQuery) -> Result<TaskPage, StoreError> {
         let store = self.store.clone();
         blocking(move || store.list(&query)).await
+    }
+
+    pub async fn audit(&self, query: AuditQuery) -> Result<AuditPage, StoreError> {
+        let store = self.store.clone();
+        blocking(move || store.audit(&query)).await
     }
 
     fn remembered(&self, id: TaskId) -> Option<Arc<TaskRecord>> {

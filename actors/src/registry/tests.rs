@@ -180,14 +180,20 @@ async fn state_outlives_a_registry_restart() {
 async fn an_idempotency_key_returns_its_first_task_and_refuses_another_request() {
     let (registry, _, _) = registry().await;
     let first = message("abc123");
-    let created = registry.create_with_key(record(&first), "key-1".into()).await.unwrap();
+    let created = registry
+        .create_with_key(record(&first), "key-1".into(), None)
+        .await
+        .unwrap();
     assert_eq!(created, Created::New);
     let again = TaskMessage {
         task_id: TaskId::new(),
         ..first.clone()
     };
     assert_eq!(
-        registry.create_with_key(record(&again), "key-1".into()).await.unwrap(),
+        registry
+            .create_with_key(record(&again), "key-1".into(), None)
+            .await
+            .unwrap(),
         Created::Existing(first.task_id)
     );
     assert!(
@@ -200,14 +206,17 @@ async fn an_idempotency_key_returns_its_first_task_and_refuses_another_request()
         ..first.clone()
     };
     assert_eq!(
-        registry.create_with_key(record(&retry), "key-1".into()).await.unwrap(),
+        registry
+            .create_with_key(record(&retry), "key-1".into(), None)
+            .await
+            .unwrap(),
         Created::New,
         "a task removed because it was never queued frees its key"
     );
     let other_device = message("abc124");
     assert_eq!(
         registry
-            .create_with_key(record(&other_device), "key-1".into())
+            .create_with_key(record(&other_device), "key-1".into(), None)
             .await
             .unwrap(),
         Created::Conflict

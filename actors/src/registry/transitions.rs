@@ -110,9 +110,14 @@ pub fn cancel(stored: Option<TaskRecord>, equipment: &EquipmentId, now: u64) -> 
     }
 }
 
-/// A failed task of this device is run again as a new task with the same request; the failed
-/// one names it (`retried_as`), in the same write.
-pub fn retry(stored: Option<TaskRecord>, equipment: &EquipmentId, now: u64) -> Decision<Retry> {
+/// A failed task of this device is run again as a new task with the same request, requested by
+/// `requested_by`; the failed one names it (`retried_as`), in the same write.
+pub fn retry(
+    stored: Option<TaskRecord>,
+    equipment: &EquipmentId,
+    requested_by: Option<String>,
+    now: u64,
+) -> Decision<Retry> {
     let mut failed = match stored {
         Some(record) if record.equipment_id == *equipment => record,
         _ => return (None, Retry::NotFound),
@@ -129,7 +134,10 @@ pub fn retry(stored: Option<TaskRecord>, equipment: &EquipmentId, now: u64) -> D
         request: failed.request.clone(),
     };
     failed.mark_retried_at(task.task_id, now);
-    let new = TaskRecord::from(&task);
+    let new = TaskRecord {
+        requested_by,
+        ..TaskRecord::from(&task)
+    };
     (
         Some(WriteOp::All(vec![WriteOp::Put(new), WriteOp::Put(failed)])),
         Retry::Created(task),

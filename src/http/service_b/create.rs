@@ -7,7 +7,7 @@ use crate::http::{error, reply, request_error, HttpRequest};
 use crate::metrics::Admission;
 use cpe_actors::ports::{QueueError, StoreError, TaskPublisher};
 use cpe_actors::registry::{Created, RegistryHandle};
-use cpe_actors::{ConfigRequest, EquipmentId, RequestError, TaskId, TaskMessage, TaskRecord};
+use cpe_actors::{AuditRecord, ConfigRequest, EquipmentId, RequestError, TaskId, TaskMessage, TaskRecord};
 use serde_json::json;
 use std::sync::Arc;
 use tokio::task::JoinError;
@@ -52,8 +52,9 @@ impl From<CreateError> for Response {
 }
 
 impl ServiceB {
-    pub(super) async fn create(&self, equipment: EquipmentId, request: &HttpRequest) -> Response {
-        match self.try_create(equipment, request).await {
+    /// `draft` is the create's audit record: written with the task, which names its actor.
+    pub(super) async fn create(&self, equipment: EquipmentId, request: &HttpRequest, draft: AuditRecord) -> Response {
+        match self.try_create(equipment, request, draft).await {
             Ok(task_id) => accepted(task_id),
             Err(refusal) => refusal.into(),
         }
@@ -61,8 +62,14 @@ impl ServiceB {
 
     /// A create refused before the hand-over is counted here; the hand-over counts its own end,
     /// which it reaches even when the client leaves.
-    async fn try_create(&self, equipment: EquipmentId, request: &HttpRequest) -> Result<TaskId, CreateError> {
+    async fn try_create(
+        &self,
+        equipment: EquipmentId,
+        request: &HttpRequest,
+        mut draft: AuditRecord,
+    ) -> Result<TaskId, CreateError> {
         let (config, key) = read(request).inspect_err(|_| self.metrics.task_created(Admission::Refused))?;
+        draft.idempotency_key = key.clone();
         let task = TaskMessage {
             task_id: TaskId::new(),
             equipment_id: equipment,
@@ -74,7 +81,7 @@ impl ServiceB {
         // always finishes, whatever the client does.
         let (registry, publisher, metrics) = (self.registry.clone(), self.publisher.clone(), self.metrics.clone());
         let handover = tokio::spawn(async move {
-            let outcome = accept(registry, publisher, task, key).await;
+            let outcome = accept(registry, publisher, task, key, draft).await;
             metrics.task_created(outcome.as_ref().map_or(Admission::Refused, |(admission, _)| *admission));
             outcome.map(|(_, task_id)| task_id)
         });
@@ -97,23 +104,29 @@ fn read(request: &HttpRequest) -> Result<(ConfigRequest, Option<String>), Create
 }
 
 /// Stores the task and hands it to the queue; Ok only once both are durable (promise 1), with
-/// `Accepted`, or `Duplicate` and the first task's id for a known key and the same request.
+/// `Accepted`, or `Duplicate` and the first task's id for a known key and the same request. The
+/// audit record goes with the task; a task the queue then refuses is withdrawn, and so recorded.
 async fn accept(
     registry: RegistryHandle,
     publisher: Arc<dyn TaskPublisher>,
     task: TaskMessage,
     key: Option<String>,
+    draft: AuditRecord,
 ) -> Result<(Admission, TaskId), CreateError> {
-    let record = TaskRecord::from(&task);
+    let record = TaskRecord {
+        requested_by: Some(draft.actor.clone()),
+        ..TaskRecord::from(&task)
+    };
+    let audit = Some(Box::new(draft.clone().ended(200, "accepted")));
     let (stored, published) = match key.clone() {
         // Without a key nothing depends on the store's answer: store and publish together, so
         // the answer waits for the slower of the two durable steps rather than for both in turn.
         None => {
-            let stored = registry.start_create(record);
+            let stored = registry.start_create(record, audit);
             let (stored, published) = tokio::join!(stored, publisher.publish(&task));
             (stored.map(|()| Created::New), Some(published))
         }
-        Some(key) => (registry.create_with_key(record, key).await, None),
+        Some(key) => (registry.create_with_key(record, key, audit).await, None),
     };
     let stored = stored.map_err(|store_error| {
         if matches!(published, Some(Ok(()))) {
@@ -136,6 +149,11 @@ async fn accept(
         tracing::error!(task_id = %task.task_id, %queue_error, "could not queue a new task; not accepted");
         if let Err(store_error) = registry.remove(task.task_id, key).await {
             tracing::warn!(task_id = %task.task_id, %store_error, "could not forget the unqueued task");
+        }
+        let mut withdrawn = draft.ended(503, "withdrawn: the task queue was unavailable");
+        withdrawn.task_ids.push(task.task_id);
+        if let Err(store_error) = registry.record(withdrawn).await {
+            tracing::warn!(task_id = %task.task_id, %store_error, "could not record the withdrawn task");
         }
         return Err(CreateError::Queue(queue_error));
     }

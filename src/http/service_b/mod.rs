@@ -2,26 +2,28 @@
 //! This file holds its route table and the checks every task route takes; the create path, the
 //! status route and the bearer token have their own files.
 
+mod accountable;
 mod create;
 mod cross_site;
 mod hosts;
 mod status;
 mod token;
 
+pub use accountable::{RefusalBudget, ANONYMOUS, LOOPBACK};
 pub use cross_site::{CROSS_SITE, NOT_JSON};
 pub use hosts::KnownHosts;
 
 use super::health::{self, Probe, Readiness};
 use super::openapi;
 use super::routes::{Lookup, Params, Route, Table};
-use super::{bulk, dashboard, tasks};
+use super::{audit, bulk, dashboard, tasks};
 use super::{error, no_route, HttpRequest, Routes, DEVICE_PATH, EQUIPMENT_NOT_FOUND};
 use crate::metrics::{Admission, Metrics};
 use crate::tokens::{Scope, Tokens};
 use async_trait::async_trait;
 use cpe_actors::ports::TaskPublisher;
 use cpe_actors::registry::RegistryHandle;
-use cpe_actors::EquipmentId;
+use cpe_actors::{AuditAction, EquipmentId};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, LazyLock};
 use warp::http::{Method, StatusCode};
@@ -39,6 +41,8 @@ pub struct ServiceB {
     pub metrics: Arc<Metrics>,
     /// The `Host` values answered; others get 421.
     pub hosts: KnownHosts,
+    /// Bounds how many refused writes a second reach the audit trail.
+    pub refusals: RefusalBudget,
 }
 
 /// What answers a row of Service B's table.
@@ -62,12 +66,23 @@ enum TaskRoute {
     Status,
     Cancel,
     Retry,
+    Audit,
 }
 
 impl TaskRoute {
-    /// Cancel, retry and the bulk actions: without a token configured, open to loopback peers only.
-    fn is_operator_write(self) -> bool {
-        matches!(self, Self::Retry | Self::Bulk(_) | Self::Cancel)
+    /// Cancel, retry, the bulk actions and the audit trail: without a token configured, open to
+    /// loopback peers only.
+    fn is_loopback_only(self) -> bool {
+        matches!(self, Self::Retry | Self::Bulk(_) | Self::Cancel | Self::Audit)
+    }
+
+    /// The scope a token needs here.
+    fn needs(self) -> Scope {
+        match self {
+            Self::Audit => Scope::Admin,
+            route if route.is_write() => Scope::Operate,
+            _ => Scope::Read,
+        }
     }
 
     /// Every POST and DELETE: refused from another site, and with a body that is not JSON.
@@ -99,6 +114,7 @@ fn table() -> &'static Table<Handler> {
         let task = "/api/v1/equipment/cpe/{id}/task/{task}";
         for (method, pattern, route) in [
             (M::GET, "/api/v1/tasks", AllTasks),
+            (M::GET, audit::PATH, Audit),
             (M::POST, "/api/v1/tasks/retry", Bulk(bulk::Action::Retry)),
             (M::POST, "/api/v1/tasks/cancel", Bulk(bulk::Action::Cancel)),
             (M::POST, DEVICE_PATH, Create),
@@ -151,7 +167,13 @@ impl Routes for ServiceB {
                 // the two ids and the query, and lets go of the headers and the rest.
                 let (device, task) = match (self.admit(TaskRoute::Status, &request, &params), params.get("task")) {
                     (Err(refused), _) => return *refused,
-                    (Ok(Some(device)), Some(task)) => (device, task.to_owned()),
+                    (
+                        Ok(Admitted {
+                            equipment: Some(device),
+                            ..
+                        }),
+                        Some(task),
+                    ) => (device, task.to_owned()),
                     // The status row's pattern has both `{id}` and `{task}`.
                     _ => return no_route(&request),
                 };
@@ -168,35 +190,66 @@ fn into_query(request: HttpRequest) -> String {
     request.query
 }
 
+/// A request past [`ServiceB::admit`]'s checks: the route's device, if it names one, and who asks.
+struct Admitted {
+    equipment: Option<EquipmentId>,
+    actor: String,
+}
+
 impl ServiceB {
     /// A task route, after [`Self::admit`]'s checks.
     async fn tasks(&self, route: TaskRoute, request: &HttpRequest, params: &Params<'_>) -> Response {
-        let equipment = match self.admit(route, request, params) {
-            Ok(equipment) => equipment,
-            Err(refused) => return *refused,
+        let Admitted { equipment, actor } = match self.admit(route, request, params) {
+            Ok(admitted) => admitted,
+            Err(refused) => {
+                if route.is_write() {
+                    Box::pin(self.record_refusal(request, refused.status())).await;
+                }
+                return *refused;
+            }
         };
         use TaskRoute::*;
+        let draft = |action: AuditAction, equipment: &EquipmentId| {
+            let mut record = Self::draft(&actor, request, action);
+            record.equipment_ids.push(equipment.clone());
+            record
+        };
         // The operator routes are boxed: a request's future is as large as its largest branch, and
         // each of 10,000 held `?wait=` status requests would otherwise carry their size.
         match (route, equipment, params.get("task")) {
             (AllTasks, _, _) => Box::pin(tasks::list(&self.registry, None, &request.query)).await,
+            (Audit, _, _) => Box::pin(audit::list(&self.registry, &request.query)).await,
             (Bulk(action), _, _) => {
+                let draft = Self::draft(&actor, request, action.audit_action());
                 let run = bulk::run(
                     &self.registry,
                     &self.publisher,
                     self.metrics.as_ref(),
                     action,
                     &request.body,
+                    draft,
                 );
                 Box::pin(run).await
             }
             (Retry, Some(device), Some(task)) => {
-                Box::pin(tasks::retry(&self.registry, &self.publisher, device, task)).await
+                let draft = draft(AuditAction::Retry, &device);
+                Box::pin(tasks::retry(&self.registry, &self.publisher, device, task, draft)).await
             }
             (DeviceTasks, device, _) => Box::pin(tasks::list(&self.registry, device, &request.query)).await,
-            (Create, Some(device), _) => Box::pin(self.create(device, request)).await,
+            (Create, Some(device), _) => {
+                let draft = draft(AuditAction::Create, &device);
+                Box::pin(self.create(device, request, draft)).await
+            }
             (Cancel, Some(device), Some(task)) => {
-                Box::pin(tasks::cancel(&self.registry, self.metrics.as_ref(), device, task)).await
+                let draft = draft(AuditAction::Cancel, &device);
+                Box::pin(tasks::cancel(
+                    &self.registry,
+                    self.metrics.as_ref(),
+                    device,
+                    task,
+                    draft,
+                ))
+                .await
             }
             (Status, Some(device), Some(task)) => self.status(device, task, &request.query).await,
             // A row whose pattern lacks the `{id}` or `{task}` its handler needs: none is.
@@ -205,23 +258,20 @@ impl ServiceB {
     }
 
     /// The checks every task route takes, in the contract's order: token, loopback for writes,
-    /// equipment id, then whether new tasks are accepted. Ok: the route's device, if it names one.
-    fn admit(
-        &self,
-        route: TaskRoute,
-        request: &HttpRequest,
-        params: &Params<'_>,
-    ) -> Result<Option<EquipmentId>, Box<Response>> {
-        let needed = if route.is_write() { Scope::Operate } else { Scope::Read };
-        self.authorize(request, needed)?;
+    /// equipment id, then whether new tasks are accepted.
+    fn admit(&self, route: TaskRoute, request: &HttpRequest, params: &Params<'_>) -> Result<Admitted, Box<Response>> {
+        let holder = self.authorize(request, route.needs())?;
         if route.is_write() {
             if let Some(refused) = cross_site::refuse_cross_site(request) {
                 tracing::warn!(path = %request.path, "cross-site write refused");
                 return Err(Box::new(refused));
             }
         }
-        if route.is_operator_write() && !dashboard::may_write(self.tokens.required(), request.peer) {
-            return Err(Box::new(dashboard::forbidden()));
+        if route.is_loopback_only() && !dashboard::may_write(self.tokens.required(), request.peer) {
+            return Err(Box::new(match route {
+                TaskRoute::Audit => audit::loopback_only(),
+                _ => dashboard::forbidden(),
+            }));
         }
         let equipment = match params.get("id") {
             None => None,
@@ -243,7 +293,10 @@ impl ServiceB {
                 return Err(Box::new(refused));
             }
         }
-        Ok(equipment)
+        Ok(Admitted {
+            equipment,
+            actor: Self::actor(holder.as_ref(), request),
+        })
     }
 
     fn refuse_while_stopping(&self) -> Option<Response> {

@@ -8,6 +8,8 @@ use cpe_actors::{ConfigRequest, EquipmentId, TaskId, TaskRecord, TaskStatus};
 const FORMAT_V1: u8 = 1;
 /// Format 2 adds `retried_as` before the request; format 1 values still decode.
 const FORMAT_V2: u8 = 2;
+/// Format 3 adds `requested_by` after `retried_as`; older values still decode (without it).
+const FORMAT_V3: u8 = 3;
 /// Bytes before the variable-length fields: version, status, created_at, updated_at, attempts.
 const HEADER_LEN: usize = 22;
 /// Length prefix of an absent `last_error`.
@@ -32,7 +34,7 @@ impl Header {
 
     pub(super) fn decode(value: &[u8]) -> Option<Self> {
         let mut r = Reader(value);
-        matches!(r.u8()?, FORMAT_V1 | FORMAT_V2).then_some(())?;
+        matches!(r.u8()?, FORMAT_V1 | FORMAT_V2 | FORMAT_V3).then_some(())?;
         Some(Self {
             status: status_from(r.u8()?)?,
             created_at: r.u64()?,
@@ -62,11 +64,12 @@ fn status_from(byte: u8) -> Option<TaskStatus> {
     })
 }
 
-/// Format 2: version u8, status u8, created_at u64, updated_at u64, attempts u32 (all big-endian);
+/// Format 3: version u8, status u8, created_at u64, updated_at u64, attempts u32 (all big-endian);
 /// equipment id (u16 length + bytes); last error (u32 length, `u32::MAX` for none, + bytes); retried
-/// as (u8 0, or 1 and a 16-byte task id); then the request as JSON to the end (format 1 has no
-/// retried-as field): 37 bytes plus the JSON for a typical record (147 bytes in all for the
-/// documented example request), with no field names and no textual ids.
+/// as (u8 0, or 1 and a 16-byte task id); requested by (u8 length, 0 for none, + bytes); then the
+/// request as JSON to the end (format 2 has no requested-by field, format 1 no retried-as either):
+/// 38 bytes plus the requester and the JSON for a typical record, with no field names and no
+/// textual ids.
 pub(super) fn encode(record: &TaskRecord) -> Result<Vec<u8>, StoreError> {
     let too_long = |what: &str| StoreError::Unavailable(format!("task {}: {what} is too long to store", record.id));
     let request = serde_json::to_vec(&record.request)
@@ -74,7 +77,7 @@ pub(super) fn encode(record: &TaskRecord) -> Result<Vec<u8>, StoreError> {
     let equipment = record.equipment_id.as_str().as_bytes();
     let error = record.last_error.as_deref().map(str::as_bytes);
     let mut out = Vec::with_capacity(HEADER_LEN + 6 + equipment.len() + error.map_or(0, <[u8]>::len) + request.len());
-    out.push(FORMAT_V2);
+    out.push(FORMAT_V3);
     out.push(status_byte(record.status));
     out.extend_from_slice(&record.created_at.to_be_bytes());
     out.extend_from_slice(&record.updated_at.to_be_bytes());
@@ -100,6 +103,9 @@ pub(super) fn encode(record: &TaskRecord) -> Result<Vec<u8>, StoreError> {
             out.extend_from_slice(task.as_bytes());
         }
     }
+    let requester = record.requested_by.as_deref().unwrap_or_default().as_bytes();
+    out.push(u8::try_from(requester.len()).map_err(|_| too_long("requester"))?);
+    out.extend_from_slice(requester);
     out.extend_from_slice(&request);
     Ok(out)
 }
@@ -139,6 +145,15 @@ pub(super) fn decode(id: TaskId, value: &[u8]) -> Result<TaskRecord, StoreError>
             _ => return Err(bad("invalid retried-as flag")),
         },
     };
+    let requested_by = match value[0] {
+        FORMAT_V1 | FORMAT_V2 => None,
+        _ => {
+            let len = r.u8().ok_or_else(|| bad("truncated requester"))?;
+            let raw = r.take(usize::from(len)).ok_or_else(|| bad("truncated requester"))?;
+            let name = std::str::from_utf8(raw).map_err(|_| bad("requester is not UTF-8"))?;
+            (!name.is_empty()).then(|| name.to_owned())
+        }
+    };
     let json: serde_json::Value = serde_json::from_slice(r.0).map_err(|e| bad(&format!("request is not JSON: {e}")))?;
     let request = ConfigRequest::from_value(&json).map_err(|e| bad(&format!("invalid request: {e}")))?;
     Ok(TaskRecord {
@@ -151,6 +166,7 @@ pub(super) fn decode(id: TaskId, value: &[u8]) -> Result<TaskRecord, StoreError>
         created_at: header.created_at,
         updated_at: header.updated_at,
         retried_as,
+        requested_by,
     })
 }
 

@@ -1,7 +1,7 @@
 //! Tests of the file store: encoding, durability across reopen, index upkeep, sweeps, locking, damage.
 
 use super::*;
-use cpe_actors::{ConfigRequest, EquipmentId, TaskStatus};
+use cpe_actors::{AuditAction, AuditRecord, ConfigRequest, EquipmentId, TaskStatus};
 use std::sync::atomic::{AtomicU32, Ordering};
 
 /// A directory of its own under the system temp dir, removed when the test ends (even by a panic).
@@ -42,6 +42,7 @@ fn record(status: TaskStatus, created_at: u64, updated_at: u64) -> TaskRecord {
         created_at,
         updated_at,
         retried_as: None,
+        requested_by: None,
     }
 }
 
@@ -66,6 +67,7 @@ fn a_record_round_trips_with_every_field() {
         created_at: 1_700_000_000_123,
         updated_at: u64::MAX,
         retried_as: Some(TaskId::new()),
+        requested_by: Some("ops-laptop".into()),
     };
     let listed = TaskRecord {
         request: request(r#"{"timeoutInSeconds": 0, "parameters": [{"password": "x"}, {"interfaces": [7]}]}"#),
@@ -255,6 +257,39 @@ fn stale_index_entries_are_skipped() {
     txn.commit().unwrap();
     assert_eq!(store.unfinished().unwrap(), vec![]);
     assert_eq!(store.remove_final_before(u64::MAX).unwrap(), 0);
+}
+
+#[test]
+fn the_audit_trail_survives_reopen_and_expires_with_the_retention() {
+    let dir = TempDir::new("audit");
+    let trail = |store: &FileStore| {
+        let query = AuditQuery {
+            limit: 10,
+            ..AuditQuery::default()
+        };
+        let page = store.audit(&query).unwrap();
+        page.records
+            .iter()
+            .map(|r| (r.id, r.outcome.clone()))
+            .collect::<Vec<_>>()
+    };
+    {
+        let store = FileStore::open(&dir.0).unwrap();
+        for (at, outcome) in [(100, "old"), (200, "kept")] {
+            let mut record = AuditRecord::new("ops", "10.0.0.1", AuditAction::Refused, "POST /x".into());
+            record.at = at;
+            let op = WriteOp::Audit(Box::new(record.ended(401, outcome)));
+            store.write_batch(&[WriteOp::Put(record_at(at)), op]).unwrap();
+        }
+    }
+    let store = FileStore::open(&dir.0).unwrap();
+    assert_eq!(trail(&store), [(2, "kept".to_string()), (1, "old".to_string())]);
+    store.remove_final_before(150).unwrap();
+    assert_eq!(trail(&store), [(2, "kept".to_string())]);
+}
+
+fn record_at(created_at: u64) -> TaskRecord {
+    record(TaskStatus::Queued, created_at, created_at)
 }
 
 fn key_entry(task_id: TaskId, fingerprint: u64, created_at: u64) -> IdempotencyEntry {

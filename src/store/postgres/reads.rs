@@ -4,7 +4,7 @@
 use super::connections::{prepared, Connections};
 use super::rows::{millis, record, status_code, uuid, COLUMNS};
 use cpe_actors::ports::{StoreError, TaskReader};
-use cpe_actors::{TaskId, TaskPage, TaskQuery, TaskRecord};
+use cpe_actors::{AuditPage, AuditQuery, TaskId, TaskPage, TaskQuery, TaskRecord};
 use postgres::types::ToSql;
 use std::sync::Arc;
 
@@ -25,6 +25,9 @@ impl TaskReader for PgReads {
     }
     fn list(&self, query: &TaskQuery) -> Result<TaskPage, StoreError> {
         page(&self.readers, query)
+    }
+    fn audit(&self, query: &AuditQuery) -> Result<AuditPage, StoreError> {
+        super::audit::page(&self.readers, query)
     }
 }
 

@@ -7,7 +7,8 @@ use postgres::Row;
 use uuid::Uuid;
 
 /// The columns every read selects, in the order [`record`] reads them.
-pub const COLUMNS: &str = "id, equipment_id, request, status, attempts, last_error, created_at, updated_at, retried_as";
+pub const COLUMNS: &str =
+    "id, equipment_id, request, status, attempts, last_error, created_at, updated_at, retried_as, requested_by";
 
 pub fn status_code(status: TaskStatus) -> i16 {
     match status {
@@ -57,5 +58,6 @@ pub fn record(row: &Row) -> Result<TaskRecord, StoreError> {
         created_at: u64::try_from(row.get::<_, i64>(6)).map_err(|_| damaged("creation time"))?,
         updated_at: u64::try_from(row.get::<_, i64>(7)).map_err(|_| damaged("update time"))?,
         retried_as: row.get::<_, Option<Uuid>>(8).map(task_id),
+        requested_by: row.get(9),
     })
 }

@@ -76,6 +76,27 @@ pub const MIGRATIONS: &[(i32, &str)] = &[
     ALTER TABLE cpe_tasks ADD COLUMN passed_over boolean NOT NULL DEFAULT false;
     ",
     ),
+    (
+        4,
+        "
+    -- Who created the task: a token's name, or `loopback` (audit.rs).
+    ALTER TABLE cpe_tasks ADD COLUMN requested_by text;
+    -- The audit trail: one row per change (or refused write), in the transaction of the change.
+    CREATE TABLE cpe_audit (
+        id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        -- Milliseconds since the Unix epoch, stamped by the instance that took the request.
+        at bigint NOT NULL,
+        actor text NOT NULL,
+        action text NOT NULL,
+        -- The devices concerned, as `|a|b|` (an equipment id holds no `|`).
+        devices text NOT NULL,
+        -- The record as JSON (see AuditRecord).
+        record text NOT NULL
+    );
+    CREATE INDEX cpe_audit_by_time ON cpe_audit (at);
+    CREATE INDEX cpe_audit_by_actor ON cpe_audit (actor, id DESC);
+    ",
+    ),
 ];
 
 /// Brings the schema up to date; returns the steps applied (none when another instance did them).

@@ -6,7 +6,7 @@ use super::leases::PgLeases;
 use super::scratch::ScratchSchema;
 use super::*;
 use cpe_actors::ports::{Acquired, DeviceLeases, LeaseError};
-use cpe_actors::{ConfigRequest, EquipmentId, Outcome, TaskMessage};
+use cpe_actors::{AuditAction, AuditQuery, AuditRecord, ConfigRequest, EquipmentId, Outcome, TaskMessage};
 use std::time::Duration;
 
 fn queued(device: &str) -> TaskRecord {
@@ -487,4 +487,81 @@ async fn a_task_the_database_does_not_hold_takes_its_device_only_when_adopted() 
         leases.acquire(&stranger, ttl, true).await.unwrap(),
         Acquired::Held(_)
     ));
+}
+
+#[test]
+fn the_audit_trail_is_one_for_every_instance_and_goes_with_its_change_or_not_at_all() {
+    let Some(schema) = ScratchSchema::create() else { return };
+    let (one, two) = (PgStore::open(&schema.url).unwrap(), PgStore::open(&schema.url).unwrap());
+    let audited = |store: &PgStore, record: &TaskRecord, actor: &str| {
+        let mut audit = AuditRecord::new(actor, "10.0.0.1", AuditAction::Create, "POST /x".into());
+        audit.equipment_ids.push(record.equipment_id.clone());
+        audit.task_ids.push(record.id);
+        let ops = [
+            WriteOp::Put(record.clone()),
+            WriteOp::Audit(Box::new(audit.ended(200, "accepted"))),
+        ];
+        store.write_batch(&ops)
+    };
+    let (a, b) = (queued("aaa111"), queued("bbb222"));
+    audited(&one, &a, "ops").unwrap();
+    audited(&two, &b, "wall").unwrap();
+    // A change refused by the database takes its audit record with it.
+    let mut finished = a.clone();
+    assert!(finished.finish(&Outcome::Completed { attempts: 1 }));
+    one.put(&finished).unwrap();
+    assert!(audited(&two, &queued_again(&a), "ops").unwrap_err().is_conflict());
+
+    let page = |store: &PgStore, query: AuditQuery| store.audit(&query).unwrap();
+    let everything = AuditQuery {
+        limit: 10,
+        ..AuditQuery::default()
+    };
+    let seen_by_one = page(&one, everything.clone());
+    assert_eq!(seen_by_one, page(&two, everything.clone()));
+    let tasks: Vec<Vec<TaskId>> = seen_by_one.records.iter().map(|r| r.task_ids.clone()).collect();
+    assert_eq!(
+        tasks,
+        [vec![b.id], vec![a.id]],
+        "newest first, and no record of the refused change"
+    );
+    let of_a = page(
+        &two,
+        AuditQuery {
+            equipment: Some(a.equipment_id.clone()),
+            ..everything.clone()
+        },
+    );
+    assert_eq!(
+        of_a.records.iter().map(|r| r.actor.as_str()).collect::<Vec<_>>(),
+        ["ops"]
+    );
+    let first = page(
+        &one,
+        AuditQuery {
+            limit: 1,
+            ..everything.clone()
+        },
+    );
+    let rest = page(
+        &two,
+        AuditQuery {
+            before: first.next,
+            ..everything.clone()
+        },
+    );
+    assert_eq!(rest.records.iter().map(|r| r.task_ids[0]).collect::<Vec<_>>(), [a.id]);
+    one.remove_final_before(u64::MAX).unwrap();
+    assert!(
+        page(&two, everything).records.is_empty(),
+        "the trail is kept as long as tasks are"
+    );
+}
+
+/// The same task, queued again: a change the database refuses once the task is final.
+fn queued_again(record: &TaskRecord) -> TaskRecord {
+    TaskRecord {
+        status: TaskStatus::Queued,
+        ..record.clone()
+    }
 }
