@@ -9,6 +9,7 @@
 mod common;
 
 mod amqp_adapter;
+mod audit;
 mod chaos_poison;
 mod clean_stop;
 mod cli;
