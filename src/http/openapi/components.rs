@@ -262,8 +262,9 @@ pub fn frame(title: &str, description: &str, paths: Map<String, Value>, extra_sc
             "securitySchemes": {"bearer": {
                 "type": "http",
                 "scheme": "bearer",
-                "description": "Only when the service runs with `--api-token` (`API_TOKEN`): then every task \
-                                route of Service B requires `Authorization: Bearer <token>`.",
+                "description": "Only when the service runs with `--api-token` or `--tokens-file`: then every \
+                                task route of Service B requires `Authorization: Bearer <token>`, of a scope \
+                                that covers the route (`read`, `operate`, `admin`).",
             }},
         },
     })

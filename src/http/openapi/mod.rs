@@ -3,6 +3,7 @@
 //! `tests/schemathesis.rs`.
 
 mod actions;
+mod audit;
 mod components;
 mod dashboard;
 mod meta;

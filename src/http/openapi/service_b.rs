@@ -25,6 +25,7 @@ pub fn document() -> Value {
     paths.insert("/api/v1/equipment/cpe/{id}/task/{task}/retry".into(), actions::retry());
     paths.insert("/api/v1/equipment/cpe/{id}/tasks".into(), list("listDeviceTasks", true));
     paths.insert("/api/v1/tasks".into(), list("listTasks", false));
+    paths.insert(crate::http::audit::PATH.into(), super::audit::path());
     paths.insert(
         "/api/v1/tasks/retry".into(),
         actions::bulk("retryTasks", "Retry", "failed", "queued"),
@@ -44,13 +45,20 @@ pub fn document() -> Value {
             }
         }
     }
+    let mut schemas = task_schemas::schemas();
+    schemas.extend(
+        super::audit::schemas()
+            .as_object()
+            .cloned()
+            .expect("schemas are an object"),
+    );
     frame(
         "cpe-config Service B (config_status_service)",
         "The asynchronous front: create a configuration task, get its id at once, then read its status. \
          Errors are `{\"code\": N, \"message\": \"...\"}` with HTTP status N; a method a path does not take \
          answers 405 with `Allow`, an unknown path 404. See docs/api.md.",
         paths,
-        task_schemas::schemas(),
+        schemas,
     )
 }
 

@@ -15,6 +15,7 @@ pub fn task_example(id: &str, device: &str, status: &str) -> Value {
         "updatedAt": "2026-12-02T16:41:10.456Z",
         "lastError": "could not reach Service A: connection refused",
         "retriedAs": null,
+        "requestedBy": "provisioning",
     })
 }
 
@@ -73,6 +74,7 @@ pub fn schemas() -> Map<String, Value> {
             "description": "A task as listings show it; never its parameters.",
             "required": [
                 "taskId", "equipmentId", "status", "attempts", "createdAt", "updatedAt", "lastError", "retriedAs",
+                "requestedBy",
             ],
             "properties": {
                 "taskId": schema_ref("TaskId"),
@@ -83,6 +85,11 @@ pub fn schemas() -> Map<String, Value> {
                 "updatedAt": {"type": "string", "format": "date-time"},
                 "lastError": {"type": ["string", "null"]},
                 "retriedAs": {"type": ["string", "null"], "format": "uuid", "description": "The task that retried this one."},
+                "requestedBy": {
+                    "type": ["string", "null"],
+                    "description": "Who created the task: a token's name, `loopback` or `anonymous`; null for a task \
+                                    adopted from the queue.",
+                },
             },
         },
         "TaskList": {

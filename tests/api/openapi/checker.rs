@@ -12,6 +12,7 @@ const DYNAMIC: &[&str] = &[
     "attempts",
     "lastError",
     "tasks",
+    "records",
     "nextCursor",
     "done",
     "skipped",

@@ -190,6 +190,12 @@ async fn every_example_is_an_answer_of_the_running_app() {
     let answer = send(client().get(cpe(sb, "abc/tasks"))).await;
     check.answer(b, "listDeviceTasks", "equipmentNotFound", answer);
 
+    // The audit trail of all that, and its bad input.
+    let audit = |query: &str| client().get(url(sb, &format!("/api/v1/audit{query}")));
+    check.answer(b, "listAudit", "page", send(audit("")).await);
+    check.answer(b, "listAudit", "badAction", send(audit("?action=delete")).await);
+    check.answer(b, "listAudit", "repeated", send(audit("?actor=a&actor=b")).await);
+
     // Bulk actions' bad input, and a bulk cancel (the second task may have run by now: counts vary).
     bulk_errors(&mut check, sb).await;
     let filter = check.body(b, "cancelTasks", "devices");
@@ -314,6 +320,7 @@ async fn every_example_is_an_answer_of_the_running_app() {
         ("retryTask", client().post(format!("{some_task}/retry"))),
         ("retryTasks", client().post(url(gb, "/api/v1/tasks/retry"))),
         ("cancelTasks", client().post(url(gb, "/api/v1/tasks/cancel"))),
+        ("listAudit", client().get(url(gb, "/api/v1/audit"))),
     ] {
         let response = request.send().await.unwrap();
         assert_eq!(response.headers()["www-authenticate"], "Bearer", "{operation}");

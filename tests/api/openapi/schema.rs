@@ -232,6 +232,12 @@ fn matches_pattern(pattern: &str, text: &str) -> bool {
         "^[a-zA-Z0-9]{6,128}$" => all(6..=128, |b| b.is_ascii_alphanumeric()),
         "^[!-~]{1,255}$" => all(1..=255, |b| b.is_ascii_graphic()),
         "^[0-9a-fA-F]{48}$" => all(48..=48, |b| b.is_ascii_hexdigit()),
+        "^[0-9]+$" => all(1..=usize::MAX, |b| b.is_ascii_digit()),
+        // `since`: a whole number, and a unit unless it is milliseconds since the epoch.
+        "^[0-9]+(ms|s|m|h|d)?$" => {
+            let digits = text.bytes().take_while(u8::is_ascii_digit).count();
+            digits > 0 && ["", "ms", "s", "m", "h", "d"].contains(&&text[digits..])
+        }
         "^[0-9a-f]{48}$" => all(48..=48, |b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)),
         // `?wait=`: a whole number and a unit, at most 60 s.
         "^0*([0-9]{1,4}|[1-5][0-9]{4}|60000)ms$|^0*([0-9]|[1-5][0-9]|60)s$|^0*[01]m$|^0+[hd]$" => {
