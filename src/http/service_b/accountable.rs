@@ -10,9 +10,9 @@ use std::sync::Mutex;
 use warp::http::StatusCode;
 
 /// The actor of a request without a token in force, from a loopback peer.
-pub const LOOPBACK: &str = "loopback";
+const LOOPBACK: &str = "loopback";
 /// The actor of a request with no valid token, or from elsewhere without a token in force.
-pub const ANONYMOUS: &str = "anonymous";
+const ANONYMOUS: &str = "anonymous";
 
 /// Refused writes recorded per second at most: each is a store write, and a flood of them must not
 /// become one. Those past it are counted in the log instead.
@@ -97,5 +97,22 @@ impl RefusalBudget {
         }
         window.1 += 1;
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_budget_records_twenty_refusals_a_second_and_counts_the_rest() {
+        let budget = RefusalBudget::default();
+        // Within one second (the window is the clock's second): a start near its end could roll over.
+        while cpe_actors::domain::now_millis() % 1_000 > 500 {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let taken = (0..50).filter(|_| budget.take()).count();
+        assert_eq!(taken, REFUSALS_PER_SECOND as usize);
+        assert_eq!(budget.skipped.load(Ordering::Relaxed), 30);
     }
 }

@@ -9,7 +9,7 @@ mod hosts;
 mod status;
 mod token;
 
-pub use accountable::{RefusalBudget, ANONYMOUS, LOOPBACK};
+pub use accountable::RefusalBudget;
 pub use cross_site::{CROSS_SITE, NOT_JSON};
 pub use hosts::KnownHosts;
 
