@@ -1,6 +1,7 @@
 //! The dashboard at `GET /` on Service B: its headers and mode route over HTTPS, then the page
 //! itself in headless Chromium driven through the W3C WebDriver API (chromedriver): a task shows
-//! up and completes, search by device, retry one and "retry all shown", cancel a queued task.
+//! up and completes, search by device, retry one and "retry all shown", cancel a queued task, and
+//! the audit trail of those changes (who asked, paging, filters, a refusal shown as text).
 //!
 //! The browser part skips with a message when chromium or chromedriver is missing, unless
 //! `REQUIRE_CHROMIUM=1` (as in .ci/run). Screenshots go to `target/dashboard/`.
@@ -180,6 +181,8 @@ async fn an_operator_watches_searches_retries_and_cancels_in_a_browser() {
     browser.click(&format!("tr[data-task-id=\"{failed}\"] td.id")).await;
     browser.wait_text("#d-retried", &retried).await;
     browser.wait_text("#d-error", "Service A answered HTTP 500").await;
+    // The test created it from this machine without a token in force.
+    browser.wait_text_is("#d-requested", "loopback").await;
     browser.screenshot(&shots.join("failed.png")).await;
     browser.click("#retry-all").await;
     browser.accept_alert().await;
@@ -189,12 +192,51 @@ async fn an_operator_watches_searches_retries_and_cancels_in_a_browser() {
         again["retriedAs"].is_string(),
         "retry all retried the shown task: {again}"
     );
+    let last = again["retriedAs"].as_str().unwrap().to_owned();
+    // The audit trail, newest first: the retry of "retry all", the row's retry, the test's create.
+    browser.click("#audit-toggle").await;
+    browser
+        .wait_until("the trail shows the create and both retries", |b| async move {
+            b.column("#audit-rows td.action").await == ["retry", "retry", "create"]
+        })
+        .await;
+    assert_eq!(browser.column("#audit-rows td.actor").await, ["loopback"; 3]);
+    assert_eq!(browser.column("#audit-rows td.source").await, ["127.0.0.1"; 3]);
+    let task_path = "/api/v1/equipment/cpe/dash0003/task";
+    assert_eq!(
+        browser.column("#audit-rows td.route").await,
+        [
+            format!("POST {task_path}/{retried}/retry"),
+            format!("POST {task_path}/{failed}/retry"),
+            "POST /api/v1/equipment/cpe/dash0003".to_owned(),
+        ]
+    );
+    assert_eq!(
+        browser.column("#audit-rows td.id").await,
+        [
+            format!("{last}, {retried}"),
+            format!("{retried}, {failed}"),
+            failed.clone()
+        ]
+    );
+    assert_eq!(browser.column("#audit-rows td.http").await, ["200"; 3]);
+    assert_eq!(
+        browser.column("#audit-rows td.outcome").await,
+        ["retried", "retried", "accepted"]
+    );
+    assert!(!browser.displayed("#tasks").await, "the trail replaces the task list");
+    browser.screenshot(&shots.join("audit.png")).await;
+    // Back to the tasks: the retry the page asked for names its requester too.
+    browser.click("#audit-toggle").await;
+    browser.click(&format!("tr[data-task-id=\"{retried}\"] td.id")).await;
+    browser.wait_text_is("#d-task", &retried).await;
+    browser.wait_text_is("#d-requested", "loopback").await;
     app.shutdown().await.unwrap();
 
     // One worker busy for a minute: the device's second task stays queued and can be cancelled.
     let app = start(&["--workers=1", "--config-delay=60s", "--call-timeout=120s"]).await;
     let b = app.service_b_addr;
-    let _busy = create_task(b, "dash0004").await;
+    let busy = create_task(b, "dash0004").await;
     let queued = create_task(b, "dash0004").await;
     browser.navigate(&url(b, "/")).await;
     browser.wait_text(&row_status(&queued), "queued").await;
@@ -204,6 +246,50 @@ async fn an_operator_watches_searches_retries_and_cancels_in_a_browser() {
         .await;
     browser.wait_text(&row_status(&queued), "cancelled").await;
     assert_eq!(task_status(b, "dash0004", &queued).await["status"], "cancelled");
+    // 50 creates more: the trail's first page (50) holds only them, the cancel is on the next.
+    for n in 0..50 {
+        create_task(b, &format!("page{n:04}")).await;
+    }
+    browser.click("#audit-toggle").await;
+    browser
+        .wait_until("a first page of 50 creates", |b| async move {
+            let actions = b.column("#audit-rows td.action").await;
+            actions.len() == 50 && actions.iter().all(|action| action == "create")
+        })
+        .await;
+    assert!(!browser.enabled("#audit-prev").await, "no newer page");
+    browser.click("#audit-next").await;
+    browser
+        .wait_until("the older page: the cancel and the first two creates", |b| async move {
+            b.column("#audit-rows td.action").await == ["cancel", "create", "create"]
+        })
+        .await;
+    assert_eq!(
+        browser.column("#audit-rows td.route").await[0],
+        format!("DELETE /api/v1/equipment/cpe/dash0004/task/{queued}")
+    );
+    assert_eq!(
+        browser.column("#audit-rows td.id").await,
+        [queued.clone(), queued, busy]
+    );
+    assert_eq!(browser.column("#audit-rows td.actor").await, ["loopback"; 3]);
+    assert_eq!(browser.column("#audit-rows td.outcome").await[0], "cancelled");
+    assert!(!browser.enabled("#audit-next").await, "no older page");
+    browser.click("#audit-prev").await;
+    browser
+        .wait_until("the first page again", |b| async move {
+            b.column("#audit-rows td.action").await.len() == 50
+        })
+        .await;
+    // Filters: by action, then by an actor that did nothing here.
+    browser.click("#audit-action option[value=\"cancel\"]").await;
+    browser
+        .wait_until("only the cancel", |b| async move {
+            b.column("#audit-rows td.action").await == ["cancel"]
+        })
+        .await;
+    browser.type_into("#audit-actor", "anonymous").await;
+    browser.wait_text_is("#audit-rows td.note", "no records").await;
     app.shutdown().await.unwrap();
 
     // With --api-token the page is read-only until it is given the token, then lists tasks.
@@ -218,15 +304,127 @@ async fn an_operator_watches_searches_retries_and_cancels_in_a_browser() {
     )
     .await;
     let guarded = created["taskId"].as_str().expect("created with the token").to_owned();
+    // A write without the token is refused and recorded with the path it gave: markup, as text.
+    let hostile = "/api/v1/equipment/cpe/x&lt;img&gt;/task/y/retry";
+    let (status, _) = send(client().post(url(b, hostile))).await;
+    assert_eq!(status, 401);
     browser.navigate(&url(b, "/")).await;
     browser.wait_text("#mode", "read-only").await;
     browser.wait_text("#status-line", "HTTP 401").await;
+    assert!(
+        !browser.displayed("#audit-toggle").await,
+        "no audit trail without the token"
+    );
     browser.type_into("#token-input", token).await;
     browser.click("#token-save").await;
     browser.wait_text("#mode", "read-write").await;
     browser.wait_text(&row_status(&guarded), "completed").await;
+    browser.click(&format!("tr[data-task-id=\"{guarded}\"] td.id")).await;
+    browser.wait_text_is("#d-requested", "default").await;
+    browser.click("#audit-toggle").await;
+    browser
+        .wait_until("the refusal and the create", |b| async move {
+            b.column("#audit-rows td.action").await == ["refused", "create"]
+        })
+        .await;
+    assert_eq!(browser.column("#audit-rows td.actor").await, ["loopback", "default"]);
+    assert_eq!(
+        browser.column("#audit-rows td.route").await[0],
+        format!("POST {hostile}"),
+        "shown as the characters it holds, not decoded as HTML"
+    );
+    assert!(browser.find_all("#audit-rows img").await.is_empty());
+    assert_eq!(browser.column("#audit-rows td.http").await, ["401", "200"]);
+    assert_eq!(
+        browser.column("#audit-rows td.outcome").await[0],
+        "refused: no valid bearer token"
+    );
     app.shutdown().await.unwrap();
     browser.end().await;
+}
+
+/// An admin token from a tokens file opens the audit trail, which names it; demoted to `read` while
+/// the trail is open, the page shows the refusal's message and the way back, then offers it no more.
+#[tokio::test]
+async fn an_admin_token_reads_the_audit_trail_until_it_is_demoted() {
+    let Some(driver) = Driver::start().await else {
+        return;
+    };
+    let browser = driver.session().await;
+    let dir = std::env::temp_dir().join(format!("cpe-config-dashboard-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("tokens.json");
+    let token = cpe_config::tokens::create(&file, "auditor", cpe_config::tokens::Scope::Admin, None).unwrap();
+    let app = start(&[&format!("--tokens-file={}", file.display())]).await;
+    let b = app.service_b_addr;
+    let (status, created) = send(
+        client()
+            .post(url(b, "/api/v1/equipment/cpe/audit001"))
+            .bearer_auth(&token)
+            .body(EXAMPLE),
+    )
+    .await;
+    assert_eq!(status, 200, "{created}");
+    browser.navigate(&url(b, "/")).await;
+    browser.type_into("#token-input", &token).await;
+    browser.click("#token-save").await;
+    browser.wait_text("#mode", "(admin token)").await;
+    browser.click("#audit-toggle").await;
+    browser
+        .wait_until("the create, by the token's name", |b| async move {
+            b.column("#audit-rows td.actor").await == ["auditor"]
+        })
+        .await;
+    assert_eq!(
+        browser.column("#audit-rows td.id").await,
+        [created["taskId"].as_str().unwrap()]
+    );
+
+    demote(&file);
+    browser.wait_text("#mode", "(read token)").await;
+    browser
+        .wait_text_is(
+            "#audit-note",
+            "HTTP 403: Token `auditor` has scope read; this route needs admin",
+        )
+        .await;
+    assert!(
+        browser.find_all("#audit-rows tr").await.is_empty(),
+        "no records left shown"
+    );
+    browser.screenshot(&screenshots_dir().join("audit-refused.png")).await;
+    browser.wait_text_is("#audit-toggle", "‹ Tasks").await;
+    browser.click("#audit-toggle").await;
+    let row = row_status(created["taskId"].as_str().unwrap());
+    browser
+        .wait_until("the task list back, the audit trail no longer offered", |b| {
+            let row = row.clone();
+            async move { b.displayed(&row).await && !b.displayed("#audit-toggle").await }
+        })
+        .await;
+    app.shutdown().await.unwrap();
+    browser.end().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Rewrites the tokens file with every token's scope `read`: beside, owner-only, then renamed, as
+/// the running service expects of it.
+fn demote(file: &Path) {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut tokens: Value = serde_json::from_slice(&std::fs::read(file).unwrap()).unwrap();
+    for entry in tokens["tokens"].as_array_mut().unwrap() {
+        entry["scope"] = json!("read");
+    }
+    let partial = file.with_extension("partial");
+    let out = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&partial)
+        .unwrap();
+    serde_json::to_writer(out, &tokens).unwrap();
+    std::fs::rename(&partial, file).unwrap();
 }
 
 /// A page of another origin, opened by the operator on the machine that runs Service B (a loopback
@@ -466,6 +664,37 @@ impl Browser {
         texts
     }
 
+    /// The texts of every match, read again until none was replaced while read: a column of a
+    /// table the page redraws every few seconds.
+    async fn column(&self, css: &str) -> Vec<String> {
+        let start = Instant::now();
+        loop {
+            let elements = self.find_all(css).await.len();
+            let texts = self.texts(css).await;
+            if texts.len() == elements {
+                return texts;
+            }
+            assert!(start.elapsed() < DEADLINE, "{css} never read whole within {DEADLINE:?}");
+        }
+    }
+
+    /// Whether the first match is shown; false when there is none.
+    async fn displayed(&self, css: &str) -> bool {
+        let Some(element) = self.find_all(css).await.into_iter().next() else {
+            return false;
+        };
+        let path = format!("/element/{element}/displayed");
+        self.command(reqwest::Method::GET, &path, Value::Null).await == true
+    }
+
+    async fn enabled(&self, css: &str) -> bool {
+        let Some(element) = self.find_all(css).await.into_iter().next() else {
+            return false;
+        };
+        let path = format!("/element/{element}/enabled");
+        self.command(reqwest::Method::GET, &path, Value::Null).await == true
+    }
+
     async fn wait_until<F, Fut>(&self, what: &str, check: F)
     where
         F: Fn(Browser) -> Fut,
@@ -481,6 +710,13 @@ impl Browser {
     async fn wait_text(&self, css: &str, contains: &str) {
         self.wait_until(&format!("{css} shows {contains:?}"), |b| async move {
             b.texts(css).await.iter().any(|text| text.contains(contains))
+        })
+        .await;
+    }
+
+    async fn wait_text_is(&self, css: &str, exactly: &str) {
+        self.wait_until(&format!("{css} shows exactly {exactly:?}"), |b| async move {
+            b.texts(css).await == [exactly]
         })
         .await;
     }

@@ -6,10 +6,14 @@
 const REFRESH_MS = 3000;
 const WINDOW_MS = 10 * 60 * 1000; // the chart's span
 const PAGE = 25;
+const AUDIT_PAGE = 50;
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const DEVICE = /^[a-zA-Z0-9]{6,128}$/;
 
 const state = { writable: false, tokenRequired: false, cursors: [null], page: 0, next: null, shown: [], selected: null, samples: [] };
+// The audit view: open or not, whether the mode says it can work, its own paging, and a counter
+// so only the answer to the latest request is drawn.
+const audit = { open: false, allowed: false, cursors: [null], page: 0, next: null, asked: 0 };
 const $ = (id) => document.getElementById(id);
 
 function headers() {
@@ -53,6 +57,8 @@ async function loadMode() {
   const needToken = json.tokenRequired && !json.scope;
   $("token-form").hidden = !needToken;
   if (needToken) text($("token-note"), sessionStorage.getItem("cpe-config-token") ? "token refused" : "this service needs its API token");
+  audit.allowed = auditAllowed(json);
+  showAuditToggle();
 }
 
 $("token-form").addEventListener("submit", (event) => {
@@ -236,6 +242,7 @@ function showDetail() {
   text($("d-updated"), when(t.updatedAt));
   text($("d-error"), t.lastError);
   text($("d-retried"), t.retriedAs);
+  text($("d-requested"), t.requestedBy);
 }
 
 // --- actions ---
@@ -283,6 +290,98 @@ function restart() { state.cursors = [null]; state.page = 0; loadTasks(); }
 $("search").addEventListener("input", restart);
 $("state").addEventListener("change", restart);
 
+// --- the audit trail ---
+
+// GET /api/v1/audit answers an admin token, or, with no token configured, a loopback client: the
+// one case where the mode says writable without a token.
+function auditAllowed(mode) { return mode.scope === "admin" || (!mode.tokenRequired && mode.writable); }
+
+// Offered only where it can work; kept while open, so a token revoked meanwhile shows its refusal
+// in the view and the way back stays.
+function showAuditToggle() {
+  const toggle = $("audit-toggle");
+  toggle.hidden = !audit.allowed && !audit.open;
+  text(toggle, audit.open ? "‹ Tasks" : "Audit trail");
+}
+
+function setAuditOpen(open) {
+  audit.open = open;
+  document.body.classList.toggle("auditing", open);
+  showAuditToggle();
+  if (open) restartAudit(); else loadTasks();
+}
+
+function auditPath(cursor) {
+  const params = new URLSearchParams({ limit: String(AUDIT_PAGE) });
+  if (cursor) params.set("cursor", cursor);
+  const actor = $("audit-actor").value.trim();
+  if (actor) params.set("actor", actor);
+  const action = $("audit-action").value;
+  if (action) params.set("action", action);
+  return "/api/v1/audit?" + params;
+}
+
+async function loadAudit() {
+  const asked = ++audit.asked;
+  const { status, json } = await api("GET", auditPath(audit.cursors[audit.page]));
+  // The actor filter asks once a key; an earlier, slower answer must not overwrite a later one.
+  if (asked !== audit.asked) return;
+  const note = $("audit-note");
+  if (status !== 200 || !json) {
+    if (status === 401) loadMode();
+    text(note, `HTTP ${status}: ${json && json.message ? json.message : "no answer"}`);
+    note.className = "error";
+    audit.next = null;
+    return renderAudit([], "");
+  }
+  text(note, "");
+  note.className = "";
+  audit.next = json.nextCursor;
+  renderAudit(json.records, "no records");
+}
+
+// Bulk records count what they did instead of naming tasks.
+function outcome(r) { return r.counts ? `${r.outcome} (done ${r.counts.done}, skipped ${r.counts.skipped})` : r.outcome; }
+
+// `empty` is shown in the table when there is no record to show.
+function renderAudit(records, empty) {
+  const body = $("audit-rows");
+  body.replaceChildren();
+  for (const r of records) {
+    const row = document.createElement("tr");
+    row.className = "record";
+    cell(row, r.at, "at");
+    cell(row, r.actor, "actor");
+    cell(row, r.source, "source");
+    cell(row, r.action, "action");
+    cell(row, r.route, "route");
+    cell(row, Array.isArray(r.taskIds) && r.taskIds.length ? r.taskIds.join(", ") : null, "id");
+    cell(row, r.status, "http");
+    cell(row, outcome(r), "outcome");
+    body.appendChild(row);
+  }
+  if (!records.length && empty) {
+    const row = document.createElement("tr");
+    cell(row, empty, "note").colSpan = 8;
+    body.appendChild(row);
+  }
+  $("audit-prev").disabled = audit.page === 0;
+  $("audit-next").disabled = !audit.next;
+}
+
+function restartAudit() { audit.cursors = [null]; audit.page = 0; loadAudit(); }
+
+$("audit-toggle").addEventListener("click", () => setAuditOpen(!audit.open));
+$("audit-actor").addEventListener("input", restartAudit);
+$("audit-action").addEventListener("change", restartAudit);
+$("audit-prev").addEventListener("click", () => { if (audit.page > 0) { audit.page--; loadAudit(); } });
+$("audit-next").addEventListener("click", () => {
+  if (!audit.next) return;
+  audit.cursors[audit.page + 1] = audit.next;
+  audit.page++;
+  loadAudit();
+});
+
 // --- refresh loop ---
 
 let busy = false;
@@ -295,7 +394,8 @@ async function refresh() {
     // Set first: a failing listing replaces it with its error.
     text(line, "updated " + new Date().toLocaleTimeString());
     line.className = "";
-    await Promise.all([loadMetrics(), loadTasks()]);
+    // The open view only: the other is loaded again when it is shown.
+    await Promise.all([loadMetrics(), audit.open ? loadAudit() : loadTasks()]);
   } catch (e) {
     text(line, "service unreachable, retrying: " + e.message);
     line.className = "error";
