@@ -19,7 +19,7 @@ async fn main() -> ExitCode {
     let result = match cli.command {
         Some(Command::Certs { force, if_missing }) => generate_certs(&cli.config.certs_dir, force, if_missing),
         Some(Command::Healthcheck { url }) => cpe_config::healthcheck::run(&cli.config, url).await,
-        Some(Command::Token { action }) => create_token(cli.config.http.tokens_file.as_deref(), action),
+        Some(Command::Token { action }) => token(cli.config.http.tokens_file.as_deref(), action),
         Some(_) => unreachable!("client commands returned above"),
         None => {
             if let Err(problem) = cli.config.validate() {
@@ -63,16 +63,30 @@ fn generate_certs(dir: &std::path::Path, force: bool, if_missing: bool) -> anyho
     Ok(())
 }
 
-/// `cpe-config token create`: the new token goes to stdout, once; only its hash is kept.
-fn create_token(file: Option<&std::path::Path>, action: cpe_config::config::TokenCommand) -> anyhow::Result<()> {
-    let cpe_config::config::TokenCommand::Create { name, scope, expires } = action;
-    let file = file.context("give --tokens-file (or TOKENS_FILE): the file the token is added to")?;
-    let token = cpe_config::tokens::create(file, &name, scope, expires)?;
-    println!("{token}");
-    eprintln!(
-        "token `{name}` ({}) added to {}; it is shown only now",
-        scope.name(),
-        file.display()
-    );
+/// `cpe-config token create|list|remove`: a new token goes to stdout, once; only its hash is kept.
+fn token(file: Option<&std::path::Path>, action: cpe_config::config::TokenCommand) -> anyhow::Result<()> {
+    use cpe_config::config::TokenCommand;
+    let file = file.context("give --tokens-file (or TOKENS_FILE): the file of the tokens")?;
+    match action {
+        TokenCommand::Create { name, scope, expires } => {
+            let token = cpe_config::tokens::create(file, &name, scope, expires)?;
+            println!("{token}");
+            eprintln!(
+                "token `{name}` ({}) added to {}; it is shown only now",
+                scope.name(),
+                file.display()
+            );
+        }
+        TokenCommand::List => cpe_config::tokens::list(file)?
+            .iter()
+            .for_each(|line| println!("{line}")),
+        TokenCommand::Remove { name } => {
+            cpe_config::tokens::remove(file, &name)?;
+            eprintln!(
+                "token `{name}` removed from {}; running instances refuse it within seconds",
+                file.display()
+            );
+        }
+    }
     Ok(())
 }

@@ -213,7 +213,43 @@ pub fn create(path: &Path, name: &str, scope: Scope, valid_for: Option<Duration>
         scope,
         expires: valid_for.map(|d| unix_now() + d.as_secs()),
     });
-    // Written beside, then renamed: a running instance never reads half a file.
+    write(path, &file)?;
+    Ok(token)
+}
+
+/// The file's tokens as lines of name, scope and expiry (never a digest).
+pub fn list(path: &Path) -> Result<Vec<String>> {
+    let (_, tokens) = read(path)?;
+    let now = unix_now();
+    Ok(tokens
+        .iter()
+        .map(|entry| {
+            let expiry = match entry.expires {
+                None => "never expires".to_owned(),
+                Some(at) if at <= now => format!("expired {}s ago", now - at),
+                Some(at) => format!(
+                    "expires in {}",
+                    crate::duration::format_duration(Duration::from_secs(at - now))
+                ),
+            };
+            format!("{}\t{}\t{expiry}", entry.name, entry.scope.name())
+        })
+        .collect())
+}
+
+/// Removes the token named `name`; a running instance refuses it within seconds.
+pub fn remove(path: &Path, name: &str) -> Result<()> {
+    let (_, mut tokens) = read(path)?;
+    let before = tokens.len();
+    tokens.retain(|entry| entry.name != name);
+    if tokens.len() == before {
+        bail!("no token named `{name}` in {}", path.display());
+    }
+    write(path, &File { tokens })
+}
+
+/// Written beside, then renamed: a running instance never reads half a file.
+fn write(path: &Path, file: &File) -> Result<()> {
     let partial = path.with_extension("partial");
     let mut out = std::fs::OpenOptions::new()
         .write(true)
@@ -223,11 +259,10 @@ pub fn create(path: &Path, name: &str, scope: Scope, valid_for: Option<Duration>
         .open(&partial)
         .with_context(|| format!("cannot write {}", partial.display()))?;
     std::fs::set_permissions(&partial, std::fs::Permissions::from_mode(0o600))?;
-    serde_json::to_writer_pretty(&mut out, &file)?;
+    serde_json::to_writer_pretty(&mut out, file)?;
     std::io::Write::write_all(&mut out, b"\n")?;
     out.sync_all()?;
-    std::fs::rename(&partial, path).with_context(|| format!("cannot write {}", path.display()))?;
-    Ok(token)
+    std::fs::rename(&partial, path).with_context(|| format!("cannot write {}", path.display()))
 }
 
 fn valid_name(name: &str) -> bool {

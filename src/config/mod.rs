@@ -87,6 +87,13 @@ pub enum TokenCommand {
         #[arg(long, value_parser = crate::duration::parse_duration)]
         expires: Option<std::time::Duration>,
     },
+    /// List the tokens of --tokens-file: name, scope, expiry (never a token or its digest).
+    List,
+    /// Remove a token from --tokens-file: a running instance refuses it within seconds.
+    Remove {
+        /// The token's name.
+        name: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -17,6 +17,18 @@ fn create_token(file: &Path, name: &str, scope: &str, extra: &[&str]) -> String 
     String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }
 
+/// `cpe-config token ARGS --tokens-file=FILE`; its standard output.
+fn token_cli(file: &Path, args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_cpe-config"))
+        .arg("token")
+        .args(args)
+        .arg(format!("--tokens-file={}", file.display()))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
 fn tokens_file() -> PathBuf {
     let dir = std::env::temp_dir().join(format!("cpe-tokens-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -70,13 +82,12 @@ async fn a_token_made_by_the_cli_works_at_once_within_its_scope_and_not_after_it
     tokio::time::sleep(Duration::from_millis(3_500)).await;
     assert_eq!(create_with(b, &brief).await.0, 401, "expired");
 
-    // Removed from the file: refused within seconds.
-    let mut tokens: serde_json::Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
-    tokens["tokens"]
-        .as_array_mut()
-        .unwrap()
-        .retain(|entry| entry["name"] != "provisioning");
-    std::fs::write(&file, serde_json::to_vec(&tokens).unwrap()).unwrap();
+    // Listed by name, scope and expiry, never by token; removed by the CLI: refused within seconds.
+    let listed = token_cli(&file, &["list"]);
+    assert!(listed.contains("provisioning\toperate\tnever expires"), "{listed}");
+    assert!(listed.contains("brief\toperate\texpired"), "{listed}");
+    assert!(!listed.contains(&operator) && !listed.contains("sha256"), "{listed}");
+    token_cli(&file, &["remove", "provisioning"]);
     eventually(Duration::from_secs(10), "the removed token is refused", || async {
         (create_with(b, &operator).await.0 == 401).then_some(())
     })
