@@ -41,7 +41,8 @@ pub struct ConfigureArgs {
     /// The password itself, in clear on the command line: prefer --password-file.
     #[arg(long)]
     pub password: Option<String>,
-    /// Any other parameter, as key=value (an integer value is sent as a number); repeatable.
+    /// Any other parameter, as KEY=VALUE, sent as text (`pin=0012` is "0012"); a typed key sends a
+    /// number or a list: `port:int=80`, `ports:ints=80,443`. Repeatable.
     #[arg(long = "param", value_name = "KEY=VALUE")]
     pub params: Vec<String>,
     /// The device request's timeoutInSeconds.
@@ -111,7 +112,8 @@ pub struct RetryArgs {
 #[derive(Debug, Clone, Args)]
 pub struct CampaignArgs {
     /// CSV with a header row (`serial`, optional `timeoutInSeconds`, then one column per parameter;
-    /// a list of integers written with spaces: `1 2 3 4`), or JSON lines of
+    /// cells are text but `vlan` (a number) and `interfaces` (numbers: `1 2 3 4`); type other
+    /// columns in the header: `port:int`, `ports:ints`), or JSON lines of
     /// `{"serial": ..., "timeoutInSeconds": ..., "parameters": {...}}`.
     pub file: PathBuf,
     /// Requests in flight at once.

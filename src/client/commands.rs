@@ -213,11 +213,8 @@ fn parameters(args: &ConfigureArgs) -> Result<Map<String, Value>> {
         parameters.insert("interfaces".into(), json!(args.interfaces));
     }
     for pair in &args.params {
-        let Some((key, value)) = pair.split_once('=') else {
-            bail!("--param `{pair}` is not KEY=VALUE");
-        };
-        let value = value.parse::<i64>().map_or_else(|_| json!(value), |n| json!(n));
-        parameters.insert(key.to_owned(), value);
+        let (key, value) = super::cells::param(pair).map_err(anyhow::Error::msg)?;
+        parameters.insert(key, value);
     }
     Ok(parameters)
 }

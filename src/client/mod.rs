@@ -3,6 +3,7 @@
 
 pub mod args;
 mod campaign;
+mod cells;
 mod commands;
 mod rows;
 

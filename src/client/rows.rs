@@ -1,11 +1,12 @@
 //! A campaign's input: rows of a CSV file (a header names the columns: `serial`, an optional
-//! `timeoutInSeconds`, then one column per parameter) or of a JSON-lines file. Each row is checked
+//! `timeoutInSeconds`, then one column per parameter, typed as `cells.rs` says) or of a JSON-lines
+//! file. Each row is checked
 //! as Service B would check it, so a bad row is reported with its line number and never sent.
 
+use super::cells::Column;
 use anyhow::{Context, Result};
 use cpe_actors::{ConfigRequest, EquipmentId};
 use serde_json::{json, Map, Value};
-use std::path::Path;
 
 /// One device's request, ready to send.
 #[derive(Debug, Clone, PartialEq)]
@@ -25,13 +26,15 @@ pub struct BadRow {
 /// Timeout used when a row names none.
 const DEFAULT_TIMEOUT: u64 = 14;
 
-pub fn read(path: &Path) -> Result<(Vec<Row>, Vec<BadRow>)> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let json_lines = text.trim_start().starts_with('{');
+/// The rows of a file's bytes: a byte order mark is skipped, and a line that is not UTF-8 is a bad
+/// row of its own, not the end of the file.
+pub fn parse(bytes: &[u8]) -> Result<(Vec<Row>, Vec<BadRow>)> {
+    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+    let json_lines = bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
     let parsed = if json_lines {
-        from_json_lines(&text)
+        from_json_lines(bytes)
     } else {
-        from_csv(&text)?
+        from_csv(bytes)?
     };
     let (mut rows, mut bad) = (Vec::new(), Vec::new());
     for (line, row) in parsed {
@@ -45,14 +48,15 @@ pub fn read(path: &Path) -> Result<(Vec<Row>, Vec<BadRow>)> {
 
 type Parsed = Vec<(u64, Result<(String, Value), String>)>;
 
-fn from_json_lines(text: &str) -> Parsed {
+fn from_json_lines(bytes: &[u8]) -> Parsed {
     let mut out = Vec::new();
-    for (index, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
+    for (index, line) in bytes.split(|b| *b == b'\n').enumerate() {
+        if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        let row = serde_json::from_str::<Value>(line)
-            .map_err(|e| format!("not JSON: {e}"))
+        let row = std::str::from_utf8(line)
+            .map_err(|e| format!("not UTF-8 (byte {} of the line)", e.valid_up_to() + 1))
+            .and_then(|line| serde_json::from_str::<Value>(line).map_err(|e| format!("not JSON: {e}")))
             .and_then(|mut value| {
                 let serial = value["serial"].as_str().ok_or("no `serial` string")?.to_owned();
                 let object = value.as_object_mut().ok_or("not a JSON object")?;
@@ -65,27 +69,29 @@ fn from_json_lines(text: &str) -> Parsed {
     out
 }
 
-fn from_csv(text: &str) -> Result<Parsed> {
-    let mut reader = csv::ReaderBuilder::new()
-        .trim(csv::Trim::All)
-        .from_reader(text.as_bytes());
-    let header: Vec<String> = reader
-        .headers()
-        .context("the CSV file has no header row")?
+fn from_csv(bytes: &[u8]) -> Result<Parsed> {
+    let mut reader = csv::ReaderBuilder::new().trim(csv::Trim::All).from_reader(bytes);
+    let header = reader.byte_headers().context("the CSV file has no header row")?.clone();
+    let columns = header
         .iter()
-        .map(str::to_owned)
-        .collect();
+        .enumerate()
+        .map(|(index, name)| {
+            let name = std::str::from_utf8(name)
+                .map_err(|_| anyhow::anyhow!("line 1, column {}: the header is not UTF-8", index + 1))?;
+            Column::parse(name).map_err(|why| anyhow::anyhow!("line 1, column {}: {why}", index + 1))
+        })
+        .collect::<Result<Vec<_>>>()?;
     anyhow::ensure!(
-        header.iter().any(|h| h == "serial"),
+        columns.iter().any(|c| c.name == "serial"),
         "the CSV header names no `serial` column (it has: {})",
-        header.join(", ")
+        columns.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", ")
     );
     let mut out = Vec::new();
-    for record in reader.records() {
+    for record in reader.byte_records() {
         let (line, row) = match record {
             Ok(record) => {
                 let line = record.position().map_or(0, |p| p.line());
-                (line, csv_row(&header, &record))
+                (line, csv_row(&columns, &record))
             }
             Err(error) => (
                 error.position().map_or(0, |p| p.line()),
@@ -97,34 +103,21 @@ fn from_csv(text: &str) -> Result<Parsed> {
     Ok(out)
 }
 
-fn csv_row(header: &[String], record: &csv::StringRecord) -> Result<(String, Value), String> {
+/// One record: each cell read as its column says; a bad cell names its column.
+fn csv_row(columns: &[Column], record: &csv::ByteRecord) -> Result<(String, Value), String> {
     let (mut serial, mut timeout, mut parameters) = (None, json!(DEFAULT_TIMEOUT), Map::new());
-    for (name, cell) in header.iter().zip(record.iter()) {
-        match name.as_str() {
+    for (index, (column, cell)) in columns.iter().zip(record.iter()).enumerate() {
+        let at = |why: String| format!("column {} (`{}`): {why}", index + 1, column.name);
+        let cell = std::str::from_utf8(cell).map_err(|_| at("not UTF-8".into()))?;
+        match column.name.as_str() {
             "serial" => serial = Some(cell.to_owned()),
-            "timeoutInSeconds" if !cell.is_empty() => {
-                timeout = json!(cell
-                    .parse::<u64>()
-                    .map_err(|_| format!("timeoutInSeconds `{cell}` is not a whole number"))?)
-            }
             _ if cell.is_empty() => {}
-            _ => drop(parameters.insert(name.clone(), cell_value(cell))),
+            "timeoutInSeconds" => timeout = column.value(cell).map_err(at)?,
+            name => drop(parameters.insert(name.to_owned(), column.value(cell).map_err(at)?)),
         }
     }
     let serial = serial.filter(|s| !s.is_empty()).ok_or("the serial is empty")?;
     Ok((serial, json!({"timeoutInSeconds": timeout, "parameters": parameters})))
-}
-
-/// `534` is a number, `1 2 3 4` a list of numbers, anything else text.
-fn cell_value(cell: &str) -> Value {
-    if let Ok(number) = cell.parse::<i64>() {
-        return json!(number);
-    }
-    let numbers: Option<Vec<i64>> = cell.split_whitespace().map(|n| n.parse().ok()).collect();
-    match numbers {
-        Some(list) if cell.contains(' ') => json!(list),
-        _ => json!(cell),
-    }
 }
 
 /// Service B's own checks: the equipment id and the request body.
