@@ -1,11 +1,12 @@
-//! `cpe-config campaign`: one configuration task per row of a file, sent with bounded concurrency,
-//! watched to the end with a progress bar, summed up in a table and written to a results file.
-//! Each row carries an `Idempotency-Key` made from the campaign file's name and the row, so running
-//! the same command again after Ctrl-C, a crash or a lost network creates nothing twice and picks
-//! up where it stopped.
+//! `cpe-config campaign`: one configuration task per row of a file, sent with bounded concurrency
+//! (a device's rows one after another, in file order), watched to the end with a progress bar,
+//! summed up in a table and written to a results file in input order. Each row carries an
+//! `Idempotency-Key` made from the file's content (not its name) and the row's line, so running the
+//! same command again after Ctrl-C, a crash or a lost network creates nothing twice and picks up
+//! where it stopped, and another file with other content never meets those keys.
 
 use super::args::CampaignArgs;
-use super::rows::{read, Row};
+use super::rows::{parse, Row};
 use super::{message, Client, Outcome};
 use anyhow::{Context, Result};
 use futures_util::StreamExt;
@@ -13,6 +14,9 @@ use reqwest::Method;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// Long-polls in flight at once: one HTTP/2 connection carries up to 1,000 streams.
@@ -20,143 +24,232 @@ const WATCHES: usize = 900;
 
 /// What became of one row.
 struct Done {
+    line: u64,
     serial: String,
     task: Option<String>,
     status: String,
     error: String,
+    /// The service never answered for this row (not refused by it).
+    unanswered: bool,
 }
 
 pub async fn run(client: &Client, args: &CampaignArgs) -> Result<Outcome> {
-    let (rows, bad) = read(&args.file)?;
+    let bytes = std::fs::read(&args.file).with_context(|| format!("cannot read {}", args.file.display()))?;
+    let (rows, bad) = parse(&bytes).with_context(|| format!("{}", args.file.display()))?;
     for row in &bad {
         eprintln!("line {}: skipped, not sent: {}", row.line, row.why);
     }
-    let name = args
-        .file
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let content = content_digest(&bytes);
     let started = Instant::now();
     let progress = Progress::new(rows.len() as u64, args.wait);
-    // Two stages: --concurrency requests create tasks, and many more long-polls (cheap, multiplexed
-    // on HTTP/2) watch them, so watching never holds back sending.
-    let done: Vec<Done> = futures_util::stream::iter(rows)
-        .map(|row| {
-            let (name, progress) = (&name, &progress);
+    let finished = Mutex::new(Vec::with_capacity(rows.len()));
+    let unreachable = AtomicBool::new(false);
+    let all_rows: Vec<(u64, String)> = rows.iter().map(|r| (r.line, r.serial.clone())).collect();
+    // Two stages: --concurrency devices send their rows, and many more long-polls (cheap,
+    // multiplexed on HTTP/2) watch them, so watching never holds back sending.
+    let work = by_device(rows)
+        .map(|rows| {
+            let (content, progress, unreachable) = (&content, &progress, &unreachable);
             async move {
-                let done = submit(client, name, &row).await;
-                progress.accepted(done.task.is_some());
-                done
+                let mut sent = Vec::with_capacity(rows.len());
+                for row in rows {
+                    let done = submit(client, content, &row, unreachable).await;
+                    progress.accepted(done.task.is_some());
+                    sent.push(done);
+                }
+                futures_util::stream::iter(sent)
             }
         })
         .buffer_unordered(args.concurrency.max(1))
+        .flatten()
         .map(|done| {
             let progress = &progress;
             async move {
-                if !args.wait || done.task.is_none() {
+                if done.task.is_none() {
                     return done;
                 }
-                let done = watch(client, done).await;
-                progress.finished(&done.status);
+                let done = look(client, done, args.wait).await;
+                if args.wait {
+                    progress.finished(&done.status);
+                }
                 done
             }
         })
         .buffer_unordered(WATCHES)
-        .collect()
-        .await;
+        .for_each(|done| {
+            finished.lock().unwrap_or_else(|e| e.into_inner()).push(done);
+            async {}
+        });
+    let interrupted = tokio::select! {
+        () = work => false,
+        _ = tokio::signal::ctrl_c() => true,
+    };
     progress.finish();
+    let mut done = finished.into_inner().unwrap_or_else(|e| e.into_inner());
+    if interrupted {
+        not_sent(&mut done, &all_rows);
+    }
+    done.sort_by_key(|d| d.line);
     let results = args
         .results
         .clone()
         .unwrap_or_else(|| args.file.with_extension("results.csv"));
     write_results(&results, &done)?;
     summary(&done, bad.len(), started.elapsed(), &results);
-    let failed = done
-        .iter()
-        .any(|d| d.task.is_none() || ["failed", "cancelled"].contains(&d.status.as_str()));
-    Ok(match (failed, bad.is_empty()) {
-        (true, _) => Outcome::TaskFailed,
-        (false, false) => Outcome::Refused,
-        (false, true) => Outcome::Done,
+    if interrupted {
+        eprintln!("interrupted: the same command goes on where this one stopped (nothing is sent twice)");
+    }
+    let unanswered = done.iter().any(|d| d.unanswered);
+    let failed = interrupted
+        || done
+            .iter()
+            .any(|d| d.task.is_none() || ["failed", "cancelled", "gone"].contains(&d.status.as_str()));
+    Ok(match (unanswered, failed, bad.is_empty()) {
+        (true, _, _) => Outcome::Refused,
+        (false, true, _) => Outcome::TaskFailed,
+        (false, false, false) => Outcome::Refused,
+        (false, false, true) => Outcome::Done,
     })
 }
 
-/// Sends one row; a 503 or a lost answer is tried again (the key makes that safe).
-async fn submit(client: &Client, campaign: &str, row: &Row) -> Done {
-    let key = idempotency_key(campaign, row);
+/// The rows grouped by device, each group in file order, the groups in order of first appearance.
+fn by_device(rows: Vec<Row>) -> futures_util::stream::Iter<std::vec::IntoIter<Vec<Row>>> {
+    let mut order: Vec<Vec<Row>> = Vec::new();
+    let mut index: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    for row in rows {
+        match index.get(&row.serial) {
+            Some(&at) => order[at].push(row),
+            None => {
+                index.insert(row.serial.clone(), order.len());
+                order.push(vec![row]);
+            }
+        }
+    }
+    futures_util::stream::iter(order)
+}
+
+/// The rows an interruption left unsent, as such in the results.
+fn not_sent(done: &mut Vec<Done>, rows: &[(u64, String)]) {
+    let seen: std::collections::HashSet<u64> = done.iter().map(|d| d.line).collect();
+    for (line, serial) in rows.iter().filter(|(line, _)| !seen.contains(line)) {
+        done.push(Done {
+            line: *line,
+            serial: serial.clone(),
+            task: None,
+            status: "not sent".into(),
+            error: "interrupted".into(),
+            unanswered: false,
+        });
+    }
+}
+
+/// Sends one row; a 503 or a lost answer is tried again (the key makes that safe). Once a row got
+/// no answer at all after every try, the service is taken as unreachable and no other row waits
+/// for it.
+async fn submit(client: &Client, content: &str, row: &Row, unreachable: &AtomicBool) -> Done {
+    let key = format!("campaign-{content}-{}", row.line);
     let path = format!("/api/v1/equipment/cpe/{}", row.serial);
-    let mut last = String::new();
+    let (mut last, mut unanswered) = (String::new(), false);
     for attempt in 0..5u32 {
+        if unreachable.load(Ordering::Relaxed) {
+            (last, unanswered) = ("not sent: the service did not answer".into(), true);
+            break;
+        }
         if attempt > 0 {
             tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
         }
         match client.call_keyed(Method::POST, &path, &row.body, &key).await {
             Ok((200, answer)) => {
                 return Done {
+                    line: row.line,
                     serial: row.serial.clone(),
                     task: answer["taskId"].as_str().map(str::to_owned),
                     status: "queued".into(),
                     error: String::new(),
+                    unanswered: false,
                 }
             }
-            Ok((503, answer)) => last = message(&answer),
+            Ok((503, answer)) => (last, unanswered) = (message(&answer), false),
             Ok((_, answer)) => {
-                last = message(&answer);
+                (last, unanswered) = (message(&answer), false);
                 break;
             }
-            Err(error) => last = format!("{error:#}"),
+            Err(error) => (last, unanswered) = (format!("{error:#}"), true),
         }
     }
+    if unanswered {
+        unreachable.store(true, Ordering::Relaxed);
+    }
     Done {
+        line: row.line,
         serial: row.serial.clone(),
         task: None,
         status: "not accepted".into(),
         error: last,
+        unanswered,
     }
 }
 
-/// Long-polls a task until it is final.
-async fn watch(client: &Client, mut done: Done) -> Done {
+/// The task's status: with `wait`, long-polled until final; without, as it is now (a task
+/// accepted before, by an earlier run, may be final already).
+async fn look(client: &Client, mut done: Done, wait: bool) -> Done {
     let task = done.task.clone().unwrap_or_default();
-    let path = format!("/api/v1/equipment/cpe/{}/task/{task}?wait=60s", done.serial);
+    let query = if wait { "?wait=60s" } else { "" };
+    let path = format!("/api/v1/equipment/cpe/{}/task/{task}{query}", done.serial);
     loop {
         match client.call(Method::GET, &path, None).await {
-            Ok((200, answer)) if answer["code"] != 204 => {
+            Ok((200, answer)) if answer["code"] != 204 || !wait => {
                 done.status = answer["status"].as_str().unwrap_or("unknown").to_owned();
                 done.error = answer["lastError"].as_str().unwrap_or_default().to_owned();
                 return done;
             }
             Ok((200, _)) => {}
+            // Swept after its retention, or the service's store was replaced: nothing to wait for.
+            Ok((404, _)) => {
+                done.status = "gone".into();
+                done.error = "the service no longer knows this task".into();
+                return done;
+            }
             // The service may be restarting: ask again shortly.
             _ => tokio::time::sleep(Duration::from_secs(1)).await,
         }
     }
 }
 
-/// The same row of the same campaign file always gets the same key (FNV-1a, stable across runs).
-fn idempotency_key(campaign: &str, row: &Row) -> String {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in campaign
-        .bytes()
-        .chain([0])
-        .chain(row.serial.bytes())
-        .chain([0])
-        .chain(row.body.to_string().bytes())
-    {
-        hash = (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
-    }
-    format!("campaign-{hash:016x}-{}", row.serial)
+/// The file's content, for the rows' keys: the same content gives the same keys, whatever the
+/// file's name or path.
+fn content_digest(bytes: &[u8]) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, bytes);
+    digest.as_ref()[..12].iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn write_results(path: &std::path::Path, done: &[Done]) -> Result<()> {
-    let mut writer = csv::Writer::from_path(path).with_context(|| format!("cannot write {}", path.display()))?;
-    writer.write_record(["serial", "taskId", "status", "lastError"])?;
+/// Written beside the target, then renamed over it: a reader never sees half a file, and an
+/// existing symlink at the target is replaced, never written through.
+fn write_results(path: &Path, done: &[Done]) -> Result<()> {
+    let partial = path.with_extension(format!("partial-{}", std::process::id()));
+    let _ = std::fs::remove_file(&partial);
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&partial)
+        .with_context(|| format!("cannot write {}", partial.display()))?;
+    let mut writer = csv::Writer::from_writer(file);
+    writer.write_record(["line", "serial", "taskId", "status", "lastError"])?;
     for row in done {
-        writer.write_record([&row.serial, row.task.as_deref().unwrap_or(""), &row.status, &row.error])?;
+        let line = row.line.to_string();
+        writer.write_record([
+            &line,
+            &row.serial,
+            row.task.as_deref().unwrap_or(""),
+            &row.status,
+            &row.error,
+        ])?;
     }
-    writer
-        .flush()
-        .with_context(|| format!("cannot write {}", path.display()))
+    let file = writer
+        .into_inner()
+        .map_err(|e| anyhow::anyhow!("cannot write {}: {}", partial.display(), e.error()))?;
+    file.sync_all()?;
+    std::fs::rename(&partial, path).with_context(|| format!("cannot write {}", path.display()))
 }
 
 fn summary(done: &[Done], bad: usize, elapsed: Duration, results: &std::path::Path) {

@@ -10,6 +10,7 @@ mod common;
 
 mod amqp_adapter;
 mod audit;
+mod campaign_cli;
 mod chaos_poison;
 mod clean_stop;
 mod cli;

@@ -1,0 +1,111 @@
+//! `cpe-config campaign` against the real binary and a recording fake Service A (issue 18): cells
+//! arrive as text unless typed, a device's rows run in file order, the rows' keys are the file's
+//! content (a renamed copy creates nothing), a second run reports the tasks' real statuses, results
+//! are written in input order and never through a symlink, and no server is exit code 2.
+
+use crate::common::fake_a::{self, answer, Answer, SUCCESS};
+use crate::common::process::{local_args, Process};
+use serde_json::Value;
+use std::process::{Command, Output};
+use std::sync::Arc;
+use std::time::Duration;
+
+fn campaign(url: &str, file: &std::path::Path, extra: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_cpe-config"))
+        .arg("campaign")
+        .arg(file)
+        .args(extra)
+        .args(["--url", url])
+        .arg(format!("--certs-dir={}", crate::common::certs_dir().display()))
+        .env_remove("API_TOKEN")
+        .output()
+        .unwrap()
+}
+
+fn everything(output: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cells_order_keys_results_and_exit_codes_are_what_the_file_says() {
+    let fake = fake_a::start(Arc::new(|_| Answer::Close(answer("HTTP/1.1 200 OK", &[], SUCCESS)))).await;
+    let args = local_args(&[&format!("--service-a-url={}", fake.url())]);
+    let server = Process::spawn(&args, "info");
+    let b = server.wait_for_addr("Service B", Duration::from_secs(30));
+    let url = format!("https://localhost:{}", b.port());
+
+    let dir = std::env::temp_dir().join(format!("cpe-campaign-cli-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("devices.csv");
+    let mut text = String::from("serial,pin,port:int,interfaces\n");
+    for step in 1..=5 {
+        text.push_str(&format!("order001,000{step},80,3\n"));
+    }
+    text.push_str("other0001,0012,443,1 2\n");
+    std::fs::write(&file, &text).unwrap();
+    // A symlink already where the results go: replaced, never written through.
+    let victim = dir.join("victim.txt");
+    std::fs::write(&victim, "keep me").unwrap();
+    let results = file.with_extension("results.csv");
+    std::os::unix::fs::symlink(&victim, &results).unwrap();
+
+    let first = campaign(&url, &file, &["--wait", "--concurrency", "4"]);
+    assert_eq!(first.status.code(), Some(0), "{}", everything(&first));
+    let bodies: Vec<(String, Value)> = fake
+        .requests()
+        .iter()
+        .map(|seen| (seen.path.clone(), serde_json::from_str(&seen.body).unwrap()))
+        .collect();
+    assert_eq!(bodies.len(), 6, "{bodies:?}");
+    let pins: Vec<&str> = bodies
+        .iter()
+        .filter(|(path, _)| path.ends_with("/order001"))
+        .map(|(_, body)| body["parameters"]["pin"].as_str().expect("a pin is text"))
+        .collect();
+    assert_eq!(
+        pins,
+        ["0001", "0002", "0003", "0004", "0005"],
+        "one device's rows in file order"
+    );
+    let other = &bodies.iter().find(|(path, _)| path.ends_with("/other0001")).unwrap().1;
+    assert_eq!(
+        other["parameters"],
+        serde_json::json!({"pin": "0012", "port": 443, "interfaces": [1, 2]}),
+        "typed cells"
+    );
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep me");
+    assert!(!std::fs::symlink_metadata(&results).unwrap().file_type().is_symlink());
+    let written = std::fs::read_to_string(&results).unwrap();
+    let lines: Vec<&str> = written.lines().map(|l| l.split(',').next().unwrap()).collect();
+    assert_eq!(lines, ["line", "2", "3", "4", "5", "6", "7"], "input order: {written}");
+
+    // The same content under another name: the same tasks, reported as they are now.
+    let renamed = dir.join("copy-of-devices.csv");
+    std::fs::write(&renamed, &text).unwrap();
+    let again = campaign(&url, &renamed, &[]);
+    assert_eq!(again.status.code(), Some(0), "{}", everything(&again));
+    assert_eq!(fake.requests().len(), 6, "nothing was configured twice");
+    let summary = String::from_utf8_lossy(&again.stdout).into_owned();
+    assert!(
+        summary.contains("completed") && !summary.contains("queued"),
+        "{summary}"
+    );
+
+    // No server: exit code 2, as documented.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let nobody = campaign(
+        &format!("https://localhost:{closed}"),
+        &file,
+        &["--results", dir.join("none.csv").to_str().unwrap()],
+    );
+    assert_eq!(nobody.status.code(), Some(2), "{}", everything(&nobody));
+    let _ = std::fs::remove_dir_all(&dir);
+}
