@@ -1,7 +1,7 @@
 //! `GET /api/v1/audit`: the audit trail, newest first, by cursor, with filters (actor, action,
 //! device, since), and the JSON of one record.
 
-use super::query::{pairs, shown, DEFAULT_LIMIT, MAX_LIMIT};
+use super::query::{pairs, parse_limit, shown, DEFAULT_LIMIT};
 use super::tasks::{rfc3339, unavailable};
 use super::{error, reply};
 use crate::duration::parse_duration;
@@ -70,18 +70,7 @@ pub fn params(query: &str, now: u64) -> Result<AuditQuery, String> {
                 )
             }
             "since" => out.since = Some(since(value, now)?),
-            "limit" => {
-                out.limit = value
-                    .parse()
-                    .ok()
-                    .filter(|limit| (1..=MAX_LIMIT).contains(limit))
-                    .ok_or_else(|| {
-                        format!(
-                            "limit must be a whole number from 1 to {MAX_LIMIT}, got `{}`",
-                            shown(value)
-                        )
-                    })?
-            }
+            "limit" => out.limit = parse_limit(value)?,
             _ => {
                 out.before = Some(value.parse().map_err(|_| {
                     "cursor is not one this service gave out: pass `nextCursor` of the page before".to_string()

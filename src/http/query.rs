@@ -77,22 +77,25 @@ pub fn list_params(query: &str) -> Result<ListParams, String> {
                     }
                 }
             }
-            "limit" => {
-                params.limit = value
-                    .parse()
-                    .ok()
-                    .filter(|limit| (1..=MAX_LIMIT).contains(limit))
-                    .ok_or_else(|| {
-                        format!(
-                            "limit must be a whole number from 1 to {MAX_LIMIT}, got `{}`",
-                            shown(value)
-                        )
-                    })?;
-            }
+            "limit" => params.limit = parse_limit(value)?,
             _ => params.before = Some(parse_cursor(value)?),
         }
     }
     Ok(params)
+}
+
+/// A page size: 1 to [`MAX_LIMIT`].
+pub fn parse_limit(value: &str) -> Result<usize, String> {
+    value
+        .parse()
+        .ok()
+        .filter(|limit| (1..=MAX_LIMIT).contains(limit))
+        .ok_or_else(|| {
+            format!(
+                "limit must be a whole number from 1 to {MAX_LIMIT}, got `{}`",
+                shown(value)
+            )
+        })
 }
 
 /// `?wait=30s` on the status route: None without it; more than [`MAX_WAIT`] is refused.

@@ -1,19 +1,10 @@
 //! Actor-level tests of the audit trail: a change writes its record with it, a refused or empty
 //! change writes none, and the trail pages newest first with its filters.
 
+use super::operator_tests::registry;
 use super::*;
-use crate::memory::MemoryStore;
 use crate::ports::StatusSink;
-use crate::slot::Slot;
 use crate::{AuditAction, AuditQuery, ConfigRequest};
-
-async fn registry() -> RegistryHandle {
-    let store: Arc<dyn TaskStore> = Arc::new(MemoryStore::default());
-    let (actor, _) = Actor::spawn(None, Registry, store.clone()).await.unwrap();
-    let slot = Slot::default();
-    slot.set(actor);
-    RegistryHandle::new(slot, store)
-}
 
 fn draft(actor: &str, action: AuditAction, device: &EquipmentId) -> Audit {
     let mut record = AuditRecord::new(actor, "127.0.0.1", action, format!("POST /x/{device}"));

@@ -8,7 +8,8 @@ use crate::{ConfigRequest, TaskQuery};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-async fn registry() -> RegistryHandle {
+/// A registry over a memory store, as every actor-level test of the registry starts.
+pub(super) async fn registry() -> RegistryHandle {
     let store: Arc<dyn TaskStore> = Arc::new(MemoryStore::default());
     let (actor, _) = Actor::spawn(None, Registry, store.clone()).await.unwrap();
     let slot = Slot::default();
