@@ -1,11 +1,10 @@
 //! Service B's actions on tasks already made: retry one, and retry or cancel in bulk.
 
 use super::components::{
-    equipment_id_parameter, error_response, json_response, malformed_request, responses, schema_ref,
+    equipment_id_parameter, error_response, json_response, malformed_request, responses, schema_ref, unauthorized,
+    STORE_DOWN,
 };
-use super::service_b::{
-    forbidden, not_found, task_parameter, token, unauthorized, NEW_TASK_ID, NOT_ACCEPTING, STORE_DOWN,
-};
+use super::service_b::{forbidden, not_found, task_parameter, token, NEW_TASK_ID, NOT_ACCEPTING};
 use serde_json::{json, Value};
 
 pub fn retry() -> Value {

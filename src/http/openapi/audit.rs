@@ -1,7 +1,8 @@
 //! The audit trail's route in Service B's document, and the schema of its records.
 
-use super::components::{error_response, json_response, malformed_request, responses, schema_ref};
-use super::service_b::{unauthorized, STORE_DOWN, TASK_ID};
+use super::components::{
+    error_response, json_response, malformed_request, responses, schema_ref, unauthorized, STORE_DOWN, TASK_ID,
+};
 use crate::http::audit::LOOPBACK_ONLY;
 use crate::http::query::{DEFAULT_LIMIT, MAX_LIMIT};
 use cpe_actors::AuditAction;

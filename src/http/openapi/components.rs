@@ -10,6 +10,21 @@ pub const EXAMPLE_BODY: &str = r#"{"timeoutInSeconds": 14, "parameters": {"usern
 /// `^[a-zA-Z0-9]{6,}$`, at most 128 long: `EquipmentId::parse`.
 pub const EQUIPMENT_ID_PATTERN: &str = "^[a-zA-Z0-9]{6,128}$";
 
+/// The task id of Service B's examples.
+pub const TASK_ID: &str = "0b5f3a52-4f0e-4c8a-9a57-3f1de0c2a4b1";
+pub const UNAUTHORIZED: &str = "Missing or wrong bearer token in the Authorization header";
+pub const STORE_DOWN: &str = "Task store unavailable; retry shortly";
+
+pub fn unauthorized() -> Value {
+    let mut response = error_response(
+        401,
+        "With `--api-token` set: the bearer token is missing or wrong.",
+        &[("unauthorized", UNAUTHORIZED)],
+    );
+    response["headers"] = json!({"WWW-Authenticate": {"schema": {"const": "Bearer"}, "required": true}});
+    response
+}
+
 pub fn schema_ref(name: &str) -> Value {
     json!({"$ref": format!("#/components/schemas/{name}")})
 }

@@ -4,7 +4,7 @@
 use super::actions;
 use super::components::{
     body_errors, config_request_body, equipment_id_parameter, equipment_not_found, error_response, frame,
-    json_response, malformed_request, responses, schema_ref,
+    json_response, malformed_request, responses, schema_ref, unauthorized, STORE_DOWN, TASK_ID,
 };
 use super::meta::{health_paths, metrics_path, openapi_path};
 use super::task_schemas::{self, task_example};
@@ -12,10 +12,7 @@ use crate::http::query::{DEFAULT_LIMIT, MAX_LIMIT};
 use crate::http::{PROVISIONING_FAILED, TASK_NOT_FOUND};
 use serde_json::{json, Map, Value};
 
-pub(super) const TASK_ID: &str = "0b5f3a52-4f0e-4c8a-9a57-3f1de0c2a4b1";
 pub(super) const NEW_TASK_ID: &str = "7d1c9e20-8a4b-4f6e-b5a3-2c9d0e1f4a6b";
-pub(super) const UNAUTHORIZED: &str = "Missing or wrong bearer token in the Authorization header";
-pub(super) const STORE_DOWN: &str = "Task store unavailable; retry shortly";
 pub(super) const NOT_ACCEPTING: &str = "Service is starting or shutting down and accepts no new tasks; retry shortly";
 
 pub fn document() -> Value {
@@ -65,16 +62,6 @@ pub fn document() -> Value {
 /// Optional bearer token: required only when the service runs with `--api-token`.
 pub(super) fn token() -> Value {
     json!([{}, {"bearer": []}])
-}
-
-pub(super) fn unauthorized() -> Value {
-    let mut response = error_response(
-        401,
-        "With `--api-token` set: the bearer token is missing or wrong.",
-        &[("unauthorized", UNAUTHORIZED)],
-    );
-    response["headers"] = json!({"WWW-Authenticate": {"schema": {"const": "Bearer"}, "required": true}});
-    response
 }
 
 /// Cancel and retry without `--api-token`, from a peer that is not loopback.
