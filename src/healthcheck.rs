@@ -34,6 +34,6 @@ pub async fn run(config: &Config, url: Option<String>) -> Result<()> {
             body.chars().take(200).collect::<String>()
         );
     }
-    println!("ready");
+    crate::say!("ready");
     Ok(())
 }

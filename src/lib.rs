@@ -11,6 +11,7 @@ pub mod metrics;
 pub mod provisioner;
 pub mod queue;
 pub mod redact;
+pub mod say;
 pub mod secret;
 pub mod shutdown;
 pub mod startup;

@@ -70,7 +70,7 @@ fn token(file: Option<&std::path::Path>, action: cpe_config::config::TokenComman
     match action {
         TokenCommand::Create { name, scope, expires } => {
             let token = cpe_config::tokens::create(file, &name, scope, expires)?;
-            println!("{token}");
+            cpe_config::say!("{token}");
             eprintln!(
                 "token `{name}` ({}) added to {}; it is shown only now",
                 scope.name(),
@@ -79,7 +79,7 @@ fn token(file: Option<&std::path::Path>, action: cpe_config::config::TokenComman
         }
         TokenCommand::List => cpe_config::tokens::list(file)?
             .iter()
-            .for_each(|line| println!("{line}")),
+            .for_each(|line| cpe_config::say!("{line}")),
         TokenCommand::Remove { name } => {
             cpe_config::tokens::remove(file, &name)?;
             eprintln!(

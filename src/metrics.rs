@@ -7,7 +7,7 @@
 
 use crate::config::Config;
 use crate::queue::amqp::AmqpLink;
-use cpe_actors::observe::{CallOutcome, Finished, Observer};
+use cpe_actors::observe::{CallOutcome, DeadLetter, Finished, Observer};
 use cpe_actors::ports::TaskStore;
 use cpe_actors::TaskStatus;
 use prometheus_client::collector::Collector;
@@ -37,6 +37,14 @@ const HTTP_BUCKETS: [f64; 15] = [
 struct ResultLabel {
     result: &'static str,
 }
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabel {
+    reason: &'static str,
+}
+
+/// The `reason` values of `messages_dead_lettered`.
+const DEAD_LETTER_REASONS: [&str; 4] = ["attempts_used_up", "not_a_task", "mismatch", "unknown_task"];
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OutcomeLabel {
@@ -87,6 +95,7 @@ pub struct Metrics {
     registry: Registry,
     created: Family<ResultLabel, Counter>,
     finished: Family<ResultLabel, Counter>,
+    dead_lettered: Family<ReasonLabel, Counter>,
     calls: Family<OutcomeLabel, Counter>,
     call_seconds: Family<OutcomeLabel, Histogram, Buckets>,
     slots_used: Gauge,
@@ -125,6 +134,7 @@ impl Metrics {
         let metrics = Metrics {
             created: Family::default(),
             finished: Family::default(),
+            dead_lettered: Family::default(),
             calls: Family::default(),
             call_seconds: Family::new_with_constructor(call_buckets),
             slots_used: Gauge::default(),
@@ -151,8 +161,8 @@ impl Metrics {
         }
         if config.runs_service_b() || config.runs_workers() {
             let results: &[&'static str] = match (config.runs_service_b(), config.runs_workers()) {
-                (true, true) => &["completed", "failed", "dead_lettered", "cancelled"],
-                (false, true) => &["completed", "failed", "dead_lettered"],
+                (true, true) => &["completed", "failed", "cancelled"],
+                (false, true) => &["completed", "failed"],
                 _ => &["cancelled"],
             };
             for result in results {
@@ -160,8 +170,18 @@ impl Metrics {
             }
             registry.register(
                 "tasks_finished",
-                "Tasks that reached a final status, by result: completed, failed, dead_lettered (failed after the last attempt), cancelled",
+                "Tasks made final by this process, by their final status: completed, failed (whatever the cause), cancelled (by Service B)",
                 metrics.finished.clone(),
+            );
+        }
+        if config.runs_workers() {
+            for reason in DEAD_LETTER_REASONS {
+                drop(metrics.dead_lettered.get_or_create(&ReasonLabel { reason }));
+            }
+            registry.register(
+                "messages_dead_lettered",
+                "Queue messages this process sent to the dead-letter queue, by reason: attempts_used_up (the task failed after its last attempt; also counted as failed), not_a_task (the body is not a task), mismatch (it names another device or request than the stored task), unknown_task (the store has never seen its task)",
+                metrics.dead_lettered.clone(),
             );
         }
         if config.runs_workers() {
@@ -273,10 +293,19 @@ impl Observer for Metrics {
         let result = match result {
             Finished::Completed => "completed",
             Finished::Failed => "failed",
-            Finished::DeadLettered => "dead_lettered",
             Finished::Cancelled => "cancelled",
         };
         self.finished.get_or_create(&ResultLabel { result }).inc();
+    }
+
+    fn dead_lettered(&self, why: DeadLetter) {
+        let reason = match why {
+            DeadLetter::AttemptsUsedUp => "attempts_used_up",
+            DeadLetter::NotATask => "not_a_task",
+            DeadLetter::Mismatch => "mismatch",
+            DeadLetter::UnknownTask => "unknown_task",
+        };
+        self.dead_lettered.get_or_create(&ReasonLabel { reason }).inc();
     }
 
     fn slots(&self, used: usize, total: usize) {

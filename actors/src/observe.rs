@@ -15,15 +15,26 @@ pub enum CallOutcome {
     Timeout,
 }
 
-/// How a task ended.
+/// How a task ended: its final status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Finished {
     Completed,
-    /// Failed for good before its attempts ran out (a permanent answer of Service A).
+    /// Failed, whatever the cause (a permanent answer, its attempts used up, a crash each time).
     Failed,
-    /// Failed after its last attempt: the delivery went to the dead-letter queue.
-    DeadLettered,
     Cancelled,
+}
+
+/// Why a queue message went to the dead-letter queue: a fact about the message, not a task status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DeadLetter {
+    /// Its task failed after its last attempt.
+    AttemptsUsedUp,
+    /// The body is not a task.
+    NotATask,
+    /// The message names another device or request than the task stored under its id.
+    Mismatch,
+    /// The store has never seen its task.
+    UnknownTask,
 }
 
 /// Receives events as they happen. Every method has a no-op default and must be cheap and
@@ -33,6 +44,8 @@ pub trait Observer: Send + Sync + 'static {
     fn call_ended(&self, _outcome: CallOutcome, _took: Duration) {}
     /// A task's final status is durable.
     fn task_finished(&self, _result: Finished) {}
+    /// A message was sent to the dead-letter queue.
+    fn dead_lettered(&self, _why: DeadLetter) {}
     /// The pool's workers: how many hold a delivery, out of how many.
     fn slots(&self, _used: usize, _total: usize) {}
     /// The queue delivered a message again (after a crash, a requeue or a lost connection).

@@ -1,9 +1,11 @@
 //! The sweeper actor: fails running tasks whose lease ran out, and removes finished tasks once
 //! they are older than the retention period.
 
+use crate::observe::{Finished, Observer};
 use crate::registry::RegistryHandle;
 use crate::supervisor::Spec;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
+use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Clone)]
@@ -13,6 +15,8 @@ pub struct SweeperArgs {
     /// How long a task may stay running without news before it is failed.
     pub lease: Duration,
     pub every: Duration,
+    /// Counts the tasks failed here.
+    pub observer: Arc<dyn Observer>,
 }
 
 pub struct Sweep;
@@ -47,7 +51,10 @@ impl Actor for Sweeper {
             .await
         {
             Ok(0) => {}
-            Ok(expired) => tracing::warn!(expired, "failed running tasks whose lease ran out"),
+            Ok(expired) => {
+                (0..expired).for_each(|_| args.observer.task_finished(Finished::Failed));
+                tracing::warn!(expired, "failed running tasks whose lease ran out");
+            }
             Err(error) => tracing::warn!(%error, "lease check failed"),
         }
         let cutoff = now.saturating_sub(args.retention.as_millis() as u64);

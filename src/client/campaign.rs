@@ -260,12 +260,12 @@ fn summary(done: &[Done], bad: usize, elapsed: Duration, results: &std::path::Pa
     if bad > 0 {
         counts.insert("bad row (not sent)", bad);
     }
-    println!("{:<20} {:>8}", "STATUS", "ROWS");
+    crate::say!("{:<20} {:>8}", "STATUS", "ROWS");
     for (status, count) in &counts {
-        println!("{status:<20} {count:>8}");
+        crate::say!("{status:<20} {count:>8}");
     }
     let rate = done.len() as f64 / elapsed.as_secs_f64().max(1e-9);
-    println!(
+    crate::say!(
         "{} rows in {:.1} s ({rate:.0} rows/s); results in {}",
         done.len(),
         elapsed.as_secs_f64(),

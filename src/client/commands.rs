@@ -26,7 +26,7 @@ pub async fn configure(client: &Client, args: &ConfigureArgs) -> Result<Outcome>
         .context("the answer names no taskId")?
         .to_owned();
     if !client.print_json(&answer) {
-        println!("task {task} accepted for {}", args.device);
+        crate::say!("task {task} accepted for {}", args.device);
     }
     if !args.wait {
         return Ok(Outcome::Done);
@@ -40,7 +40,7 @@ pub async fn status(client: &Client, args: &StatusArgs) -> Result<Outcome> {
     }
     let answer = task_status(client, &args.device, &args.task, None).await?;
     if !client.print_json(&answer) {
-        println!("{}", describe(&answer));
+        crate::say!("{}", describe(&answer));
     }
     Ok(outcome_of(&answer).unwrap_or(Outcome::Done))
 }
@@ -62,12 +62,16 @@ pub async fn tasks(client: &Client, args: &TasksArgs) -> Result<Outcome> {
         bail!("{}", message(&answer));
     }
     let tasks = answer["tasks"].as_array().cloned().unwrap_or_default();
-    println!(
+    crate::say!(
         "{:<36}  {:<16}  {:<9}  {:>8}  {:<24}  LAST ERROR",
-        "TASK", "DEVICE", "STATUS", "ATTEMPTS", "CREATED"
+        "TASK",
+        "DEVICE",
+        "STATUS",
+        "ATTEMPTS",
+        "CREATED"
     );
     for task in &tasks {
-        println!(
+        crate::say!(
             "{:<36}  {:<16}  {:<9}  {:>8}  {:<24}  {}",
             text(&task["taskId"]),
             text(&task["equipmentId"]),
@@ -78,7 +82,7 @@ pub async fn tasks(client: &Client, args: &TasksArgs) -> Result<Outcome> {
         );
     }
     if !answer["nextCursor"].is_null() {
-        println!("(more: raise --limit, up to 500, or page with the API's cursor)");
+        crate::say!("(more: raise --limit, up to 500, or page with the API's cursor)");
     }
     Ok(Outcome::Done)
 }
@@ -87,7 +91,7 @@ pub async fn cancel(client: &Client, args: &TaskArgs) -> Result<Outcome> {
     let path = format!("/api/v1/equipment/cpe/{}/task/{}", args.device, args.task);
     let (status, answer) = client.call(Method::DELETE, &path, None).await?;
     if !client.print_json(&answer) {
-        println!("{}", message(&answer));
+        crate::say!("{}", message(&answer));
     }
     Ok(if status == 200 { Outcome::Done } else { Outcome::Refused })
 }
@@ -105,9 +109,9 @@ pub async fn retry(client: &Client, args: &RetryArgs) -> Result<Outcome> {
     let (status, answer) = client.call(Method::POST, &path, body.as_ref()).await?;
     if !client.print_json(&answer) {
         match (status, answer.get("taskId"), answer.get("done")) {
-            (200, Some(task), _) => println!("retried as task {}", text(task)),
-            (200, _, Some(done)) => println!("retried {done}, skipped {}", answer["skipped"]),
-            _ => println!("{}", message(&answer)),
+            (200, Some(task), _) => crate::say!("retried as task {}", text(task)),
+            (200, _, Some(done)) => crate::say!("retried {done}, skipped {}", answer["skipped"]),
+            _ => crate::say!("{}", message(&answer)),
         }
     }
     Ok(if status == 200 { Outcome::Done } else { Outcome::Refused })
@@ -128,7 +132,7 @@ async fn wait_final(client: &Client, device: &str, task: &str) -> Result<Outcome
                 bar.finish_and_clear();
             }
             if !client.print_json(&answer) {
-                println!("{} after {:.0?}", describe(&answer), started.elapsed());
+                crate::say!("{} after {:.0?}", describe(&answer), started.elapsed());
             }
             return Ok(outcome);
         }

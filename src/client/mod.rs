@@ -92,7 +92,7 @@ impl Client {
     /// Prints Service B's answer as JSON when asked to (scripts), and says whether it did.
     pub fn print_json(&self, answer: &Value) -> bool {
         if self.output == Output::Json {
-            println!("{answer}");
+            crate::say!("{answer}");
         }
         self.output == Output::Json
     }

@@ -7,6 +7,7 @@ use crate::metrics::Metrics;
 use crate::store::postgres::{outbox, reconcile, PgStore};
 use anyhow::{Context, Result};
 use cpe_actors::memory::MemoryStore;
+use cpe_actors::observe::Observer;
 use cpe_actors::ports::{TaskPublisher, TaskReader, TaskStore};
 use cpe_actors::registry::RegistryHandle;
 use cpe_actors::slot::Slot;
@@ -22,6 +23,8 @@ pub(super) struct Registry {
     pub handle: RegistryHandle,
     /// The same store when it is PostgreSQL: shared by instances, with an outbox to relay.
     outbox: Option<Arc<PgStore>>,
+    /// Counts the tasks the reconciler fails.
+    observer: Arc<dyn Observer>,
 }
 
 impl Registry {
@@ -39,7 +42,13 @@ impl Registry {
         };
         vec![
             AbortOnDrop(outbox::relay(store.clone(), publisher.clone(), RELAY_EVERY)),
-            AbortOnDrop(reconcile::run(store, publisher, reconcile_after, queue.to_owned())),
+            AbortOnDrop(reconcile::run(
+                store,
+                publisher,
+                reconcile_after,
+                queue.to_owned(),
+                self.observer.clone(),
+            )),
         ]
     }
 }
@@ -50,7 +59,7 @@ pub(super) fn part(
     options: &StoreOptions,
     lease: Duration,
     in_process_queue: bool,
-    metrics: &Metrics,
+    metrics: &Arc<Metrics>,
 ) -> Result<(Part, Registry)> {
     let (store, outbox) = open_store(options)?;
     if let Some(shared) = &outbox {
@@ -74,8 +83,17 @@ pub(super) fn part(
         retention: options.retention,
         lease,
         every: every.clamp(Duration::from_secs(1), Duration::from_secs(60)),
+        observer: metrics.clone(),
     }));
-    Ok((part, Registry { handle, outbox }))
+    let observer = metrics.clone();
+    Ok((
+        part,
+        Registry {
+            handle,
+            outbox,
+            observer,
+        },
+    ))
 }
 
 /// The store, and the same store as PostgreSQL when it is that one (shared, with an outbox).

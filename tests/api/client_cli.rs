@@ -221,3 +221,24 @@ async fn an_interrupted_campaign_run_again_ends_every_row_exactly_once() {
         "every row ends completed"
     );
 }
+
+/// `cpe-config tasks | head -1`: a reader that goes away ends the command quietly, with 0.
+#[test]
+fn a_closed_standard_output_ends_a_listing_quietly_with_zero() {
+    let (_server, url) = server(&[]);
+    let created = client(&url, &["configure", "pipe0001", "--vlan", "5"]);
+    assert_eq!(created.status.code(), Some(0), "{}", everything(&created));
+    let mut listing = Command::new(env!("CARGO_BIN_EXE_cpe-config"))
+        .args(["tasks", "--url", &url])
+        .arg(format!("--certs-dir={}", crate::common::certs_dir().display()))
+        .env_remove("API_TOKEN")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The reading end is closed before the command writes its first line.
+    drop(listing.stdout.take());
+    let done = listing.wait_with_output().unwrap();
+    assert_eq!(done.status.code(), Some(0), "{}", String::from_utf8_lossy(&done.stderr));
+    assert!(done.stderr.is_empty(), "{}", String::from_utf8_lossy(&done.stderr));
+}

@@ -232,7 +232,7 @@ async fn counters_and_gauges_follow_real_traffic_on_both_services() {
 }
 
 #[tokio::test]
-async fn a_task_that_runs_out_of_attempts_counts_as_dead_lettered() {
+async fn a_task_that_runs_out_of_attempts_counts_as_failed_and_its_message_as_dead_lettered() {
     let app = start(&["--fail-rate=1.0", "--config-delay=0s", "--max-attempts=2"]).await;
     let b = app.service_b_addr;
     let task = create_task(b, "doomed01").await;
@@ -244,14 +244,56 @@ async fn a_task_that_runs_out_of_attempts_counts_as_dead_lettered() {
         2.0
     );
     assert_eq!(after.value("cpe_config_service_a_calls_total{outcome=\"ok\"}"), 0.0);
+    assert_eq!(after.value("cpe_config_tasks_finished_total{result=\"failed\"}"), 1.0);
     assert_eq!(
-        after.value("cpe_config_tasks_finished_total{result=\"dead_lettered\"}"),
+        after.value("cpe_config_messages_dead_lettered_total{reason=\"attempts_used_up\"}"),
         1.0
     );
-    assert_eq!(after.value("cpe_config_tasks_finished_total{result=\"failed\"}"), 0.0);
+    assert!(!after.has("cpe_config_tasks_finished_total{result=\"dead_lettered\"}"));
     assert_eq!(after.value("cpe_config_tasks{state=\"failed\"}"), 1.0);
     let a_answers = "cpe_config_http_requests_total{service=\"service_a\",route=\"/api/v1/equipment/cpe/{id}\",method=\"POST\",code=\"500\"}";
     assert_eq!(after.value(a_answers), 2.0);
+    app.shutdown().await.unwrap();
+}
+
+/// Tasks driven to every end (completed, failed at random, cancelled): each counter says what the
+/// status API says, task by task.
+#[tokio::test]
+async fn the_finished_counters_agree_with_the_status_api() {
+    let app = start(&[
+        "--fail-rate=0.5",
+        "--max-attempts=1",
+        "--config-delay=300ms",
+        "--workers=4",
+    ])
+    .await;
+    let b = app.service_b_addr;
+    let mut tasks = Vec::new();
+    for n in 0..12 {
+        let device = format!("truth{n:03}");
+        tasks.push((device.clone(), create_task(b, &device).await));
+    }
+    // Behind the first task of its device, this one is still queued: cancelled.
+    let queued = create_task(b, "truth000").await;
+    let (status, body) = send(client().delete(url(b, &format!("/api/v1/equipment/cpe/truth000/task/{queued}")))).await;
+    assert_eq!(status, 200, "{body}");
+    let mut seen = std::collections::BTreeMap::<String, f64>::new();
+    *seen.entry("cancelled".into()).or_default() += 1.0;
+    for (device, task) in &tasks {
+        let done = wait_completed(b, device, task, LIMIT).await;
+        *seen.entry(done["status"].as_str().unwrap().to_owned()).or_default() += 1.0;
+    }
+    assert!(seen.contains_key("failed"), "half of the calls fail: {seen:?}");
+    let after = scrape(b).await;
+    for (result, count) in &seen {
+        let series = format!("cpe_config_tasks_finished_total{{result=\"{result}\"}}");
+        assert_eq!(after.value(&series), *count, "{series}: {seen:?}");
+    }
+    let dead = after.value("cpe_config_messages_dead_lettered_total{reason=\"attempts_used_up\"}");
+    assert_eq!(
+        dead, seen["failed"],
+        "every failed task's message went to the dead-letter queue"
+    );
     app.shutdown().await.unwrap();
 }
 

@@ -4,7 +4,7 @@
 
 use super::worker::{settle, Settlement};
 use super::{requeue_later, PoolMsg};
-use crate::observe::Observer;
+use crate::observe::{DeadLetter, Observer};
 use crate::ports::{Delivery, DeliveryHandler, Settle};
 use crate::slot::Slot;
 use crate::{RequestError, TaskMessage};
@@ -68,6 +68,7 @@ impl DeliveryHandler for PoolHandle {
         let job = match Job::read(delivery) {
             Ok(job) => job,
             Err(garbage) => {
+                self.observer.dead_lettered(DeadLetter::NotATask);
                 tokio::spawn(garbage.dead_letter());
                 return;
             }

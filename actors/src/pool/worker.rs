@@ -3,7 +3,7 @@
 
 use super::{Job, PoolMsg};
 use crate::device_lease::{self, HeldDevice, Take};
-use crate::observe::{CallOutcome, Finished, Observer};
+use crate::observe::{CallOutcome, DeadLetter, Finished, Observer};
 use crate::ports::{Begin, Delivery, DeviceLeases, LeaseError, ProvisionError, Provisioner, Settle, StatusSink};
 use crate::retry::RetryPolicy;
 use crate::task_guard::AbortOnDrop;
@@ -113,6 +113,7 @@ pub async fn process(deps: &WorkerDeps, job: Job) -> Settlement {
                     task.task_id
                 );
                 tracing::warn!(task_id = %task.task_id, equipment_id = %task.equipment_id, %reason, "dead-lettered");
+                deps.observer.dead_lettered(DeadLetter::UnknownTask);
                 settle(&delivery, Settle::DeadLetter).await;
                 return Settlement::DeadLettered(reason);
             }
@@ -185,6 +186,7 @@ async fn run_held(
         }
         Ok(Begin::Refused(reason)) => {
             tracing::warn!(task_id = %task.task_id, equipment_id = %task.equipment_id, %reason, "message does not describe the stored task; dead-lettered, no task changed");
+            deps.observer.dead_lettered(DeadLetter::Mismatch);
             settle(delivery, Settle::DeadLetter).await;
             return Ok(Settlement::DeadLettered(reason));
         }
@@ -219,11 +221,11 @@ async fn run_held(
     }
     deps.observer.task_finished(match &outcome {
         Outcome::Completed { .. } => Finished::Completed,
-        Outcome::Failed { attempts, .. } if *attempts >= deps.retry.max_attempts => Finished::DeadLettered,
         Outcome::Failed { .. } => Finished::Failed,
     });
     Ok(match &outcome {
         Outcome::Failed { reason, attempts } if *attempts >= deps.retry.max_attempts => {
+            deps.observer.dead_lettered(DeadLetter::AttemptsUsedUp);
             settle(delivery, Settle::DeadLetter).await;
             Settlement::DeadLettered(reason.clone())
         }

@@ -93,7 +93,7 @@ async function loadMetrics() {
   text($("oldest"), m.oldest && (m.counts.queued || 0) > 0 ? age(Date.now() / 1000 - m.oldest) : "none");
   const now = Date.now();
   const f = m.finished;
-  state.samples.push({ t: now, ok: f.completed || 0, bad: (f.failed || 0) + (f.dead_lettered || 0) });
+  state.samples.push({ t: now, ok: f.completed || 0, bad: f.failed || 0 });
   // A restart resets the counters: start the chart again rather than draw negative rates.
   const n = state.samples.length;
   if (n > 1 && (state.samples[n - 1].ok < state.samples[n - 2].ok || state.samples[n - 1].bad < state.samples[n - 2].bad)) state.samples = [state.samples[n - 1]];

@@ -10,6 +10,7 @@
 use super::connections::Connections;
 use super::rows::{millis, task_id};
 use super::{outbox, PgStore, FINAL_CHANNEL};
+use cpe_actors::observe::{Finished, Observer};
 use cpe_actors::ports::{StoreError, TaskPublisher};
 use cpe_actors::TaskId;
 use std::sync::Arc;
@@ -96,6 +97,7 @@ pub fn run(
     publisher: Arc<dyn TaskPublisher>,
     grace: Duration,
     queue: String,
+    observer: Arc<dyn Observer>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut ticks = tokio::time::interval(EVERY);
@@ -115,7 +117,12 @@ pub fn run(
             let cutoff = now.saturating_sub(grace.as_millis() as u64);
             let done = tokio::task::spawn_blocking(move || looking.reconcile(now, cutoff, reason)).await;
             match done {
-                Ok(Ok(done)) => report(&done, grace, &queue),
+                Ok(Ok(done)) => {
+                    done.failed
+                        .iter()
+                        .for_each(|_| observer.task_finished(Finished::Failed));
+                    report(&done, grace, &queue);
+                }
                 Ok(Err(error)) => tracing::warn!(%error, "reconciler could not look for stranded tasks"),
                 Err(_) => {}
             }
