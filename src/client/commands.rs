@@ -55,13 +55,18 @@ pub async fn tasks(client: &Client, args: &TasksArgs) -> Result<Outcome> {
     let (status, answer) = client
         .call(Method::GET, &format!("{path}?{}", query.join("&")), None)
         .await?;
-    if client.print_json(&answer) {
-        return Ok(if status == 200 { Outcome::Done } else { Outcome::Refused });
-    }
     if status != 200 {
+        if client.print_json(&answer) {
+            return Ok(Outcome::Refused);
+        }
         bail!("{}", message(&answer));
     }
     let tasks = answer["tasks"].as_array().cloned().unwrap_or_default();
+    // For scripts: one task per line (JSON lines), so `| head`, `grep` and `jq -c` work line by line.
+    if client.output == super::args::Output::Json {
+        tasks.iter().for_each(|task| crate::say!("{task}"));
+        return Ok(Outcome::Done);
+    }
     crate::say!(
         "{:<36}  {:<16}  {:<9}  {:>8}  {:<24}  LAST ERROR",
         "TASK",

@@ -241,4 +241,15 @@ fn a_closed_standard_output_ends_a_listing_quietly_with_zero() {
     let done = listing.wait_with_output().unwrap();
     assert_eq!(done.status.code(), Some(0), "{}", String::from_utf8_lossy(&done.stderr));
     assert!(done.stderr.is_empty(), "{}", String::from_utf8_lossy(&done.stderr));
+
+    // For scripts, a listing is JSON lines: one task a line.
+    client(&url, &["configure", "pipe0002", "--vlan", "5"]);
+    let lines = client(&url, &["tasks", "--output", "json"]);
+    assert_eq!(lines.status.code(), Some(0), "{}", everything(&lines));
+    let tasks: Vec<serde_json::Value> = stdout(&lines)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(tasks.len(), 2, "{}", stdout(&lines));
+    assert!(tasks.iter().all(|t| t["taskId"].is_string()), "{tasks:?}");
 }
