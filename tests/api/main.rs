@@ -18,6 +18,7 @@ mod client_cli;
 mod compose;
 mod contract;
 mod cross_site;
+mod deploy;
 mod dropped_clients;
 mod edge;
 mod harness;
