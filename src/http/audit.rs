@@ -4,7 +4,6 @@
 use super::query::{pairs, parse_limit, shown, DEFAULT_LIMIT};
 use super::tasks::{rfc3339, unavailable};
 use super::{error, reply};
-use crate::duration::parse_duration;
 use cpe_actors::registry::RegistryHandle;
 use cpe_actors::{AuditAction, AuditQuery, AuditRecord, EquipmentId};
 use serde_json::{json, Value};
@@ -12,6 +11,10 @@ use warp::http::StatusCode;
 use warp::reply::Response;
 
 pub const PATH: &str = "/api/v1/audit";
+
+/// What an actor's name may be: a token's name (1 to 64 letters, digits, `-`, `_`, `.`), `loopback`
+/// or `anonymous`.
+pub const ACTOR_PATTERN: &str = "^[A-Za-z0-9._-]{1,64}$";
 
 pub const LOOPBACK_ONLY: &str = "The audit trail is served only to loopback (127.0.0.1 or ::1) when the service \
                                  runs without a token; set --api-token or --tokens-file to read it from elsewhere";
@@ -56,7 +59,11 @@ pub fn params(query: &str, now: u64) -> Result<AuditQuery, String> {
         }
         seen.push(name);
         match name {
-            "actor" => out.actor = Some(value.to_owned()),
+            "actor" if (1..=64).contains(&value.len()) && !value.contains(',') => out.actor = Some(value.to_owned()),
+            "actor" => return Err(format!(
+                "actor `{}` is not a token name (1 to 64 letters, digits, `-`, `_`, `.`), `loopback` or `anonymous`",
+                shown(value)
+            )),
             "action" => {
                 out.action = Some(AuditAction::from_name(value).ok_or_else(|| {
                     let names: Vec<_> = AuditAction::ALL.iter().map(|a| a.name()).collect();
@@ -72,7 +79,7 @@ pub fn params(query: &str, now: u64) -> Result<AuditQuery, String> {
             "since" => out.since = Some(since(value, now)?),
             "limit" => out.limit = parse_limit(value)?,
             _ => {
-                out.before = Some(value.parse().map_err(|_| {
+                out.before = Some(value.parse().ok().filter(|_| value.len() <= 19).ok_or_else(|| {
                     "cursor is not one this service gave out: pass `nextCursor` of the page before".to_string()
                 })?)
             }
@@ -81,14 +88,31 @@ pub fn params(query: &str, now: u64) -> Result<AuditQuery, String> {
     Ok(out)
 }
 
+/// `since`: up to 15 digits, and a unit (`ms`, `s`, `m`, `h`, `d`) for a time back from `now`, or
+/// none for milliseconds since the epoch. A time further back than the epoch means from the start.
 fn since(value: &str, now: u64) -> Result<u64, String> {
-    if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
-        return value
-            .parse()
-            .map_err(|_| format!("since `{}` is too large", shown(value)));
-    }
-    let back = parse_duration(value).map_err(|why| format!("since: {why}; or give milliseconds since the epoch"))?;
-    Ok(now.saturating_sub(u64::try_from(back.as_millis()).unwrap_or(u64::MAX)))
+    let split = value.find(|c: char| !c.is_ascii_digit()).unwrap_or(value.len());
+    let (digits, unit) = value.split_at(split);
+    let refused = || {
+        format!(
+            "since `{}` is not a duration back (24h, 7d) or milliseconds since the epoch (up to 15 digits)",
+            shown(value)
+        )
+    };
+    let number: u64 = match digits.len() {
+        1..=15 => digits.parse().map_err(|_| refused())?,
+        _ => return Err(refused()),
+    };
+    let per_unit: u64 = match unit {
+        "" => return Ok(number),
+        "ms" => 1,
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => return Err(refused()),
+    };
+    Ok(now.saturating_sub(number.saturating_mul(per_unit)))
 }
 
 /// A record as the API shows it.

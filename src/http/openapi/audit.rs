@@ -3,6 +3,7 @@
 use super::components::{
     error_response, json_response, malformed_request, responses, schema_ref, unauthorized, STORE_DOWN, TASK_ID,
 };
+use crate::http::audit::ACTOR_PATTERN;
 use crate::http::audit::LOOPBACK_ONLY;
 use crate::http::query::{DEFAULT_LIMIT, MAX_LIMIT};
 use cpe_actors::AuditAction;
@@ -41,16 +42,20 @@ pub fn path() -> Value {
         "tags": ["audit"],
         "security": [{"bearer": []}, {}],
         "parameters": [
-            parameter("actor", "Only this actor's records (a token's name, `loopback` or `anonymous`).", json!({"type": "string"})),
+            parameter(
+                "actor",
+                "Only this actor's records (a token's name, `loopback` or `anonymous`).",
+                json!({"type": "string", "pattern": ACTOR_PATTERN}),
+            ),
             parameter("action", "Only this action.", schema_ref("AuditAction")),
             parameter("equipmentId", "Only records that name this device.", schema_ref("EquipmentId")),
             parameter(
                 "since",
                 "Only records this long ago or later (`24h`, `7d`), or since this time in milliseconds since the epoch.",
-                json!({"type": "string", "pattern": "^[0-9]+(ms|s|m|h|d)?$"}),
+                json!({"type": "string", "pattern": "^[0-9]{1,15}(ms|s|m|h|d)?$"}),
             ),
             parameter("limit", "Records per page.", json!({"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT})),
-            parameter("cursor", "`nextCursor` of the page before.", json!({"type": "string", "pattern": "^[0-9]+$"})),
+            parameter("cursor", "`nextCursor` of the page before.", json!({"type": "string", "pattern": "^[0-9]{1,19}$"})),
         ],
         "responses": responses(json!({
             "200": json_response("One page, newest first.", schema_ref("AuditPage"), &[("page", example)]),

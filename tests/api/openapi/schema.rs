@@ -233,10 +233,12 @@ fn matches_pattern(pattern: &str, text: &str) -> bool {
         "^[!-~]{1,255}$" => all(1..=255, |b| b.is_ascii_graphic()),
         "^[0-9a-fA-F]{48}$" => all(48..=48, |b| b.is_ascii_hexdigit()),
         "^[0-9]+$" => all(1..=usize::MAX, |b| b.is_ascii_digit()),
-        // `since`: a whole number, and a unit unless it is milliseconds since the epoch.
-        "^[0-9]+(ms|s|m|h|d)?$" => {
+        "^[0-9]{1,19}$" => all(1..=19, |b| b.is_ascii_digit()),
+        "^[A-Za-z0-9._-]{1,64}$" => all(1..=64, |b| b.is_ascii_alphanumeric() || b"._-".contains(&b)),
+        // `since`: up to 15 digits, and a unit unless it is milliseconds since the epoch.
+        "^[0-9]{1,15}(ms|s|m|h|d)?$" => {
             let digits = text.bytes().take_while(u8::is_ascii_digit).count();
-            digits > 0 && ["", "ms", "s", "m", "h", "d"].contains(&&text[digits..])
+            (1..=15).contains(&digits) && ["", "ms", "s", "m", "h", "d"].contains(&&text[digits..])
         }
         "^[0-9a-f]{48}$" => all(48..=48, |b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)),
         // `?wait=`: a whole number and a unit, at most 60 s.
