@@ -172,7 +172,8 @@ pub struct Config {
     #[arg(long, global = true, env = "CERTS_DIR", default_value = "certs", display_order = 16)]
     pub certs_dir: PathBuf,
 
-    /// On SIGTERM or SIGINT, how long running configurations may take to finish.
+    /// On SIGTERM, SIGINT or SIGHUP, how long running configurations and requests in flight may take
+    /// to finish.
     #[arg(long, global = true, env = "SHUTDOWN_GRACE", default_value = "30s", value_parser = parse_duration, display_order = 27)]
     pub shutdown_grace: Duration,
 

@@ -59,11 +59,7 @@ pub fn params(query: &str, now: u64) -> Result<AuditQuery, String> {
         }
         seen.push(name);
         match name {
-            "actor" if (1..=64).contains(&value.len()) && !value.contains(',') => out.actor = Some(value.to_owned()),
-            "actor" => return Err(format!(
-                "actor `{}` is not a token name (1 to 64 letters, digits, `-`, `_`, `.`), `loopback` or `anonymous`",
-                shown(value)
-            )),
+            "actor" => out.actor = Some(actor(value)?),
             "action" => {
                 out.action = Some(AuditAction::from_name(value).ok_or_else(|| {
                     let names: Vec<_> = AuditAction::ALL.iter().map(|a| a.name()).collect();
@@ -86,6 +82,17 @@ pub fn params(query: &str, now: u64) -> Result<AuditQuery, String> {
         }
     }
     Ok(out)
+}
+
+/// An actor's name as the trail records it: a token's name, `loopback` or `anonymous`.
+fn actor(value: &str) -> Result<String, String> {
+    if (1..=64).contains(&value.len()) && !value.contains(',') {
+        return Ok(value.to_owned());
+    }
+    Err(format!(
+        "actor `{}` is not a token name (1 to 64 letters, digits, `-`, `_`, `.`), `loopback` or `anonymous`",
+        shown(value)
+    ))
 }
 
 /// `since`: up to 15 digits, and a unit (`ms`, `s`, `m`, `h`, `d`) for a time back from `now`, or

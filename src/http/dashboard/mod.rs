@@ -65,7 +65,8 @@ pub fn may_write(token_set: bool, peer: Option<IpAddr>) -> bool {
 }
 
 pub const WRITE_FORBIDDEN: &str = "Cancel and retry are allowed only from loopback (127.0.0.1 or ::1) when the \
-                                   service runs without --api-token; set --api-token to operate from elsewhere";
+                                   service runs without a token; set --api-token or --tokens-file to operate from \
+                                   elsewhere";
 
 pub fn forbidden() -> Response {
     error(StatusCode::FORBIDDEN, WRITE_FORBIDDEN)
