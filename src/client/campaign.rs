@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 const WATCHES: usize = 900;
 
 /// What became of one row.
+#[derive(Clone)]
 struct Done {
     line: u64,
     serial: String,
@@ -42,19 +43,25 @@ pub async fn run(client: &Client, args: &CampaignArgs) -> Result<Outcome> {
     let content = content_digest(&bytes);
     let started = Instant::now();
     let progress = Progress::new(rows.len() as u64, args.wait);
-    let finished = Mutex::new(Vec::with_capacity(rows.len()));
+    // Each row's latest state by line: accepted, then final; what an interruption leaves is written.
+    let latest: Mutex<BTreeMap<u64, Done>> = Mutex::default();
+    let note = |done: &Done| {
+        let mut latest = latest.lock().unwrap_or_else(|e| e.into_inner());
+        latest.insert(done.line, done.clone());
+    };
     let unreachable = AtomicBool::new(false);
     let all_rows: Vec<(u64, String)> = rows.iter().map(|r| (r.line, r.serial.clone())).collect();
     // Two stages: --concurrency devices send their rows, and many more long-polls (cheap,
     // multiplexed on HTTP/2) watch them, so watching never holds back sending.
     let work = by_device(rows)
         .map(|rows| {
-            let (content, progress, unreachable) = (&content, &progress, &unreachable);
+            let (content, progress, unreachable, note) = (&content, &progress, &unreachable, &note);
             async move {
                 let mut sent = Vec::with_capacity(rows.len());
                 for row in rows {
                     let done = submit(client, content, &row, unreachable).await;
                     progress.accepted(done.task.is_some());
+                    note(&done);
                     sent.push(done);
                 }
                 futures_util::stream::iter(sent)
@@ -77,7 +84,7 @@ pub async fn run(client: &Client, args: &CampaignArgs) -> Result<Outcome> {
         })
         .buffer_unordered(WATCHES)
         .for_each(|done| {
-            finished.lock().unwrap_or_else(|e| e.into_inner()).push(done);
+            note(&done);
             async {}
         });
     let interrupted = tokio::select! {
@@ -85,11 +92,11 @@ pub async fn run(client: &Client, args: &CampaignArgs) -> Result<Outcome> {
         _ = tokio::signal::ctrl_c() => true,
     };
     progress.finish();
-    let mut done = finished.into_inner().unwrap_or_else(|e| e.into_inner());
+    let mut latest = latest.into_inner().unwrap_or_else(|e| e.into_inner());
     if interrupted {
-        not_sent(&mut done, &all_rows);
+        not_sent(&mut latest, &all_rows);
     }
-    done.sort_by_key(|d| d.line);
+    let done: Vec<Done> = latest.into_values().collect();
     let results = args
         .results
         .clone()
@@ -129,10 +136,9 @@ fn by_device(rows: Vec<Row>) -> futures_util::stream::Iter<std::vec::IntoIter<Ve
 }
 
 /// The rows an interruption left unsent, as such in the results.
-fn not_sent(done: &mut Vec<Done>, rows: &[(u64, String)]) {
-    let seen: std::collections::HashSet<u64> = done.iter().map(|d| d.line).collect();
-    for (line, serial) in rows.iter().filter(|(line, _)| !seen.contains(line)) {
-        done.push(Done {
+fn not_sent(latest: &mut BTreeMap<u64, Done>, rows: &[(u64, String)]) {
+    for (line, serial) in rows {
+        latest.entry(*line).or_insert_with(|| Done {
             line: *line,
             serial: serial.clone(),
             task: None,

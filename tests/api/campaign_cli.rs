@@ -109,3 +109,61 @@ async fn cells_order_keys_results_and_exit_codes_are_what_the_file_says() {
     assert_eq!(nobody.status.code(), Some(2), "{}", everything(&nobody));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Ctrl-C while `--wait` watches: the results so far are written (accepted rows with their task, in
+/// input order), exit code 1, and the same command run again goes on without creating anything twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_writes_the_results_so_far_and_a_second_run_goes_on() {
+    let args = local_args(&["--config-delay=30s", "--call-timeout=60s", "--shutdown-grace=1s"]);
+    let server = Process::spawn(&args, "info");
+    let b = server.wait_for_addr("Service B", Duration::from_secs(30));
+    let url = format!("https://localhost:{}", b.port());
+    let dir = std::env::temp_dir().join(format!("cpe-campaign-int-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("devices.csv");
+    std::fs::write(&file, "serial,pin\nstop00001,1\nstop00002,2\nstop00003,3\n").unwrap();
+    let watching = Command::new(env!("CARGO_BIN_EXE_cpe-config"))
+        .arg("campaign")
+        .arg(&file)
+        .args(["--wait", "--url", &url])
+        .arg(format!("--certs-dir={}", crate::common::certs_dir().display()))
+        .env_remove("API_TOKEN")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let tasks = || async {
+        let listing = crate::common::client()
+            .get(format!("{url}/api/v1/tasks"))
+            .send()
+            .await
+            .unwrap();
+        let page: Value = listing.json().await.unwrap();
+        page["tasks"].as_array().unwrap().len()
+    };
+    crate::common::eventually(Duration::from_secs(30), "every row accepted", || async {
+        (tasks().await == 3).then_some(())
+    })
+    .await;
+    unsafe { libc::kill(watching.id() as i32, libc::SIGINT) };
+    let stopped = watching.wait_with_output().unwrap();
+    assert_eq!(stopped.status.code(), Some(1), "{}", everything(&stopped));
+    assert!(everything(&stopped).contains("interrupted"), "{}", everything(&stopped));
+    let written = std::fs::read_to_string(file.with_extension("results.csv")).unwrap();
+    let rows: Vec<Vec<&str>> = written.lines().skip(1).map(|l| l.split(',').collect()).collect();
+    assert_eq!(
+        rows.iter().map(|r| r[0]).collect::<Vec<_>>(),
+        ["2", "3", "4"],
+        "{written}"
+    );
+    assert!(
+        rows.iter().all(|r| r[2].len() == 36 && r[3] != "not sent"),
+        "accepted rows keep their task: {written}"
+    );
+
+    let again = campaign(&url, &file, &[]);
+    assert_eq!(again.status.code(), Some(0), "{}", everything(&again));
+    assert_eq!(tasks().await, 3, "nothing was created twice");
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
+}
