@@ -1,5 +1,6 @@
 //! Accepted means kept, even when the client leaves: keyed POSTs dropped mid-flight (a closed
-//! HTTP/1.1 connection, a reset HTTP/2 stream) and then retried with the same key all run.
+//! HTTP/1.1 connection, a reset HTTP/2 stream) and then retried with the same key all run, and a
+//! bulk action whose client leaves walks to its end and is recorded.
 
 use crate::common::*;
 use std::time::Duration;
@@ -82,4 +83,38 @@ async fn dropped_keyed_posts_run_through_rabbitmq() {
     abandoned_posts_all_run(&app, 200).await;
     app.shutdown().await.unwrap();
     cpe_test_support::delete_queues(&amqp, &queue).await;
+}
+
+/// A bulk cancel whose client leaves at once still walks every matching task, and leaves its one
+/// audit record with the counts of what it did.
+#[tokio::test]
+async fn an_abandoned_bulk_cancel_finishes_and_is_recorded() {
+    let app = start(&[
+        "--workers=1",
+        "--config-delay=30s",
+        "--call-timeout=60s",
+        "--shutdown-grace=1s",
+    ])
+    .await;
+    let b = app.service_b_addr;
+    for n in 0..1000 {
+        create_task(b, &format!("walked{n:04}")).await;
+    }
+    // HTTP/2: the stream is reset when the client gives up, which drops the request's future.
+    let abandoned = impatient_client(true, Duration::from_millis(20))
+        .post(url(b, "/api/v1/tasks/cancel"))
+        .body(r#"{"all": true}"#)
+        .send()
+        .await;
+    drop(abandoned);
+    let record = eventually(Duration::from_secs(30), "the bulk cancel's record", || async {
+        let (_, page) = send(client().get(url(b, "/api/v1/audit?action=bulkCancel"))).await;
+        page["records"].as_array().and_then(|records| records.first().cloned())
+    })
+    .await;
+    // One task runs (the only worker holds it); every queued one was cancelled.
+    assert_eq!(record["counts"]["done"], 999, "{record}");
+    let (_, queued) = send(client().get(url(b, "/api/v1/tasks?status=queued"))).await;
+    assert_eq!(queued["tasks"].as_array().map(Vec::len), Some(0), "{queued}");
+    app.shutdown().await.unwrap();
 }

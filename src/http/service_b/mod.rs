@@ -221,15 +221,20 @@ impl ServiceB {
             (Audit, _, _) => Box::pin(audit::list(&self.registry, &request.query)).await,
             (Bulk(action), _, _) => {
                 let draft = Self::draft(&actor, request, action.audit_action());
-                let run = bulk::run(
-                    &self.registry,
-                    &self.publisher,
-                    self.metrics.as_ref(),
-                    action,
-                    &request.body,
-                    draft,
-                );
-                Box::pin(run).await
+                let (registry, publisher, metrics) =
+                    (self.registry.clone(), self.publisher.clone(), self.metrics.clone());
+                let body = request.body.clone();
+                // Detached, like a create: a client that leaves does not stop the walk halfway, and
+                // what it changed is always recorded in the audit trail.
+                let run = tokio::spawn(async move {
+                    bulk::run(&registry, &publisher, metrics.as_ref(), action, &body, draft).await
+                });
+                run.await.unwrap_or_else(|_| {
+                    error(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "Bulk action stopped unexpectedly; send the same request again to go on",
+                    )
+                })
             }
             (Retry, Some(device), Some(task)) => {
                 let draft = draft(AuditAction::Retry, &device);
