@@ -3,31 +3,16 @@
 //! content (a renamed copy creates nothing), a second run reports the tasks' real statuses, results
 //! are written in input order and never through a symlink, and no server is exit code 2.
 
+use crate::client_cli::{client, client_command, everything};
 use crate::common::fake_a::{self, answer, Answer, SUCCESS};
 use crate::common::process::{local_args, Process};
 use serde_json::Value;
-use std::process::{Command, Output};
+use std::process::Output;
 use std::sync::Arc;
 use std::time::Duration;
 
 fn campaign(url: &str, file: &std::path::Path, extra: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_cpe-config"))
-        .arg("campaign")
-        .arg(file)
-        .args(extra)
-        .args(["--url", url])
-        .arg(format!("--certs-dir={}", crate::common::certs_dir().display()))
-        .env_remove("API_TOKEN")
-        .output()
-        .unwrap()
-}
-
-fn everything(output: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
+    client(url, &[&["campaign", file.to_str().unwrap()], extra].concat())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -122,14 +107,7 @@ async fn ctrl_c_writes_the_results_so_far_and_a_second_run_goes_on() {
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("devices.csv");
     std::fs::write(&file, "serial,pin\nstop00001,1\nstop00002,2\nstop00003,3\n").unwrap();
-    let watching = Command::new(env!("CARGO_BIN_EXE_cpe-config"))
-        .arg("campaign")
-        .arg(&file)
-        .args(["--wait", "--url", &url])
-        .arg(format!("--certs-dir={}", crate::common::certs_dir().display()))
-        .env_remove("API_TOKEN")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
+    let watching = client_command(&url, &["campaign", file.to_str().unwrap(), "--wait"])
         .spawn()
         .unwrap();
     let tasks = || async {

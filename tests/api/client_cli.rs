@@ -14,21 +14,28 @@ fn server(extra: &[&str]) -> (Process, String) {
     (process, format!("https://localhost:{}", b.port()))
 }
 
-fn client(url: &str, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_cpe-config"))
+/// The binary as a client of `url`, with `args`, its output captured.
+pub(crate) fn client_command(url: &str, args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_cpe-config"));
+    command
         .args(args)
         .args(["--url", url])
         .arg(format!("--certs-dir={}", crate::common::certs_dir().display()))
         .env_remove("API_TOKEN")
-        .output()
-        .unwrap()
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    command
+}
+
+pub(crate) fn client(url: &str, args: &[&str]) -> Output {
+    client_command(url, args).output().unwrap()
 }
 
 fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
-fn everything(output: &Output) -> String {
+pub(crate) fn everything(output: &Output) -> String {
     format!("{}{}", stdout(output), String::from_utf8_lossy(&output.stderr))
 }
 
@@ -228,14 +235,7 @@ fn a_closed_standard_output_ends_a_listing_quietly_with_zero() {
     let (_server, url) = server(&[]);
     let created = client(&url, &["configure", "pipe0001", "--vlan", "5"]);
     assert_eq!(created.status.code(), Some(0), "{}", everything(&created));
-    let mut listing = Command::new(env!("CARGO_BIN_EXE_cpe-config"))
-        .args(["tasks", "--url", &url])
-        .arg(format!("--certs-dir={}", crate::common::certs_dir().display()))
-        .env_remove("API_TOKEN")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut listing = client_command(&url, &["tasks"]).spawn().unwrap();
     // The reading end is closed before the command writes its first line.
     drop(listing.stdout.take());
     let done = listing.wait_with_output().unwrap();

@@ -41,14 +41,7 @@ async fn scraped_families() -> BTreeSet<String> {
     let b = app.service_b_addr;
     create_task(b, "deploy01").await;
     create_task(b, "deploy01").await;
-    let text = client()
-        .get(url(b, "/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = crate::metrics::scrape(b).await.text;
     app.shutdown().await.unwrap();
     cpe_test_support::delete_queues(&amqp, &queue).await;
     let mut families = BTreeSet::new();

@@ -10,8 +10,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 const LIMIT: Duration = Duration::from_secs(30);
 
 /// One scrape: its text, and each sample by its full series name (`name{labels}`).
-struct Scrape {
-    text: String,
+pub(crate) struct Scrape {
+    pub(crate) text: String,
     samples: HashMap<String, f64>,
 }
 
@@ -40,7 +40,7 @@ impl Scrape {
     }
 }
 
-async fn scrape(addr: Option<SocketAddr>) -> Scrape {
+pub(crate) async fn scrape(addr: Option<SocketAddr>) -> Scrape {
     let response = client().get(url(addr, "/metrics")).send().await.unwrap();
     assert_eq!(response.status(), 200);
     let content_type = response.headers()["content-type"].to_str().unwrap().to_owned();

@@ -19,7 +19,7 @@ use super::routes::{Lookup, Params, Route, Table};
 use super::{audit, bulk, dashboard, tasks};
 use super::{error, no_route, HttpRequest, Routes, DEVICE_PATH, EQUIPMENT_NOT_FOUND};
 use crate::metrics::{Admission, Metrics};
-use crate::tokens::{Scope, Tokens};
+use crate::tokens::{Holder, Scope, Tokens};
 use async_trait::async_trait;
 use cpe_actors::ports::TaskPublisher;
 use cpe_actors::registry::RegistryHandle;
@@ -190,16 +190,17 @@ fn into_query(request: HttpRequest) -> String {
     request.query
 }
 
-/// A request past [`ServiceB::admit`]'s checks: the route's device, if it names one, and who asks.
+/// A request past [`ServiceB::admit`]'s checks: the route's device, if it names one, and the token
+/// that let it in (named as the actor of a write; reads never need the name).
 struct Admitted {
     equipment: Option<EquipmentId>,
-    actor: String,
+    holder: Option<Holder>,
 }
 
 impl ServiceB {
     /// A task route, after [`Self::admit`]'s checks.
     async fn tasks(&self, route: TaskRoute, request: &HttpRequest, params: &Params<'_>) -> Response {
-        let Admitted { equipment, actor } = match self.admit(route, request, params) {
+        let Admitted { equipment, holder } = match self.admit(route, request, params) {
             Ok(admitted) => admitted,
             Err(refused) => {
                 if route.is_write() {
@@ -209,8 +210,9 @@ impl ServiceB {
             }
         };
         use TaskRoute::*;
+        let actor = || Self::actor(holder.as_ref(), request);
         let draft = |action: AuditAction, equipment: &EquipmentId| {
-            let mut record = Self::draft(&actor, request, action);
+            let mut record = Self::draft(&actor(), request, action);
             record.equipment_ids.push(equipment.clone());
             record
         };
@@ -220,7 +222,7 @@ impl ServiceB {
             (AllTasks, _, _) => Box::pin(tasks::list(&self.registry, None, &request.query)).await,
             (Audit, _, _) => Box::pin(audit::list(&self.registry, &request.query)).await,
             (Bulk(action), _, _) => {
-                let draft = Self::draft(&actor, request, action.audit_action());
+                let draft = Self::draft(&actor(), request, action.audit_action());
                 let (registry, publisher, metrics) =
                     (self.registry.clone(), self.publisher.clone(), self.metrics.clone());
                 let body = request.body.clone();
@@ -298,10 +300,7 @@ impl ServiceB {
                 return Err(Box::new(refused));
             }
         }
-        Ok(Admitted {
-            equipment,
-            actor: Self::actor(holder.as_ref(), request),
-        })
+        Ok(Admitted { equipment, holder })
     }
 
     fn refuse_while_stopping(&self) -> Option<Response> {
