@@ -211,6 +211,8 @@ async fn without_tokens_writes_are_recorded_as_loopback() {
     let task = create_task(b, "loop0001").await;
     let (code, page) = send(client().get(url(b, "/api/v1/audit?action=create"))).await;
     assert_eq!(code, 200, "{page}");
+    let (code, over_http1) = send(http1_client().get(url(b, "/api/v1/audit?action=create"))).await;
+    assert_eq!((code, &over_http1), (200, &page), "the same over HTTP/1.1");
     let record = &page["records"][0];
     assert_eq!(
         (record["actor"].as_str(), record["taskIds"][0].as_str()),
